@@ -1,0 +1,303 @@
+"""`params.yaml` is the single source of settings; this module loads and validates it.
+
+Every section is a frozen dataclass. Loading walks the YAML against the dataclasses and stops at the
+first unknown key or bad value, naming the full key path and what is allowed, before any work starts.
+Architecture-specific options (``models.<name>.options``) and loss weights are validated against the
+option dataclass that the architecture's recipe declares, so a typo in a model's options fails too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A wrong key or value in params.yaml; the message names the key path and what is allowed."""
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    uri: str | None = None  # None: sqlite:///<project root>/mlflow.db
+    experiment: str = "chromapipe"
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["sample", "folder"] = "sample"
+    root: str | None = None  # folder source: ImageFolder tree (class = subfolder)
+    file_list: str | None = None  # optional: relative paths (e.g. ImageNet ctest10k.txt) restricting root
+    size: int = 256  # stored resolution (square); models resize from it to their own resolution
+    resize: Literal["center_crop", "resize"] = "center_crop"
+    crops_per_image: int = 1  # >1: a grid of square crops per photo (all stay in the photo's split)
+    grayscale_tolerance: float = 2.0  # max channel difference (0-255) for an image to count as gray
+    min_colorfulness: float = 0.0  # Hasler-Süsstrunk CF below this: skipped as nearly gray
+    max_pixels: int = 178_956_970  # decompression-bomb guard (Pillow's default limit)
+    splits: SplitConfig = field(default_factory=SplitConfig)
+    seed: int = 123456
+    shard_size: int = 512  # images per shard file: bounds the writer's memory
+    max_images: int | None = None  # cap on source images (quick runs); None: all
+    out: str = "data/prepared"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    num_workers: int = 1
+    use_gpu: bool = False
+    resources_per_worker: dict[str, float] = field(default_factory=lambda: {"CPU": 1.0})
+    max_failures: int = 1
+    storage_path: str = ".ray_runs"  # relative to the project root; shared storage on a multi-node cluster
+    checkpoint_every: int = 50  # steps
+    log_every: int = 5  # steps
+    image_every: int = 50  # steps: grid of sample colorizations logged to MLflow
+    amp: bool = False  # torch.autocast + GradScaler on GPU
+    loader_workers: int = 0
+    torch_threads: int = 0  # 0: leave torch's default
+    out: str = "models"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    split: Literal["train", "val", "test"] = "test"
+    batch_size: int = 8
+    max_images: int | None = None
+    lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
+    fid: bool = True
+    out: str = "metrics"
+    samples: int = 6  # images saved for the report's comparison grid
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    out: str = "reports"
+    samples: int = 4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One trained colorizer. ``arch`` picks the recipe; ``options`` and ``loss`` are the recipe's own."""
+
+    arch: str
+    resolution: int = 256
+    batch_size: int = 8
+    steps: int | None = None  # training length in optimiser steps; exactly one of steps/epochs
+    epochs: float | None = None
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    schedule: Literal["constant", "cosine"] = "constant"
+    lr_min: float = 0.0  # cosine schedule's final learning rate
+    n_critic: int = 1  # discriminator steps per generator step
+    hflip: bool = True
+    loss: dict[str, float] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 0
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    models: dict[str, ModelConfig] = field(default_factory=dict)
+
+    def model(self, name: str) -> ModelConfig:
+        if name not in self.models:
+            raise ConfigError(f"models.{name}: no such model; params.yaml defines {sorted(self.models)}")
+        return self.models[name]
+
+
+def _allowed(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if dataclasses.is_dataclass(tp):
+        return "a mapping with keys " + ", ".join(f.name for f in dataclasses.fields(tp))
+    return getattr(tp, "__name__", str(tp)).replace("NoneType", "null")
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` against the type annotation ``tp``; return it converted (dataclasses, tuples)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{path}: {value!r} is not allowed; expected " + " or ".join(_allowed(a) for a in args))
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: {value!r} is not allowed; expected {_allowed(tp)}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return build_dataclass(tp, value, path)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        key_t, val_t = args
+        return {_coerce(k, key_t, f"{path}"): _coerce(v, val_t, f"{path}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{path}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, t, f"{path}[{i}]") for i, (v, t) in enumerate(zip(value, args)))
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported type {tp}")  # pragma: no cover - a schema bug
+
+
+def build_dataclass(cls: type, raw: Any, path: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and missing required ones."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path or 'params'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(f"{where}{unknown[0]}: unknown key; allowed keys: {', '.join(names)}")
+    kwargs = {}
+    for name, f in names.items():
+        key = f"{path}.{name}" if path else name
+        if name in raw:
+            kwargs[name] = _coerce(raw[name], hints[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key}: required key is missing")
+    return cls(**kwargs)
+
+
+def _check_ranges(p: Params) -> None:
+    def positive(value: float | int | None, key: str, allow_zero: bool = False) -> None:
+        if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+            raise ConfigError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+    s = p.data.splits
+    if abs(s.train + s.val + s.test - 1.0) > 1e-6 or min(s.train, s.val, s.test) < 0:
+        raise ConfigError(f"data.splits: ratios must be >= 0 and sum to 1, got {s}")
+    if p.data.source == "folder" and not p.data.root:
+        raise ConfigError("data.root: required when data.source is 'folder'")
+    for key in ("size", "crops_per_image", "shard_size", "max_pixels"):
+        positive(getattr(p.data, key), f"data.{key}")
+    positive(p.data.max_images, "data.max_images")
+    positive(p.train.num_workers, "train.num_workers")
+    for key in ("checkpoint_every", "log_every", "image_every"):
+        positive(getattr(p.train, key), f"train.{key}")
+    positive(p.evaluate.batch_size, "evaluate.batch_size")
+    if not p.models:
+        raise ConfigError("models: at least one model must be defined")
+    from chromapipe.models.registry import validate_model  # late: the registry imports torch
+
+    for name, m in p.models.items():
+        key = f"models.{name}"
+        if (m.steps is None) == (m.epochs is None):
+            raise ConfigError(f"{key}: set exactly one of steps or epochs")
+        positive(m.steps, f"{key}.steps")
+        positive(m.epochs, f"{key}.epochs")
+        for k in ("resolution", "batch_size", "lr_g", "lr_d", "n_critic"):
+            positive(getattr(m, k), f"{key}.{k}")
+        positive(m.lr_min, f"{key}.lr_min", allow_zero=True)
+        if m.resolution > p.data.size:
+            raise ConfigError(f"{key}.resolution: {m.resolution} exceeds data.size {p.data.size}")
+        validate_model(name, m)
+
+
+def parse_params(raw: dict[str, Any]) -> Params:
+    """Validate a params mapping (as read from YAML) into :class:`Params`."""
+    if not isinstance(raw, dict):
+        raise ConfigError("params: the file must hold a mapping at the top level")
+    raw = dict(raw)
+    models_raw = raw.pop("models", None) or {}
+    if not isinstance(models_raw, dict):
+        raise ConfigError("models: expected a mapping of model name to settings")
+    params = build_dataclass(Params, raw, "")
+    models = {name: build_dataclass(ModelConfig, spec, f"models.{name}") for name, spec in models_raw.items()}
+    params = dataclasses.replace(params, models=models)
+    _check_ranges(params)
+    return params
+
+
+def project_root() -> Path:
+    """The project directory: DVC sets ``DVC_ROOT`` for every stage (also in ``dvc exp run --queue`` copies)."""
+    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+
+
+def load_params(path: str | os.PathLike[str] | None = None) -> Params:
+    """Load and validate params.yaml (default: the project root's)."""
+    path = Path(path) if path else project_root() / "params.yaml"
+    if not path.exists():
+        raise ConfigError(f"{path}: params file not found")
+    with open(path, encoding="utf-8") as fh:
+        try:
+            raw = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_params(raw or {})
+
+
+def to_dict(obj: Any) -> Any:
+    """A JSON-ready view of a config dataclass (for MLflow params, manifests and hashes)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def config_hash(*parts: Any) -> str:
+    """A short stable hash of config values: names a training run, so changed params start fresh."""
+    blob = json.dumps([to_dict(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def resolve_path(path: str) -> Path:
+    """A params path, relative to the project root unless absolute."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else project_root() / p
+
+
+def tracking_uri(p: Params) -> str:
+    return p.tracking.uri or f"sqlite:///{project_root() / 'mlflow.db'}"

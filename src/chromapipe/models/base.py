@@ -1,0 +1,112 @@
+"""The contract between a colorizer architecture and the shared training, evaluation and inference code.
+
+A :class:`Recipe` owns everything that differs between the papers: the networks, how L and ab are
+scaled for them, and the losses. The trainer (``chromapipe.training``) owns everything that does not:
+data loading, DDP, optimisers and schedules, the critic/generator step cadence, AMP, checkpoints and
+logging. Keeping losses out of the trainer is what lets one Ray Train loop serve every paper.
+
+Conventions every recipe follows:
+- A batch is a dict of tensors on the training device: ``L`` (B,1,H,W) CIE L* in [0, 100],
+  ``ab`` (B,2,H,W) a*, b* in Lab units (about [-128, 127]), ``label`` (B,) int64 class index or -1
+  when the dataset has no classes. :meth:`Recipe.prepare_batch` may add recipe-specific targets.
+- A generator's ``forward`` returns a dict with at least ``"ab"`` (the network's own scaling); other
+  keys (``"logits"``, ``"class_probs"``, ``"palette"``) carry auxiliary outputs. Dicts pass through DDP.
+- Losses are computed in the network's own scaling, so the papers' loss weights mean what they meant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+Batch = dict[str, torch.Tensor]
+Logs = dict[str, float]
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module inside a DDP wrapper (used for the generator-step D call and gradient penalties)."""
+    return module.module if hasattr(module, "module") and isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """Architectures without options."""
+
+
+class Recipe(ABC):
+    """One architecture family: networks + scaling + losses. Instantiated from ``models.<name>`` in params."""
+
+    arch: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+    #: loss term name -> default weight; params may override weights but not add unknown terms
+    default_loss: ClassVar[dict[str, float]] = {}
+
+    def __init__(self, options: Any, loss: dict[str, float], resolution: int) -> None:
+        self.options = options
+        self.loss = {**self.default_loss, **loss}
+        self.resolution = resolution
+
+    # -- networks -----------------------------------------------------------------------------------------
+    @abstractmethod
+    def build_generator(self) -> nn.Module:
+        """The generator (everything needed at inference: for PalGAN, palette generator E + assignment G)."""
+
+    @abstractmethod
+    def build_discriminator(self) -> nn.Module:
+        """The discriminator / critic (training only)."""
+
+    def setup(self, device: torch.device) -> None:
+        """Move frozen helpers (teachers, histogram kernels) to the device. Called once by the trainer."""
+
+    # -- scaling ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def encode_L(self, L: torch.Tensor) -> torch.Tensor:
+        """L* in [0, 100], (B,1,H,W) -> the generator's input."""
+
+    @abstractmethod
+    def encode_ab(self, ab: torch.Tensor) -> torch.Tensor:
+        """a*b* in Lab units -> the generator's output scaling (the reconstruction target)."""
+
+    @abstractmethod
+    def decode_ab(self, out: torch.Tensor) -> torch.Tensor:
+        """The generator's ``"ab"`` output -> a*b* in Lab units."""
+
+    # -- training -----------------------------------------------------------------------------------------
+    def prepare_batch(self, batch: Batch) -> Batch:
+        """Add recipe-specific targets (teacher distributions, palettes) to a batch already on the device."""
+        return batch
+
+    def generator_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Keyword arguments for ``G(**inputs)`` during training (PalGAN adds nothing: E predicts the palette)."""
+        return {"L": self.encode_L(batch["L"])}
+
+    @abstractmethod
+    def discriminator_loss(self, D: nn.Module, batch: Batch, fake: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
+        """Loss for one D step. ``D`` may be DDP-wrapped (use :func:`unwrap` for gradient penalties);
+        ``fake`` is the generator's output, detached."""
+
+    @abstractmethod
+    def generator_loss(self, D: nn.Module, batch: Batch, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
+        """Loss for one G step. ``D`` is the plain (unwrapped) discriminator; ``out`` is ``G(**inputs)``."""
+
+    # -- inference ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def colorize(self, G: nn.Module, L: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Predict a*b* (Lab units) for L* in [0, 100] at the model's resolution (B,1,R,R) -> (B,2,R,R)."""
+        return self.decode_ab(G(self.encode_L(L), **kwargs)["ab"]).float()
+
+    def describe(self) -> dict[str, Any]:
+        """What is recorded with a run beyond params: weights sources, teachers, label sources."""
+        return {}
+
+    def inference_modules(self, G: nn.Module) -> nn.Module:
+        """The part needed at inference (for counting); the whole generator unless a recipe says otherwise."""
+        return G

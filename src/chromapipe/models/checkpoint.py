@@ -1,0 +1,53 @@
+"""The trained-generator file: state dict + the model's config, loadable without unpickling code.
+
+``torch.load(weights_only=True)`` admits only tensors and plain containers, so a checkpoint from an
+untrusted source cannot run code. Everything needed to rebuild the network (the ModelConfig as a dict)
+travels inside the file, so ``colorize --checkpoint`` needs no params.yaml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from chromapipe.config import ModelConfig, build_dataclass, to_dict
+from chromapipe.models.base import Recipe, unwrap
+from chromapipe.models.registry import build_recipe
+
+FORMAT = "chromapipe-generator/1"
+
+
+class CheckpointError(RuntimeError):
+    """A generator file is missing, unreadable or not a chromapipe generator."""
+
+
+def save_generator(path: Path, name: str, cfg: ModelConfig, G: nn.Module, meta: dict[str, Any] | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in unwrap(G).state_dict().items()}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"format": FORMAT, "name": name, "config": to_dict(cfg), "state_dict": state, "meta": meta or {}}, tmp)
+    tmp.replace(path)  # atomic: an interrupted save never leaves a half-written generator
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Recipe, nn.Module, dict[str, Any]]:
+    """Rebuild (recipe, generator in eval mode, info) from a generator file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: generator checkpoint not found (train it with `dvc repro` first)")
+    try:
+        blob = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise CheckpointError(f"{path}: not a loadable chromapipe checkpoint ({exc})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a chromapipe generator file (expected format {FORMAT})")
+    raw = dict(blob["config"])
+    raw["betas"] = tuple(raw["betas"])
+    cfg = build_dataclass(ModelConfig, raw, f"{path}:config")
+    recipe = build_recipe(cfg)
+    G = recipe.build_generator()
+    G.load_state_dict(blob["state_dict"])
+    G.to(device).eval()
+    return recipe, G, {"name": blob["name"], "config": cfg, "meta": blob.get("meta", {})}

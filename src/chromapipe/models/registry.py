@@ -1,0 +1,54 @@
+"""Architecture name -> recipe class, and building a recipe from ``models.<name>`` in params."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import TYPE_CHECKING
+
+from chromapipe.config import ConfigError, build_dataclass
+
+if TYPE_CHECKING:
+    from chromapipe.config import ModelConfig
+    from chromapipe.models.base import Recipe
+
+# arch -> "module:Class"; imported lazily so `chromapipe --help` does not pay for every model
+ARCHITECTURES: dict[str, str] = {
+    "pix2pix": "chromapipe.models.pix2pix:Pix2PixRecipe",
+    "chromagan": "chromapipe.models.chromagan:ChromaGANRecipe",
+    "palgan": "chromapipe.models.palgan:PalGANRecipe",
+}
+
+
+def recipe_class(arch: str) -> type["Recipe"]:
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"arch: {arch!r} is not allowed; expected one of {', '.join(map(repr, ARCHITECTURES))}")
+    module_name, cls_name = ARCHITECTURES[arch].split(":")
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
+def validate_model(name: str, cfg: "ModelConfig") -> None:
+    """Check a model's arch, options and loss terms against its recipe (raises ConfigError)."""
+    key = f"models.{name}"
+    try:
+        cls = recipe_class(cfg.arch)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}.{exc}") from None
+    build_dataclass(cls.Options, cfg.options, f"{key}.options")
+    unknown = sorted(set(cfg.loss) - set(cls.default_loss))
+    if unknown:
+        raise ConfigError(f"{key}.loss.{unknown[0]}: unknown loss term; allowed: {', '.join(cls.default_loss)}")
+    bad = {k: v for k, v in cfg.loss.items() if v < 0}
+    if bad:
+        raise ConfigError(f"{key}.loss.{next(iter(bad))}: loss weights must be >= 0")
+
+
+def build_recipe(cfg: "ModelConfig") -> "Recipe":
+    cls = recipe_class(cfg.arch)
+    options = build_dataclass(cls.Options, cfg.options, "options")
+    return cls(options=options, loss=dict(cfg.loss), resolution=cfg.resolution)
+
+
+def options_dict(cfg: "ModelConfig") -> dict:
+    cls = recipe_class(cfg.arch)
+    return dataclasses.asdict(build_dataclass(cls.Options, cfg.options, "options"))
