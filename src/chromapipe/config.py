@@ -52,6 +52,7 @@ class DataConfig:
     splits: SplitConfig = field(default_factory=SplitConfig)
     seed: int = 123456
     shard_size: int = 512  # images per shard file: bounds the writer's memory
+    workers: int = 1  # decoding processes (results stay in source order)
     max_images: int | None = None  # cap on source images (quick runs); None: all
     out: str = "data/prepared"
 

@@ -21,10 +21,15 @@ ARCHITECTURES: dict[str, str] = {
 
 
 def recipe_class(arch: str) -> type["Recipe"]:
-    if arch not in ARCHITECTURES:
-        raise ConfigError(f"arch: {arch!r} is not allowed; expected one of {', '.join(map(repr, ARCHITECTURES))}")
-    module_name, cls_name = ARCHITECTURES[arch].split(":")
-    return getattr(importlib.import_module(module_name), cls_name)
+    """The recipe for a built-in arch name, or for an import path ``package.module:Class`` (your own model)."""
+    target = ARCHITECTURES.get(arch, arch if ":" in arch else None)
+    if target is None:
+        raise ConfigError(f"arch: {arch!r} is not allowed; expected one of {', '.join(map(repr, ARCHITECTURES))} or 'module:RecipeClass'")
+    module_name, cls_name = target.split(":", 1)
+    try:
+        return getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"arch: {arch!r} cannot be imported ({exc})") from None
 
 
 def validate_model(name: str, cfg: "ModelConfig") -> None:

@@ -1,0 +1,164 @@
+"""The report's PNG figures, drawn with matplotlib's object API on the Agg canvas.
+
+Why not pyplot: the report runs inside a DVC stage and inside tests next to other code; the object API
+(``matplotlib.figure.Figure``) renders off-screen without touching pyplot's global backend or figure
+registry. Every function returns the written path, or None with nothing written when it had no data —
+the caller records what was missing, so a figure is never a silent blank.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from PIL import Image
+
+DPI = 100
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def _load(path: Path | None) -> np.ndarray | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError):
+        return None
+
+
+def _placeholder(ax, text: str) -> None:
+    ax.set_facecolor("#eeeeee")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, color="#555555", transform=ax.transAxes)
+
+
+def comparison_grid(columns: list[tuple[str, dict[str, Path]]], names: list[str], path: Path) -> Path | None:
+    """Images (rows) × sources (columns: gray input, ground truth, each model); a missing file is a grey tile.
+
+    ``columns``: (title, {sample name: PNG path}); ``names``: the sample file names to show, in order.
+    """
+    if not names or not columns:
+        return None
+    rows, cols = len(names), len(columns)
+    fig = Figure(figsize=(1.9 * cols, 1.9 * rows + 0.3))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for r, name in enumerate(names):
+        for c, (title, files) in enumerate(columns):
+            ax = axes[r][c]
+            img = _load(files.get(name))
+            if img is None:
+                _placeholder(ax, "missing")
+            else:
+                ax.imshow(img, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=9)
+            if c == 0:
+                ax.set_ylabel(Path(name).stem, fontsize=8)
+    fig.subplots_adjust(wspace=0.04, hspace=0.04)
+    return _save(fig, path)
+
+
+def palette_maps(palettes: dict[str, dict[str, np.ndarray]], n: int, path: Path) -> Path | None:
+    """PalGAN palettes as 16×16 heat maps (jet, as in the paper), ground truth first, one row per image.
+
+    ``palettes``: model -> {"pred": (N,16,16), "gt": (N,16,16)}. A row shares one colour scale so the
+    predicted and true palettes are comparable.
+    """
+    if not palettes:
+        return None
+    models = list(palettes)
+    gt = palettes[models[0]]["gt"]
+    rows = min(n, *(len(p["pred"]) for p in palettes.values()), len(gt))
+    if rows <= 0:
+        return None
+    cols = 1 + len(models)
+    fig = Figure(figsize=(1.8 * cols + 0.6, 1.8 * rows + 0.3))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    cmap = colormaps["jet"]
+    for r in range(rows):
+        maps = [gt[r]] + [palettes[m]["pred"][r] for m in models]
+        vmax = float(max(np.nanmax(m) for m in maps)) or 1.0
+        for c, (title, data) in enumerate(zip(["ground truth"] + [f"{m} (pred)" for m in models], maps)):
+            ax = axes[r][c]
+            im = ax.imshow(np.asarray(data, dtype=float), cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"image {r}", fontsize=8)
+        fig.colorbar(im, ax=list(axes[r]), fraction=0.02, pad=0.01)
+    return _save(fig, path)
+
+
+def training_curves(histories: dict[str, pd.DataFrame], path: Path) -> Path | None:
+    """G and D total losses against step, one panel per model (``histories``: model -> step, key, value)."""
+    histories = {m: h for m, h in histories.items() if not h.empty}
+    if not histories:
+        return None
+    n = len(histories)
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(4.2 * cols, 2.9 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, (model, h) in enumerate(sorted(histories.items())):
+        ax = axes[i // cols][i % cols]
+        for key, style in (("train/g_total", "-"), ("train/d_total", "--")):
+            part = h[h["key"] == key].sort_values("step")
+            if not part.empty:
+                ax.plot(part["step"], part["value"], style, label=key.split("/")[1], linewidth=1.2)
+        ax.set_title(model, fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel("loss", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for j in range(n, rows * cols):
+        axes[j // cols][j % cols].set_visible(False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def metric_bars(long: pd.DataFrame, metrics: list[tuple[str, str]], path: Path) -> Path | None:
+    """One bar panel per metric, a bar per model; a model without that metric gets an "n/a" mark, not a zero bar.
+
+    ``long``: tidy (model, metric, value); ``metrics``: (key, panel title) in display order.
+    """
+    if long.empty:
+        return None
+    models = list(dict.fromkeys(long["model"]))
+    metrics = [(k, t) for k, t in metrics if (long["metric"] == k).any()]
+    if not metrics:
+        return None
+    cols = min(3, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig = Figure(figsize=(4.2 * cols, 0.35 * len(models) * rows + 1.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, (key, title) in enumerate(metrics):
+        ax = axes[i // cols][i % cols]
+        sub = long[long["metric"] == key].set_index("model")["value"]
+        ys = np.arange(len(models))
+        vals = [float(sub[m]) if m in sub.index else np.nan for m in models]
+        ax.barh(ys, [0 if math.isnan(v) else v for v in vals], color="#4c78a8")
+        for y, v in zip(ys, vals):
+            ax.text(0 if math.isnan(v) else v, y, " n/a" if math.isnan(v) else f" {v:.3g}", va="center", fontsize=7)
+        ax.set_yticks(ys, labels=models, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.margins(x=0.25)
+    for j in range(len(metrics), rows * cols):
+        axes[j // cols][j % cols].set_visible(False)
+    fig.tight_layout()
+    return _save(fig, path)
