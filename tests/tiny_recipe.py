@@ -53,3 +53,31 @@ class TinyRecipe(Recipe):
         adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
         l1 = F.l1_loss(out["ab"], self.encode_ab(batch["ab"]))
         return self.loss["adv"] * adv + self.loss["l1"] * l1, {"g_adv": adv.item(), "g_l1": l1.item()}
+
+
+class FlakyRecipe(TinyRecipe):
+    """Kills its worker process once, mid-training, to exercise Ray's restart from the last checkpoint.
+
+    The crash happens on rank 1 after ``CRASH_AFTER`` generator steps, only while the marker file named by
+    ``CHROMAPIPE_TEST_CRASH_MARKER`` does not exist yet (it is created just before dying).
+    """
+
+    arch = "tests.tiny_recipe:FlakyRecipe"
+    CRASH_AFTER = 5
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+
+    def generator_loss(self, D, batch, out):
+        import os
+        from pathlib import Path
+
+        import ray.train
+
+        self.calls += 1
+        marker = Path(os.environ["CHROMAPIPE_TEST_CRASH_MARKER"])
+        if self.calls == self.CRASH_AFTER and ray.train.get_context().get_world_rank() == 1 and not marker.exists():
+            marker.write_text("crashed once")
+            os._exit(1)
+        return super().generator_loss(D, batch, out)

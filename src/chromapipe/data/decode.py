@@ -29,6 +29,14 @@ class SkipImage(Exception):
         self.detail = detail
 
 
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+
+
+def _looks_like_image(data: bytes) -> bool:
+    """A known image signature: tells a damaged image file apart from a file that is no image at all."""
+    return data.startswith(_SIGNATURES)
+
+
 def _has_alpha(img: Image.Image) -> bool:
     return img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info)
 
@@ -70,6 +78,8 @@ def decode_rgb(data: bytes, max_pixels: int) -> torch.Tensor:
                 width, height = header.size
                 alpha = _has_alpha(header)
     except UnidentifiedImageError:
+        if _looks_like_image(data):
+            raise SkipImage("corrupt", "image signature present but the file cannot be parsed") from None
         raise SkipImage("not_an_image", "no known image format") from None
     except Exception as exc:  # noqa: BLE001 - any header failure means the file is unusable
         raise SkipImage("corrupt", f"unreadable header ({exc})") from None

@@ -67,7 +67,7 @@ h1{font-size:1.7rem;margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px s
 .scroll{overflow-x:auto;margin:.6rem 0}
 table{border-collapse:collapse;font-size:.82rem;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #d0d0d0;padding:.25rem .45rem;text-align:left;vertical-align:top;white-space:nowrap}
-td.wrap{white-space:normal;min-width:16rem;max-width:30rem}
+td.wrap{white-space:normal;min-width:16rem;max-width:30rem}td.na{white-space:normal;min-width:7rem;max-width:11rem;color:#8a4b00}
 thead th{background:#f0f2f5;position:sticky;top:0}th.group{text-align:center;background:#e3e7ee}
 tr.reported td{background:#fafafa;color:#333}tr.measured td{background:#eef6ee}
 tr.measured td:first-child{border-left:4px solid #3a8a3a}tr.reported td:first-child{border-left:4px solid #999}
@@ -165,7 +165,7 @@ def table_html(table: Table) -> str:
             text = row[col]
             url = table.links.get((i, col[1]))
             inner = f'<a href="{_e(url)}">{_e(text)}</a>' if url else _e(text)
-            cls = ' class="wrap"' if col[1] == "protocol" else ""
+            cls = ' class="wrap"' if col[1] == "protocol" else ' class="na"' if text.lower().startswith("n/a") else ""
             cells.append(f"<td{cls}>{inner}</td>")
         parts.append(f'<tr class="{_e(kind)}">' + "".join(cells) + "</tr>")
     parts.append("</tbody></table></div>")

@@ -9,15 +9,17 @@ that was deleted, a run id the store does not know — and the report still buil
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from chromapipe.config import Params
+from chromapipe.config import Params, load_params, project_root
 from chromapipe.reporting import figures as figs
 from chromapipe.reporting.render import FigureRef, ReportData, RunInfo, write_report
 from chromapipe.reporting.tables import ModelEval, build_tables, metric_label, metrics_long, protocol_text
@@ -192,7 +194,11 @@ def _bar_metrics(long: pd.DataFrame) -> list[tuple[str, str]]:
 
 def _plots(evals: list[ModelEval], runs: dict[str, RunInfo]) -> dict[str, pd.DataFrame]:
     long = metrics_long(evals)
-    wide = long.pivot_table(index="model", columns="metric", values="value", sort=False).reset_index() if not long.empty else long
+    wide = pd.DataFrame(columns=["model"])
+    if not long.empty:
+        wide = long.pivot_table(index="model", columns="metric", values="value", sort=False)
+        order = [k for k, _ in _bar_metrics(long) if k in wide.columns and k != "cf"] + ["cf", "cf_gt"]
+        wide = wide[[k for k in order if k in wide.columns] + sorted(set(wide.columns) - set(order))].reset_index()
     hist = [h.assign(model=m) for m, r in runs.items() if not (h := r.history).empty]
     losses = pd.concat(hist, ignore_index=True)[["model", "key", "step", "value"]] if hist else pd.DataFrame(columns=["model", "key", "step", "value"])
     return {"metrics.csv": wide, "training_losses.csv": losses}
@@ -229,7 +235,7 @@ def build_report(params: Params, root: Path) -> Path:
     columns, names = comparison_columns(eval_dir, evals, params.report.samples, missing)
     add(figs.comparison_grid(columns, names, fig_dir / "comparison.png") if names else None, "Comparison grid",
         f"{len(names)} test images: gray input, ground truth, then each model's colorization (grey tile: file missing).")
-    if not names:
+    if not names and params.report.samples > 0:
         missing.append("No sample PNGs at all: no comparison grid.")
     palettes = load_palettes(eval_dir, evals, missing)
     add(figs.palette_maps(palettes, params.report.samples, fig_dir / "palettes.png"), "PalGAN palettes",
@@ -243,7 +249,8 @@ def build_report(params: Params, root: Path) -> Path:
         missing.append("No training-loss history in MLflow: no training curves.")
     long = metrics_long(evals)
     add(figs.metric_bars(long, _bar_metrics(long), fig_dir / "metrics.png"), "Metrics per model",
-        "Measured metrics per model (this run's protocol; FD-… panels are proxies, not FID; n/a: not computed).")
+        "Measured metrics per model (this run's protocol; FD-… panels are proxies, not FID; FID/FD from fewer than "
+        "2,048 images is unstable — see the tables for sample counts; n/a: not computed).")
     for name in FIGURE_FILES:  # a figure not drawn this time must not survive from an earlier build
         if name not in produced and (fig_dir / name).exists():
             (fig_dir / name).unlink()
@@ -261,3 +268,36 @@ def build_report(params: Params, root: Path) -> Path:
     index = write_report(data, out)
     log.info("report written to %s (%d tables, %d figures, %d notes on missing inputs)", index, len(tables), len(figures), len(missing))
     return index
+
+
+# ---------------------------------------------------------------------- entry points
+
+def _run(args: argparse.Namespace) -> int:
+    root = Path(args.root).resolve() if args.root else project_root()
+    params = load_params(args.params or root / "params.yaml")
+    print(build_report(params, root))
+    return 0
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", help="params.yaml to read (default: <root>/params.yaml)")
+    parser.add_argument("--root", help="project root holding the evaluation results (default: $DVC_ROOT or the cwd)")
+
+
+def register(subparsers) -> None:
+    """``chromapipe report`` (add "chromapipe.reporting.report" to cli.COMMAND_MODULES to expose it)."""
+    parser = subparsers.add_parser("report", help="rebuild reports/ from evaluation results and MLflow (no retraining)")
+    _add_arguments(parser)
+    parser.set_defaults(func=_run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m chromapipe.reporting.report``: the DVC report stage's command."""
+    parser = argparse.ArgumentParser(prog="python -m chromapipe.reporting.report", description=build_report.__doc__)
+    _add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return _run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -113,10 +113,21 @@ def fmt(metric: str, value: float, decimals: int | None = None) -> str:
     return f"{value:.{d}f}"
 
 
-def short_reason(reason: str, limit: int = 48) -> str:
-    """The first clause of an unavailability reason, short enough for a table cell."""
+def short_reason(reason: str, limit: int = 36) -> str:
+    """The first clause of an unavailability reason, short enough for a table cell.
+
+    Long identifiers (file names, versions) are dropped — the footnote keeps the full text — and the
+    clause is cut on a word boundary, so "Inception weights pt_inception-2015-12-05 not found locally; …"
+    reads "Inception weights not found locally".
+    """
     first = reason.strip().split(";")[0].split(". ")[0].strip().rstrip(".")
-    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+    words = [w for w in first.split() if not (len(w) > 10 and any(ch.isdigit() or ch in "_/\\" for ch in w))]
+    out = ""
+    for w in words or first.split():
+        if len(out) + len(w) + 1 > limit:
+            return (out if len(out) >= limit // 2 else " ".join(words or first.split())[: limit - 1].rstrip()) + "…"
+        out = f"{out} {w}".strip()
+    return out
 
 
 class Footnotes:
@@ -147,6 +158,16 @@ def protocol_text(ev: ModelEval) -> str:
     return ", ".join(parts)
 
 
+def protocols_summary(evals: list[ModelEval]) -> str:
+    """Each distinct measured protocol once, with the models measured under it."""
+    groups: dict[str, list[str]] = {}
+    for ev in evals:
+        groups.setdefault(protocol_text(ev), []).append(ev.name)
+    if len(groups) == 1:
+        return next(iter(groups)) + " (all measured models)"
+    return "; ".join(f"{text} ({', '.join(models)})" for text, models in groups.items())
+
+
 def measured_cell(ev: ModelEval, metric: str, notes: Footnotes) -> str:
     """A measured value, or why there is none; FID/FD with sample count and small-sample warning."""
     value = ev.metrics.get(metric)
@@ -163,7 +184,7 @@ def measured_cell(ev: ModelEval, metric: str, notes: Footnotes) -> str:
         return text
     if metric in ev.unavailable:
         reason = ev.unavailable[metric]
-        return f"n/a: {short_reason(reason)} " + notes.mark(f"{ev.name} {metric_label(metric)}: {reason}")
+        return f"n/a: {short_reason(reason)} " + notes.mark(f"{metric_label(metric)} unavailable: {reason}")
     if metric in ev.metrics:
         return "n/a: not computed " + notes.mark(f"{ev.name}: metrics.json has {metric} = {value!r} and no reason")
     return "n/a: not computed " + notes.mark(f"{ev.name}: metrics.json has no {metric!r} entry")
@@ -193,12 +214,17 @@ def _frame(rows: list[dict[tuple[str, str], str]]) -> pd.DataFrame:
     columns: list[tuple[str, str]] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
+    columns = [c for c in columns if c[1] != "protocol"] + [c for c in columns if c[1] == "protocol"]  # protocol last
     frame = pd.DataFrame(rows, columns=pd.MultiIndex.from_tuples(columns))
     return frame.fillna(NOT_EVALUATED).astype(str)
 
 
-def _run_cell(ev: ModelEval, runs: RunLinks) -> tuple[str, str | None]:
-    return runs.get(ev.name, (ev.run_id or "no run id", None))
+def _run_cell(ev: ModelEval, runs: RunLinks, short: bool = True) -> tuple[str, str | None]:
+    """The run cell: the run id (first 8 characters in the paper-layout tables, to keep them narrow) and its link."""
+    text, url = runs.get(ev.name, (ev.run_id or "no run id", None))
+    if short and len(text) > 12:
+        text = text[:8] + "…"
+    return text, url
 
 
 def _measured_rows_order(evals: list[ModelEval]) -> list[ModelEval]:
@@ -252,10 +278,9 @@ def palgan_main_table(evals: list[ModelEval], runs: RunLinks) -> Table:
         link_rows[len(rows)] = (text, url)
         rows.append(row)
         kinds.append(MEASURED)
-    protocols = sorted({f"{ev.label}: {protocol_text(ev)}" for ev in measured})
     caption = (
         f"Reported rows: {pub.PROTOCOLS[pub.PALGAN_MAIN]}. Measured rows: this run's protocol — "
-        + "; ".join(protocols)
+        + protocols_summary(measured)
         + f". “{NOT_EVALUATED}”: not evaluated on that dataset. ¹ automatic colorization; ², * as marked in the "
         "paper. Proxy Fréchet distances (FD-…) use a different feature network and are not FID."
     )
@@ -400,7 +425,7 @@ def all_measured_table(evals: list[ModelEval], runs: RunLinks) -> Table:
     rows: list[dict] = []
     link_rows: dict[int, tuple[str, str | None]] = {}
     for ev in measured:
-        text, url = _run_cell(ev, runs)
+        text, url = _run_cell(ev, runs, short=False)
         n = ev.protocol.get("n_images")
         row = {("", "model"): ev.label, ("", "arch"): ev.arch or "—", ("", "run"): text, ("", "n_images"): str(n if n is not None else "?")}
         for m in cols:

@@ -1,0 +1,10 @@
+"""DVC stage `evaluate@<model>` (and `baseline`: `gray`): metrics + samples -> evaluation/<model>/."""
+
+import sys
+
+from _stage import run_stage
+
+from chromapipe.evaluation.evaluate import evaluate
+
+if __name__ == "__main__":
+    run_stage(lambda params: evaluate(params, sys.argv[1]))

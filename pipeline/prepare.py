@@ -1,0 +1,8 @@
+"""DVC stage `prepare`: source images -> L*a*b* shards + manifest (data/prepared)."""
+
+from _stage import run_stage
+
+from chromapipe.data.prepare import prepare
+
+if __name__ == "__main__":
+    run_stage(lambda params: prepare(params.data))

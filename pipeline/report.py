@@ -1,0 +1,9 @@
+"""DVC stage `report`: tables and figures from evaluation/ and MLflow -> reports/."""
+
+from _stage import run_stage
+
+from chromapipe.config import project_root
+from chromapipe.reporting.report import build_report
+
+if __name__ == "__main__":
+    run_stage(lambda params: build_report(params, project_root()))

@@ -1,0 +1,172 @@
+"""Fréchet distances: torch-fidelity's FID when its Inception weights resolve locally, and a clearly named
+Fréchet distance on EfficientNet-Lite0 features (``fd_effnetlite0``) that always works offline.
+
+Memory stays bounded for any number of images:
+- FD-EffNet keeps only running sums (n, Σf, Σffᵀ in float64: 1280 + 1280² numbers per side, ~13 MB).
+- FID goes through ``torch_fidelity.calculate_metrics`` (the reference implementation, not re-derived
+  here), which needs its inputs as Datasets. Images are therefore spilled to lossless PNGs in a temporary
+  directory (disk, not RAM; removed by ``close()``) and read back by a Dataset returning uint8 3×H×W.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+LOW_SAMPLE_THRESHOLD = 2048  # below this a 2048-d covariance is rank-deficient: FID/FD values are unstable
+
+
+# ---------------------------------------------------------------------------------------------- math
+class FeatureStats:
+    """Running mean/covariance of feature vectors from sums (float64), so features need not be kept."""
+
+    def __init__(self, dim: int) -> None:
+        self.n = 0
+        self.sum = np.zeros(dim, np.float64)
+        self.outer = np.zeros((dim, dim), np.float64)
+
+    def update(self, feats: torch.Tensor) -> None:
+        f = feats.detach().to("cpu", torch.float64).numpy()
+        self.n += f.shape[0]
+        self.sum += f.sum(0)
+        self.outer += f.T @ f
+
+    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and unbiased (n − 1) covariance, as torch-fidelity/pytorch-fid (``np.cov(rowvar=False)``)."""
+        if self.n < 2:
+            raise ValueError("a covariance needs at least 2 samples")
+        mu = self.sum / self.n
+        cov = (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
+        return mu, (cov + cov.T) / 2
+
+
+def _sqrt_psd(m: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh(m)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+    """‖μ1 − μ2‖² + Tr(Σ1 + Σ2 − 2(Σ1Σ2)^½), with Tr((Σ1Σ2)^½) = Σ√λ(Σ1^½ Σ2 Σ1^½) (symmetric: stable)."""
+    s1 = _sqrt_psd(cov1)
+    eig = np.linalg.eigvalsh(s1 @ cov2 @ s1)
+    tr_covmean = float(np.sqrt(np.clip(eig, 0, None)).sum())
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * tr_covmean)
+
+
+# ---------------------------------------------------------------------------------------------- EffNet-Lite0
+class EffNetLite0Features(torch.nn.Module):
+    """Penultimate (global-average-pooled, 1280-d) features of the ImageNet EfficientNet-Lite0 classifier.
+
+    Input: uint8 RGB, resized to 224² (bilinear, antialiased; the model's static 'same' padding is built
+    for 224) and scaled (x − 127)/128 as the TF-Lite reference preprocessing.
+    """
+
+    SIZE = 224
+
+    def __init__(self, state_dict: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.net = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
+        self.net.load_state_dict(state_dict, strict=True)
+        self.net.eval()
+        self.requires_grad_(False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(torch.float32)
+        if tuple(x.shape[-2:]) != (self.SIZE, self.SIZE):
+            x = F.interpolate(x, size=(self.SIZE, self.SIZE), mode="bilinear", align_corners=False,
+                              antialias=True)
+        x = (x - 127.0) / 128.0
+        with torch.no_grad():
+            feat = self.net.extract_features(x)
+            return F.adaptive_avg_pool2d(feat, 1).flatten(1)
+
+
+def build_effnet(device: torch.device) -> tuple[EffNetLite0Features, dict[str, Any]]:
+    from chromapipe.weights import efficientnet_lite0_state_dict
+
+    state, prov = efficientnet_lite0_state_dict()
+    model = EffNetLite0Features(state).to(device)
+    details = {
+        "implementation": "chromapipe Fréchet distance on EfficientNet-Lite0 penultimate features "
+                          f"(efficientnet_lite_pytorch {importlib.metadata.version('efficientnet-lite-pytorch')}); "
+                          "NOT FID, not comparable with FID values",
+        "features": "1280-d global average pool before the classifier",
+        "input": "sRGB uint8 -> bilinear antialiased resize to 224x224 -> (x-127)/128",
+        "covariance": "unbiased (n-1), from float64 running sums",
+        "weights": prov["path"], "sha256": prov["sha256"], "weights_source": prov["source"],
+    }
+    return model, details
+
+
+# ---------------------------------------------------------------------------------------------- FID
+class _PngDataset(torch.utils.data.Dataset):
+    """The spilled images, decoded back to uint8 3×H×W as torch-fidelity expects."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        from torchvision.io import ImageReadMode, decode_png, read_file
+
+        return decode_png(read_file(str(self.files[i])), mode=ImageReadMode.RGB)
+
+
+class ImageSpill:
+    """Lossless on-disk store of (pred, target) images for torch-fidelity; deleted on ``close()``/GC."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="chromapipe-fid-"))
+        self.pred: list[Path] = []
+        self.target: list[Path] = []
+        self.sizes: set[tuple[int, int]] = set()
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.root, True)
+
+    def add(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        from torchvision.io import encode_png
+
+        for p, t in zip(pred.cpu(), target.cpu()):
+            i = len(self.pred)
+            for img, lst, tag in ((p, self.pred, "pred"), (t, self.target, "target")):
+                path = self.root / f"{tag}-{i:07d}.png"
+                path.write_bytes(encode_png(img.contiguous(), compression_level=1).numpy().tobytes())
+                lst.append(path)
+            self.sizes.add((int(p.shape[-2]), int(p.shape[-1])))
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def torch_fidelity_fid(spill: ImageSpill, weights_path: Path, cuda: bool) -> float:
+    """FID of predictions vs targets through ``torch_fidelity.calculate_metrics`` (Inception pool3, 2048-d)."""
+    import torch_fidelity
+
+    batch = 64 if len(spill.sizes) == 1 else 1  # mixed sizes cannot be stacked into one batch
+    out = torch_fidelity.calculate_metrics(
+        input1=_PngDataset(spill.pred), input2=_PngDataset(spill.target), cuda=cuda, fid=True,
+        feature_extractor_weights_path=str(weights_path), cache=False, verbose=False, batch_size=batch,
+        samples_shuffle=False)
+    return float(out["frechet_inception_distance"])
+
+
+def fid_details(weights_prov: dict[str, str]) -> dict[str, Any]:
+    return {
+        "implementation": f"torch-fidelity {importlib.metadata.version('torch-fidelity')} calculate_metrics "
+                          "(inception-v3-compat, 2048-d pool3)",
+        "weights": weights_prov["path"], "sha256": weights_prov["sha256"],
+        "weights_source": weights_prov["source"],
+        "storage": "images spilled as lossless PNG to a temporary directory, read back as uint8 Datasets",
+    }

@@ -1,0 +1,224 @@
+"""The metric suite: PSNR, SSIM, LPIPS, FID (or a named FD proxy) and colorfulness on sRGB uint8 images.
+
+Why one accumulator: the evaluate stage and ``chromapipe score`` feed batches of any size and count and
+need the same numbers with the same provenance. Per batch the suite keeps only per-image scalars and
+feature sums (see ``frechet.py`` for the FID spill), so memory does not grow with the images fed.
+Every metric that cannot be computed is ``None`` in ``metrics`` with its reason in ``unavailable``.
+
+Keys: psnr, ssim, lpips, fid, fd_effnetlite0, cf, cf_gt, delta_cf.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from chromapipe.weights import WeightsUnavailable
+
+from . import frechet
+from .colorfulness import colorfulness_per_image
+from .pixel import SSIM_RADIUS, SSIM_SIGMA, psnr_per_image, ssim_per_image
+
+log = logging.getLogger(__name__)
+
+METRIC_KEYS = ("psnr", "ssim", "lpips", "fid", "fd_effnetlite0", "cf", "cf_gt", "delta_cf")
+AVERAGING = "mean over images of per-image values"
+
+
+@dataclass
+class MetricReport:
+    """Result of ``MetricSuite.compute()``."""
+
+    metrics: dict[str, float | None]
+    unavailable: dict[str, str] = field(default_factory=dict)
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe (non-finite floats become None)."""
+        clean = {k: (v if v is None or math.isfinite(v) else None) for k, v in self.metrics.items()}
+        return {"metrics": clean, "unavailable": dict(self.unavailable), "details": dict(self.details)}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _mean(values: list[float]) -> float | None:
+    return math.fsum(values) / len(values) if values else None
+
+
+class MetricSuite:
+    """Accumulate metrics over ``update(pred, target)`` batches; ``compute()`` returns a ``MetricReport``.
+
+    ``pred`` and ``target`` are uint8 sRGB tensors (B,3,H,W), compared at their own resolution.
+    ``fid=False`` skips both FID and the FD proxy (fast runs).
+    """
+
+    def __init__(self, *, lpips_net: str = "alex", fid: bool = True, device: str | torch.device = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.unavailable: dict[str, str] = {}
+        self._psnr: list[float] = []
+        self._ssim: list[float] = []
+        self._lpips: list[float] = []
+        self._cf: list[float] = []
+        self._cf_gt: list[float] = []
+        self._sizes: set[tuple[int, int]] = set()
+        self._lpips_model: torch.nn.Module | None = None
+        self._lpips_details: dict[str, Any] = {}
+        self._effnet: frechet.EffNetLite0Features | None = None
+        self._effnet_details: dict[str, Any] = {}
+        self._fd_pred: frechet.FeatureStats | None = None
+        self._fd_target: frechet.FeatureStats | None = None
+        self._spill: frechet.ImageSpill | None = None
+        self._inception: tuple[Any, dict[str, str]] | None = None
+        self._setup_lpips(lpips_net)
+        if fid:
+            self._setup_fid()
+        else:
+            self.unavailable["fid"] = self.unavailable["fd_effnetlite0"] = "disabled (MetricSuite(fid=False))"
+
+    # ------------------------------------------------------------------------------------------- setup
+    def _setup_lpips(self, net: str) -> None:
+        from .lpips_offline import build_lpips
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # torchvision's `pretrained=` deprecation
+                self._lpips_model, self._lpips_details = build_lpips(net, self.device)
+        except WeightsUnavailable as exc:
+            self.unavailable["lpips"] = f"LPIPS-{net} backbone unavailable: {exc.reason}"
+            log.warning("LPIPS unavailable: %s", exc)
+
+    def _setup_fid(self) -> None:
+        from chromapipe.weights.resolver import inception_weights_path
+
+        try:
+            self._inception = inception_weights_path()
+            self._spill = frechet.ImageSpill()
+        except WeightsUnavailable as exc:
+            self.unavailable["fid"] = (f"Inception weights pt_inception-2015-12-05 not available: {exc.reason}. "
+                                       "See fd_effnetlite0 for an offline Fréchet distance (not FID)")
+        try:
+            self._effnet, self._effnet_details = frechet.build_effnet(self.device)
+            self._fd_pred, self._fd_target = frechet.FeatureStats(1280), frechet.FeatureStats(1280)
+        except WeightsUnavailable as exc:
+            self.unavailable["fd_effnetlite0"] = f"EfficientNet-Lite0 weights unavailable: {exc.reason}"
+
+    # ------------------------------------------------------------------------------------------- feeding
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch of (B,3,H,W) uint8 predictions and ground truths (same shape)."""
+        if pred.shape != target.shape:
+            raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+        pred = pred.to(self.device)
+        target = target.to(self.device)
+        self._psnr += psnr_per_image(pred, target).tolist()
+        self._ssim += ssim_per_image(pred, target).tolist()
+        self._cf += colorfulness_per_image(pred).tolist()
+        self._cf_gt += colorfulness_per_image(target).tolist()
+        self._sizes.add((int(pred.shape[-2]), int(pred.shape[-1])))
+        if self._lpips_model is not None:
+            from .lpips_offline import lpips_per_image
+
+            self._lpips += lpips_per_image(self._lpips_model, pred, target).tolist()
+        if self._effnet is not None:
+            self._fd_pred.update(self._effnet(pred))
+            self._fd_target.update(self._effnet(target))
+        if self._spill is not None:
+            self._spill.add(pred, target)
+
+    # ------------------------------------------------------------------------------------------- results
+    def compute(self) -> MetricReport:
+        n = len(self._psnr)
+        metrics: dict[str, float | None] = {k: None for k in METRIC_KEYS}
+        unavailable = dict(self.unavailable)
+        details: dict[str, dict[str, Any]] = {}
+        torch_v = torch.__version__
+        common = {"n_samples": n, "averaging": AVERAGING, "color_space": "sRGB uint8",
+                  "resolutions": sorted(f"{h}x{w}" for h, w in self._sizes)}
+
+        finite = [v for v in self._psnr if math.isfinite(v)]
+        details["psnr"] = {"implementation": f"chromapipe torch float64 (torch {torch_v}); equals "
+                                             "skimage peak_signal_noise_ratio(data_range=255) per image",
+                           "data_range": 255, "n_infinite": n - len(finite), **common}
+        if n and len(finite) == n:
+            metrics["psnr"] = _mean(self._psnr)
+        elif n:
+            unavailable["psnr"] = (f"{n - len(finite)} of {n} predictions identical to ground truth (PSNR=+inf); "
+                                   "mean undefined")
+            details["psnr"]["mean_over_finite"] = _mean(finite)
+        metrics["ssim"] = _mean(self._ssim)
+        details["ssim"] = {"implementation": f"chromapipe torch float64 (torch {torch_v}); equals skimage "
+                                             "structural_similarity(gaussian_weights=True, sigma=1.5, "
+                                             "use_sample_covariance=False, data_range=255, channel_axis)",
+                           "window": f"{2 * SSIM_RADIUS + 1}x{2 * SSIM_RADIUS + 1} gaussian sigma {SSIM_SIGMA}",
+                           "channels": "mean of per-channel SSIM", **common}
+
+        if self._lpips_model is not None:
+            metrics["lpips"] = _mean(self._lpips)
+            details["lpips"] = {**self._lpips_details, **common}
+
+        cf_impl = {"implementation": "Hasler & Süsstrunk 2003 colorfulness on 0-255 RGB (chromapipe, torch)",
+                   **common}
+        metrics["cf"], metrics["cf_gt"] = _mean(self._cf), _mean(self._cf_gt)
+        details["cf"] = {**cf_impl, "of": "predictions"}
+        details["cf_gt"] = {**cf_impl, "of": "ground truth"}
+        if n:
+            metrics["delta_cf"] = abs(metrics["cf"] - metrics["cf_gt"])
+        details["delta_cf"] = {**cf_impl, "definition": "|mean CF(pred) - mean CF(gt)|"}
+
+        self._compute_frechet(metrics, unavailable, details, common)
+        for key in METRIC_KEYS:
+            if metrics[key] is None and key not in unavailable:
+                unavailable[key] = "no images were fed"
+        return MetricReport(metrics=metrics, unavailable=unavailable, details=details)
+
+    def _compute_frechet(self, metrics: dict[str, float | None], unavailable: dict[str, str],
+                         details: dict[str, dict[str, Any]], common: dict[str, Any]) -> None:
+        n = common["n_samples"]
+        low = {"n_samples": n, "low_sample_warning": n < frechet.LOW_SAMPLE_THRESHOLD,
+               "low_sample_threshold": frechet.LOW_SAMPLE_THRESHOLD, "resolutions": common["resolutions"]}
+        if self._fd_pred is not None:
+            details["fd_effnetlite0"] = {**self._effnet_details, **low}
+            if n >= 2:
+                mu1, c1 = self._fd_pred.mean_cov()
+                mu2, c2 = self._fd_target.mean_cov()
+                metrics["fd_effnetlite0"] = frechet.frechet_distance(mu1, c1, mu2, c2)
+            elif n:
+                unavailable["fd_effnetlite0"] = f"needs at least 2 images, got {n}"
+        if self._spill is not None and self._inception is not None:
+            path, prov = self._inception
+            details["fid"] = {**frechet.fid_details(prov), **low}
+            if n >= 2:
+                metrics["fid"] = frechet.torch_fidelity_fid(self._spill, path, cuda=self.device.type == "cuda")
+            elif n:
+                unavailable["fid"] = f"needs at least 2 images, got {n}"
+
+    def close(self) -> None:
+        """Remove the FID image spill (also done at garbage collection)."""
+        if self._spill is not None:
+            self._spill.close()
+
+    def __enter__(self) -> MetricSuite:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages behind the metrics (for protocol blocks)."""
+    out = {"torch": torch.__version__}
+    for pkg in ("torchvision", "lpips", "torch-fidelity", "scikit-image", "efficientnet-lite-pytorch"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out

@@ -1,0 +1,163 @@
+"""Full-resolution Lab assembly: L* from the original pixels, a*b* from the network, done in row strips.
+
+Why strips: a 6000x4000 photo is 24 MP; one float32 plane is 96 MB and the Lab -> sRGB formulas need
+several 3-channel temporaries, so converting the whole frame at once would cost well over 1 GB. Working
+on strips of a few hundred rows keeps every temporary at a few MB while the only full-size arrays are the
+decoded input pixels and the encoded output pixels (both integer).
+
+Why a luminance-preserving gamut mapping instead of clipping: the network predicts a*b* freely, and a
+(L*, a*, b*) triple is often outside sRGB. Clipping each RGB channel changes luminance (dark saturated
+blues get lighter, bright yellows darker), i.e. it alters the photographer's tones. Instead each pixel is
+desaturated towards the gray of the same luminance Y in linear RGB, exactly as far as needed to fit; Y is
+a linear function of linear RGB, so L* survives up to the final integer rounding.
+
+Formulas and constants are those of :mod:`chromapipe.color` (scikit-image's), so L* here equals
+``rgb_to_lab(...)[0]`` of the same pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from chromapipe.color import _RGB_TO_XYZ, _WHITE_D65, _XYZ_TO_RGB
+
+#: rows per strip; ~1.5 MP per strip for a 6000-px-wide photo keeps temporaries around 50 MB
+STRIP_ROWS = 256
+
+_LUMA = _RGB_TO_XYZ[1].numpy().astype(np.float32)  # Y row: sums to 1, so gray (v, v, v) has Y = v
+
+
+def _srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    return np.where(v > 0.04045, ((v + 0.055) / 1.055) ** 2.4, v / 12.92)
+
+
+def _y_to_L(y: np.ndarray) -> np.ndarray:
+    f = np.where(y > 0.008856, np.cbrt(np.maximum(y, 1e-12)), 7.787 * y + 16.0 / 116.0)
+    return 116.0 * f - 16.0
+
+
+@functools.lru_cache(maxsize=4)
+def linear_lut(max_value: int) -> np.ndarray:
+    """Code value -> linear RGB (float32), one entry per code (256 or 65536): decoding by table lookup
+    avoids a float copy of the whole image and the per-pixel power function."""
+    return _srgb_to_linear(np.arange(max_value + 1, dtype=np.float64) / max_value).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def gray_L_lut(max_value: int) -> np.ndarray:
+    """Gray code value -> L* (float32): for gray images L* is a pure function of the code value."""
+    lin = _srgb_to_linear(np.arange(max_value + 1, dtype=np.float64) / max_value)
+    return _y_to_L(lin).astype(np.float32)
+
+
+def max_value_of(pixels: np.ndarray) -> int:
+    return 65535 if pixels.dtype == np.uint16 else 255
+
+
+def luminance_rows(pixels: np.ndarray, y0: int, y1: int) -> torch.Tensor:
+    """L* (float32, (y1-y0, W)) of rows ``y0:y1`` of a gray (H, W) or RGB (H, W, 3) uint8/uint16 image."""
+    rows = pixels[y0:y1]
+    maxv = max_value_of(pixels)
+    if rows.ndim == 2:
+        return torch.from_numpy(np.take(gray_L_lut(maxv), rows))
+    lut = linear_lut(maxv)
+    y = np.take(lut, rows[..., 0]) * _LUMA[0]
+    y += np.take(lut, rows[..., 1]) * _LUMA[1]
+    y += np.take(lut, rows[..., 2]) * _LUMA[2]
+    return torch.from_numpy(_y_to_L(y).astype(np.float32, copy=False))
+
+
+def luminance(pixels: np.ndarray, strip_rows: int = STRIP_ROWS) -> torch.Tensor:
+    """L* of the whole image, (H, W) float32, computed strip by strip (no float copy of the RGB)."""
+    H, W = pixels.shape[:2]
+    out = torch.empty((H, W), dtype=torch.float32)
+    for y0 in range(0, H, strip_rows):
+        y1 = min(H, y0 + strip_rows)
+        out[y0:y1] = luminance_rows(pixels, y0, y1)
+    return out
+
+
+def network_L(pixels: np.ndarray, resolution: int) -> torch.Tensor:
+    """The network's input: L* (1, R, R) resized with antialiasing (a plain bilinear subsample of a large
+    photo would alias fine texture into noise the model never saw in training)."""
+    L = luminance(pixels)
+    small = F.interpolate(L[None, None], size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+    return small[0].clamp_(0.0, 100.0)
+
+
+class ChromaUpsampler:
+    """Bilinear upsampling (PyTorch's ``align_corners=False`` convention) of a (2, R, R) a*b* map to
+    (2, H, W), produced a strip of rows at a time.
+
+    Bilinear interpolation is separable: the width pass is done once for all R source rows (2 x R x W,
+    ~12 MB for a 6000-px-wide photo); each strip then blends two of those rows per output row.
+    """
+
+    def __init__(self, ab: torch.Tensor, height: int, width: int) -> None:
+        R = ab.shape[-2]
+        self.rows = F.interpolate(ab[None].float(), size=(R, width), mode="bilinear", align_corners=False)[0]
+        self.height = height
+        self.scale = R / height
+
+    def strip(self, y0: int, y1: int) -> torch.Tensor:
+        R = self.rows.shape[1]
+        src = ((torch.arange(y0, y1, dtype=torch.float64) + 0.5) * self.scale - 0.5).clamp_min(0.0)
+        i0 = src.floor().long().clamp_max(R - 1)
+        i1 = (i0 + 1).clamp_max(R - 1)
+        w = (src - i0).float().view(1, -1, 1)
+        top = self.rows[:, i0]
+        return top.add_(self.rows[:, i1].sub(top).mul_(w))  # (2, n, W)
+
+
+def _f_inv(f: torch.Tensor) -> torch.Tensor:
+    return torch.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787)
+
+
+def lab_to_encoded(L: torch.Tensor, ab: torch.Tensor, max_value: int) -> torch.Tensor:
+    """L* (n, W) and a*b* (2, n, W) -> sRGB codes (n, W, 3) in [0, max_value] (uint8 or int32 for 16-bit),
+    with the luminance-preserving gamut mapping described in the module docstring."""
+    fy = (L + 16.0) / 116.0
+    fx = ab[0] / 500.0 + fy
+    fz = (fy - ab[1] / 200.0).clamp_min_(0.0)
+    Y = _f_inv(fy).clamp_(0.0, 1.0)
+    white = _WHITE_D65.float()
+    xyz = torch.stack([_f_inv(fx) * white[0], Y, _f_inv(fz) * white[2]])  # (3, n, W)
+    lin = torch.einsum("ij,jhw->ihw", _XYZ_TO_RGB.float(), xyz)
+    del xyz
+    d = lin.sub_(Y)  # chroma offset from the gray of the same luminance
+    inf = torch.tensor(float("inf"))
+    t_hi = torch.where(d > 0, (1.0 - Y) / d.clamp_min(1e-12), inf)  # room before any channel exceeds 1
+    t_lo = torch.where(d < 0, Y / (-d).clamp_min(1e-12), inf)  # room before any channel drops below 0
+    t = torch.minimum(t_hi.amin(0), t_lo.amin(0)).clamp_(max=1.0)
+    del t_hi, t_lo
+    lin = d.mul_(t).add_(Y).clamp_(0.0, 1.0)
+    rgb = torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(1e-12) ** (1.0 / 2.4) - 0.055, 12.92 * lin)
+    codes = rgb.mul_(max_value).add_(0.5).floor_().clamp_(0, max_value)
+    codes = codes.permute(1, 2, 0)
+    return codes.to(torch.uint8) if max_value == 255 else codes.to(torch.int32)
+
+
+def render(
+    pixels: np.ndarray,
+    ab: torch.Tensor,
+    alpha: np.ndarray | None = None,
+    strip_rows: int = STRIP_ROWS,
+) -> np.ndarray:
+    """The colorized image at the input's resolution: (H, W, 3) or (H, W, 4) with ``alpha`` appended, in
+    the input's bit depth (uint8 or uint16). ``ab`` is the network's (2, R, R) prediction in Lab units."""
+    H, W = pixels.shape[:2]
+    maxv = max_value_of(pixels)
+    channels = 3 if alpha is None else 4
+    out = np.empty((H, W, channels), dtype=pixels.dtype)
+    up = ChromaUpsampler(ab.detach().float().cpu(), H, W)
+    for y0 in range(0, H, strip_rows):
+        y1 = min(H, y0 + strip_rows)
+        codes = lab_to_encoded(luminance_rows(pixels, y0, y1), up.strip(y0, y1), maxv)
+        out[y0:y1, :, :3] = codes.numpy()
+    if alpha is not None:
+        out[..., 3] = alpha
+    return out

@@ -1,0 +1,255 @@
+"""ChromaGAN (Vitoria, Raad, Ballester, WACV 2020): adversarial colorization with class-distribution learning.
+
+Facts followed (shared/reference/papers.md §2, the paper 003_… §3, the authors' Keras code):
+- Input 224×224, L tiled to 3 channels. Scaling is OpenCV's 8-bit Lab then /255: L·255/100/255 = L/100,
+  (a + 128)/255, (b + 128)/255; the ab output goes through a sigmoid, so targets live in [0, 1].
+- Generator: VGG16 up to block4_conv3 (+ReLU): 28×28×512, ImageNet-initialised and trainable.
+  Global branch: 4 × (Conv 3×3 512, strides 2,1,2,1, ReLU, BN) → 7×7×512 → flatten; colour path
+  Dense 1024 → 512 → 256 repeated over 28×28; class path Dense 4096 → 4096 → 1000 softmax.
+  Mid-level branch: Conv 3×3 512 → 256 (each ReLU, BN). Fusion: concat (256 + 256) → Conv 1×1 256 →
+  Conv 3×3 128 → up ×2 → Conv 64, 64 → up ×2 → Conv 32 → Conv 2 (sigmoid) → up ×2 → 224×224.
+  As in the Keras code: conv → ReLU → BN order, no activations between the Dense layers, nearest
+  up-sampling.
+- Critic: PatchGAN without normalisation on concat(L, ab): Conv 4×4 64, 128, 256 (s2), 512 (s1) with
+  LeakyReLU (Keras default slope 0.3), Conv 4×4 → 1 channel; "same" padding: 28×28 scores at 224².
+- Loss: G = 1.0·MSE(ab) + 0.003·KL(teacher ‖ model class distribution) − 0.1·mean D(fake); critic =
+  mean D(fake) − mean D(real) + 10·GP (Keras code: loss weights [1.0, 0.003, −0.1], GP weight 10).
+  The teacher sees the gray image tiled to 3 channels (paper §3.1); it is EfficientNet-Lite0 here, not
+  VGG16, whose classifier weights are not available offline (see teacher.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import vgg16
+
+from chromapipe.color import lab_to_rgb
+from chromapipe.config import ConfigError
+from chromapipe.models import losses
+from chromapipe.models.base import Batch, Logs, Recipe, unwrap
+from chromapipe.weights import WeightsUnavailable, vgg16_features_state_dict
+
+RESOLUTION = 224  # fixed by the dense layers (7×7×512 flatten) and the 28×28 RepeatVector
+VGG_LAYERS = 23  # torchvision vgg16().features[:23] ends with block4_conv3 + ReLU (Keras layers[-6])
+NUM_CLASSES = 1000
+KERAS_LEAKY_SLOPE = 0.3  # keras.layers.LeakyReLU() default alpha, used by ChromaGAN's critic
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """``models.<name>.options`` for ``arch: chromagan``.
+
+    backbone_weights: ``imagenet`` = VGG16 conv weights from ``chromapipe.weights`` (falls back to random
+        init, recorded in ``describe()``, when they are not available locally — never downloaded);
+        ``random`` = random init on purpose.
+    teacher: the frozen ImageNet classifier providing the KL target (run on the gray input tiled to RGB).
+    critic_slope: LeakyReLU slope of the critic (0.3 = Keras' default in the authors' code).
+    """
+
+    backbone_weights: Literal["imagenet", "random"] = "imagenet"
+    teacher: Literal["efficientnet_lite0"] = "efficientnet_lite0"
+    critic_slope: float = KERAS_LEAKY_SLOPE
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.critic_slope < 1.0:
+            raise ConfigError(f"options.critic_slope: must be in [0, 1), got {self.critic_slope}")
+
+
+def conv_relu_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    """Keras ``Conv2D(3×3, 'same', activation='relu')`` followed by ``BatchNormalization`` (ChromaGAN's order)."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c_out))
+
+
+def conv_relu(c_in: int, c_out: int, k: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, k, padding=k // 2), nn.ReLU(inplace=True))
+
+
+def vgg16_backbone() -> nn.Sequential:
+    """torchvision VGG16 ``features[:23]``: conv1_1 … conv4_3 + ReLU, 7,635,264 parameters, stride 8."""
+    return vgg16(weights=None).features[:VGG_LAYERS]
+
+
+def load_backbone_weights(backbone: nn.Sequential) -> dict[str, Any]:
+    """Load ImageNet conv weights into the backbone; returns provenance (raises WeightsUnavailable)."""
+    state, prov = vgg16_features_state_dict()
+    own = backbone.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise WeightsUnavailable("vgg16_features", f"state dict lacks {missing[:3]}")
+    backbone.load_state_dict({k: state[k] for k in own})
+    return dict(prov)
+
+
+class ChromaGANGenerator(nn.Module):
+    """L tiled to (B,3,224,224) in [0,1] -> {"ab" (B,2,224,224) in [0,1], "logits", "class_probs" (B,1000)}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = vgg16_backbone()
+        self.global_convs = nn.Sequential(conv_relu_bn(512, 512, 2), conv_relu_bn(512, 512), conv_relu_bn(512, 512, 2), conv_relu_bn(512, 512))
+        flat = 512 * 7 * 7
+        self.global_dense = nn.Sequential(nn.Linear(flat, 1024), nn.Linear(1024, 512), nn.Linear(512, 256))
+        self.class_head = nn.Sequential(nn.Linear(flat, 4096), nn.Linear(4096, 4096), nn.Linear(4096, NUM_CLASSES))
+        self.mid = nn.Sequential(conv_relu_bn(512, 512), conv_relu_bn(512, 256))
+        up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.fusion = nn.Sequential(
+            conv_relu(512, 256, k=1), conv_relu(256, 128),
+            up, conv_relu(128, 64), conv_relu(64, 64),
+            up, conv_relu(64, 32), nn.Conv2d(32, 2, 3, padding=1), nn.Sigmoid(),
+            up,
+        )  # fmt: skip
+
+    def forward(self, L: torch.Tensor) -> dict[str, torch.Tensor]:
+        if L.shape[-2:] != (RESOLUTION, RESOLUTION) or L.shape[1] != 3:
+            raise ValueError(f"ChromaGAN expects L tiled to (B, 3, {RESOLUTION}, {RESOLUTION}), got {tuple(L.shape)}")
+        feats = self.backbone(L)  # (B, 512, 28, 28)
+        g = self.global_convs(feats).flatten(1)  # (B, 25088)
+        glob = self.global_dense(g)[:, :, None, None].expand(-1, -1, *feats.shape[-2:])
+        logits = self.class_head(g)
+        ab = self.fusion(torch.cat([self.mid(feats), glob], dim=1))
+        return {"ab": ab, "logits": logits, "class_probs": logits.float().softmax(-1)}
+
+    def inference_part(self) -> nn.Module:
+        """The colorization path: the class head only serves the KL loss."""
+        return nn.ModuleDict({k: getattr(self, k) for k in ("backbone", "global_convs", "global_dense", "mid", "fusion")})
+
+
+def same_conv4(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+    """Keras ``Conv2D(4×4, padding='same')``: pad 1/1 at stride 2 (even input), 1 before / 2 after at stride 1.
+
+    Explicit zero padding instead of ``padding='same'``, which PyTorch only allows at stride 1 and which
+    copies the input for even kernels anyway.
+    """
+    pad = (1, 1, 1, 1) if stride == 2 else (1, 2, 1, 2)
+    return [nn.ZeroPad2d(pad), nn.Conv2d(c_in, c_out, 4, stride=stride)]
+
+
+class ChromaGANCritic(nn.Module):
+    """PatchGAN without normalisation on concat(L, ab) (3 channels) -> (B,1,H/8,W/8) scores."""
+
+    def __init__(self, slope: float = KERAS_LEAKY_SLOPE, in_channels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for c_out, stride in ((64, 2), (128, 2), (256, 2), (512, 1)):
+            layers += [*same_conv4(c, c_out, stride), nn.LeakyReLU(slope, inplace=True)]
+            c = c_out
+        layers += same_conv4(c, 1, 1)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ChromaGANRecipe(Recipe):
+    arch = "chromagan"
+    Options = Options
+    default_loss = {"mse": 1.0, "kl": 0.003, "adv": 0.1, "gp": 10.0}
+
+    def __init__(self, options: Options, loss: dict[str, float], resolution: int) -> None:
+        super().__init__(options, loss, resolution)
+        if resolution != RESOLUTION:
+            raise ValueError(
+                f"chromagan resolution {resolution}: the architecture is fixed at {RESOLUTION}x{RESOLUTION} "
+                f"(dense layers on VGG16's 7x7x512 features); set models.<name>.resolution: {RESOLUTION}"
+            )
+        self._teacher: nn.Module | None = None
+        self._backbone_info: dict[str, Any] = {"weights": "not built yet"}
+
+    # networks
+    def build_generator(self) -> nn.Module:
+        G = ChromaGANGenerator()
+        if self.options.backbone_weights == "random":
+            self._backbone_info = {"weights": "random", "reason": "options.backbone_weights: random"}
+            return G
+        if next(G.backbone.parameters()).is_meta:  # shape-only build (e.g. `chromapipe models`)
+            self._backbone_info = {"weights": "not loaded (meta device)"}
+            return G
+        try:
+            prov = load_backbone_weights(G.backbone)
+            self._backbone_info = {"weights": "imagenet", **prov}
+        except WeightsUnavailable as exc:
+            self._backbone_info = {"weights": "random (fallback)", "requested": "imagenet", "reason": str(exc)}
+        return G
+
+    def build_discriminator(self) -> nn.Module:
+        return ChromaGANCritic(self.options.critic_slope)
+
+    def inference_modules(self, G: nn.Module) -> nn.Module:
+        return unwrap(G).inference_part()
+
+    def setup(self, device: torch.device) -> None:
+        if self.loss["kl"] > 0:
+            self._get_teacher(device)
+
+    # scaling: OpenCV 8-bit Lab (L·255/100, a+128, b+128) divided by 255
+    def encode_L(self, L: torch.Tensor) -> torch.Tensor:
+        return (L / 100.0).repeat(1, 3, 1, 1)
+
+    def encode_ab(self, ab: torch.Tensor) -> torch.Tensor:
+        return (ab + 128.0) / 255.0
+
+    def decode_ab(self, out: torch.Tensor) -> torch.Tensor:
+        return out * 255.0 - 128.0
+
+    # teacher target
+    def _get_teacher(self, device: torch.device) -> nn.Module:
+        if self._teacher is None:
+            from chromapipe.models.teacher import ImageNetTeacher
+
+            self._teacher = ImageNetTeacher(self.options.teacher)
+        return self._teacher.to(device)
+
+    def prepare_batch(self, batch: Batch) -> Batch:
+        """Add ``teacher_probs``: the teacher's class distribution on the gray image (a* = b* = 0) as sRGB."""
+        if self.loss["kl"] <= 0:
+            return batch
+        L = batch["L"].float()
+        gray = lab_to_rgb(torch.cat([L, torch.zeros_like(L).expand(-1, 2, -1, -1)], dim=1))
+        return {**batch, "teacher_probs": self._get_teacher(L.device)(gray)}
+
+    # losses
+    def _d_input(self, batch: Batch, ab: torch.Tensor) -> torch.Tensor:
+        return torch.cat([batch["L"] / 100.0, ab], dim=1)
+
+    def discriminator_loss(self, D: nn.Module, batch: Batch, fake: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
+        real_ab = self.encode_ab(batch["ab"])
+        real_out = D(self._d_input(batch, real_ab))
+        fake_out = D(self._d_input(batch, fake["ab"].detach()))
+        L = batch["L"] / 100.0
+        plain = unwrap(D)
+        gp = losses.gradient_penalty(lambda ab: plain(torch.cat([L, ab], dim=1)), real_ab, fake["ab"])
+        wd = losses.wgan_critic_loss(real_out, fake_out)
+        logs = {"d_real": float(real_out.float().mean()), "d_fake": float(fake_out.float().mean()), "d_wgan": float(wd), "d_gp": float(gp)}
+        return wd + self.loss["gp"] * gp, logs
+
+    def generator_loss(self, D: nn.Module, batch: Batch, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
+        w = self.loss
+        adv = losses.wgan_generator_loss(D(self._d_input(batch, out["ab"])))
+        mse = losses.l2_loss(out["ab"], self.encode_ab(batch["ab"]))
+        total = w["mse"] * mse + w["adv"] * adv
+        logs: Logs = {"g_mse": float(mse), "g_adv": float(adv)}
+        if w["kl"] > 0:
+            if "teacher_probs" not in batch:
+                raise KeyError("batch lacks teacher_probs: call recipe.prepare_batch(batch) before generator_loss")
+            kl = losses.kl_divergence(batch["teacher_probs"], F.log_softmax(out["logits"].float(), dim=-1))
+            total = total + w["kl"] * kl
+            logs["g_kl"] = float(kl)
+        return total, logs
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "backbone": {"requested": self.options.backbone_weights, **self._backbone_info},
+            "scaling": "L/100 tiled to 3 channels; (ab+128)/255; sigmoid output",
+            "class_head": "random init (VGG16 classifier weights are not available offline)",
+        }
+        if self.loss["kl"] > 0:
+            t = self._teacher
+            info["teacher"] = t.provenance if t is not None else {"name": self.options.teacher, "loaded": False}
+            info["teacher_input"] = "gray image (L, a*=0, b*=0) as sRGB"
+        return info

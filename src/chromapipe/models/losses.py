@@ -1,0 +1,119 @@
+"""Loss functions shared by the recipes (pix2pix, ChromaGAN, PalGAN).
+
+Kept free of any one recipe's scaling or network so each paper's loss can be assembled from the same,
+separately tested pieces: the GAN objectives (BCE with one-sided label smoothing, WGAN), the WGAN-GP
+gradient penalty, reconstruction terms and the class-distribution KL divergence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+# -- standard GAN (binary cross-entropy on logits) -----------------------------------------------------------
+def bce_with_target(logits: Tensor, target: float) -> Tensor:
+    """Mean BCE of ``logits`` against the constant ``target`` (1 = real, 0 = fake, 0.9 = smoothed real)."""
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(target)))
+
+
+def bce_discriminator_loss(real_logits: Tensor, fake_logits: Tensor, real_label: float = 0.9) -> tuple[Tensor, Tensor]:
+    """The two halves of the cGAN discriminator loss (real, fake).
+
+    One-sided label smoothing (Salimans et al. 2016; the thesis uses real = 0.9): only the real target is
+    softened, so an over-confident discriminator is penalised without rewarding it for calling fakes real.
+    The thesis averages the halves: ``(real + fake) / 2``.
+    """
+    return bce_with_target(real_logits, real_label), bce_with_target(fake_logits, 0.0)
+
+
+def bce_generator_loss(fake_logits: Tensor) -> Tensor:
+    """Non-saturating generator loss: BCE of D(fake) against the (unsmoothed) real label 1."""
+    return bce_with_target(fake_logits, 1.0)
+
+
+# -- Wasserstein GAN ---------------------------------------------------------------------------------------------
+def wgan_critic_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    """WGAN critic loss ``mean D(fake) - mean D(real)`` (Arjovsky et al. 2017), minimised by the critic."""
+    return fake_scores.float().mean() - real_scores.float().mean()
+
+
+def wgan_generator_loss(fake_scores: Tensor) -> Tensor:
+    """WGAN generator loss ``-mean D(fake)`` (ChromaGAN's Keras code: weight -0.1 on mean D(fake))."""
+    return -fake_scores.float().mean()
+
+
+def _as_list(x: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    return [x] if isinstance(x, Tensor) else list(x)
+
+
+def gradient_penalty(
+    critic: Callable[..., Tensor],
+    real: Tensor | Sequence[Tensor],
+    fake: Tensor | Sequence[Tensor],
+    *,
+    alpha: Tensor | None = None,
+    target: float = 1.0,
+    eps: float = 1e-12,
+) -> Tensor:
+    """WGAN-GP penalty ``E[(||grad_x critic(x)||_2 - target)^2]`` at random interpolates (Gulrajani et al. 2017).
+
+    Unweighted: callers multiply by their ``gp`` weight (10 in every paper here). ``real`` and ``fake`` may be
+    one tensor or matching sequences (e.g. PalGAN's image and palette): every tensor of a sample is
+    interpolated with the same ``alpha`` and the gradient norm is taken over all of them together. The
+    critic is called as ``critic(*interpolates)``; bind conditioning inputs (the L channel) with a closure,
+    as both reference implementations differentiate w.r.t. the generated part only. A critic with a
+    patch map output is differentiated through the sum of its outputs (``grad_outputs = ones`` in the
+    thesis code, ``K.gradients`` in ChromaGAN's). ``eps`` keeps the norm differentiable at 0.
+    """
+    reals, fakes = _as_list(real), _as_list(fake)
+    if len(reals) != len(fakes):
+        raise ValueError(f"gradient_penalty: {len(reals)} real tensors but {len(fakes)} fake tensors")
+    batch = reals[0].shape[0]
+    if alpha is None:
+        alpha = torch.rand(batch, device=reals[0].device, dtype=torch.float32)
+    points = []
+    for r, f in zip(reals, fakes):
+        a = alpha.to(r.dtype).view(batch, *([1] * (r.dim() - 1)))
+        points.append((a * r.detach() + (1 - a) * f.detach()).requires_grad_(True))
+    scores = critic(*points)
+    grads = torch.autograd.grad(scores.float().sum(), points, create_graph=True)
+    sq = sum(g.float().pow(2).flatten(1).sum(1) for g in grads)
+    norm = torch.sqrt(sq + eps)
+    return ((norm - target) ** 2).mean()
+
+
+# -- reconstruction and class terms ----------------------------------------------------------------------------
+def l1_loss(pred: Tensor, target: Tensor) -> Tensor:
+    return F.l1_loss(pred.float(), target.float())
+
+
+def l2_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error (the thesis' L2 and ChromaGAN's Keras ``mse``)."""
+    return F.mse_loss(pred.float(), target.float())
+
+
+def kl_divergence(target_probs: Tensor, log_probs: Tensor, eps: float = 1e-7) -> Tensor:
+    """``KL(target || model)`` summed over classes, averaged over the batch.
+
+    The direction of Keras' ``kld(y_true, y_pred)`` that ChromaGAN trains with: the teacher's distribution is
+    the target, the model's ``log_probs`` (log-softmax of its logits, for stability) the prediction. Target
+    probabilities are clamped at ``eps`` as Keras does, so zero-probability classes contribute 0.
+    """
+    t = target_probs.float().clamp(min=eps, max=1.0)
+    return (t * (t.log() - log_probs.float())).sum(dim=-1).mean()
+
+
+def masked_cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = -1) -> Tensor:
+    """Cross-entropy over samples whose label is not ``ignore_index``; 0 (with a graph) when none has one.
+
+    Datasets without classes carry label -1; plain ``F.cross_entropy`` would return NaN for such a batch.
+    """
+    valid = labels != ignore_index
+    if not bool(valid.any()):
+        return logits.float().sum() * 0.0
+    return F.cross_entropy(logits[valid].float(), labels[valid])

@@ -1,0 +1,47 @@
+"""Shared fixtures: real sample images, a prepared sample dataset, a params file for quick runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Ray workers import the test recipe (tests.tiny_recipe) by module path.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def quick_params(tmp: Path, models: dict | None = None, **sections) -> Path:
+    """Write a params.yaml for a seconds-long run: 64² sample crops, the tiny recipe, 2 Ray workers."""
+    params = {
+        "data": {"size": 64, "crops_per_image": 4, "out": str(tmp / "data"), "splits": {"train": 0.7, "val": 0.1, "test": 0.2}},
+        "train": {"num_workers": 2, "log_every": 2, "image_every": 4, "checkpoint_every": 4, "storage_path": str(tmp / "ray"), "out": str(tmp / "models")},
+        "evaluate": {"out": str(tmp / "evaluation"), "batch_size": 4, "fid": False},
+        "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}"},
+        "models": models or {"tiny": {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 2, "steps": 8}},
+    }
+    for key, value in sections.items():
+        params[key] = {**params.get(key, {}), **value}
+    path = tmp / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def git_project(dst: Path) -> Path:
+    """A copy of this project's tracked files in a fresh git repository (DVC needs Git)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        src = REPO / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dst, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], cwd=dst, check=True)
+    return dst

@@ -1,0 +1,76 @@
+"""params.yaml validation: the shipped profiles load; each kind of mistake stops with the key named."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from chromapipe.config import ConfigError, config_hash, load_params, parse_params
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 2, "steps": 4}
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "params-paper.yaml"])
+def test_shipped_profiles_validate(name: str) -> None:
+    params = load_params(REPO / name)
+    assert params.models, name
+
+
+def _base() -> dict:
+    return {"data": {"size": 64}, "models": {"tiny": dict(TINY)}}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda p: p.update(bogus=1), "bogus: unknown key"),
+        (lambda p: p["data"].update(sise=3), "data.sise: unknown key"),
+        (lambda p: p["data"].update(source="imagenet"), "data.source: 'imagenet' is not allowed; expected one of 'sample', 'folder'"),
+        (lambda p: p["data"].update(size="big"), "data.size: expected an integer"),
+        (lambda p: p["data"].update(size=-1), "data.size: must be > 0"),
+        (lambda p: p["data"].update(splits={"train": 0.5, "val": 0.1, "test": 0.1}), "data.splits: ratios must be >= 0 and sum to 1"),
+        (lambda p: p["data"].update(source="folder"), "data.root: required"),
+        (lambda p: p["models"]["tiny"].update(arch="gan9000"), "models.tiny.arch: 'gan9000' is not allowed"),
+        (lambda p: p["models"]["tiny"].update(steps=None), "models.tiny: set exactly one of steps or epochs"),
+        (lambda p: p["models"]["tiny"].update(epochs=3), "models.tiny: set exactly one of steps or epochs"),
+        (lambda p: p["models"]["tiny"].update(lr_g=0), "models.tiny.lr_g: must be > 0"),
+        (lambda p: p["models"]["tiny"].update(resolution=128), "models.tiny.resolution: 128 exceeds data.size 64"),
+        (lambda p: p["models"]["tiny"].update(schedule="linear"), "models.tiny.schedule: 'linear' is not allowed"),
+        (lambda p: p["models"]["tiny"].update(betas=[0.5]), "models.tiny.betas: expected a list of 2 values"),
+        (lambda p: p["models"]["tiny"].update(options={"width": 3}), "models.tiny.options.width: unknown key"),
+        (lambda p: p["models"]["tiny"].update(loss={"perceptual": 1.0}), "models.tiny.loss.perceptual: unknown loss term"),
+        (lambda p: p["models"]["tiny"].update(loss={"l1": -1.0}), "models.tiny.loss.l1: loss weights must be >= 0"),
+        (lambda p: p["models"]["tiny"].pop("arch"), "models.tiny.arch: required key is missing"),
+        (lambda p: p["train"] if False else p.update(train={"num_workers": 0}), "train.num_workers: must be > 0"),
+    ],
+)
+def test_bad_params_name_the_key(mutate, message: str) -> None:
+    raw = _base()
+    mutate(raw)
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    assert message in str(err.value)
+
+
+def test_config_hash_changes_with_any_value() -> None:
+    a = parse_params(_base())
+    raw = _base()
+    raw["models"]["tiny"]["lr_g"] = 1e-3
+    b = parse_params(raw)
+    assert config_hash(a.models["tiny"]) != config_hash(b.models["tiny"])
+    assert config_hash(a.models["tiny"]) == config_hash(copy.deepcopy(a).models["tiny"])
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+    bad.write_text(yaml.safe_dump({"models": {"tiny": TINY}, "data": {"size": 64}}))
+    assert load_params(bad).models["tiny"].steps == 4

@@ -1,0 +1,154 @@
+"""Preparation: the skip rules on real bad files, split integrity, and the shard round trip."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+
+from chromapipe.color import lab_to_rgb_uint8
+from chromapipe.config import DataConfig, SplitConfig
+from chromapipe.data.decode import SkipImage, decode_rgb
+from chromapipe.data.prepare import prepare
+from chromapipe.data.shards import LabShardDataset, ShardWriter, read_manifest
+from chromapipe.data.splits import assign_splits
+
+
+def _png16(rgb16: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG written by hand (Pillow cannot write 16-bit RGB)."""
+    h, w, _ = rgb16.shape
+    raw = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(h))
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)  # noqa: E731
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def _save(img: Image.Image, path: Path, fmt: str, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, fmt, **kw)
+    return path
+
+
+@pytest.fixture(scope="module")
+def source_tree(tmp_path_factory) -> Path:
+    """An ImageFolder tree with good and bad files of every kind the skip rules must handle."""
+    root = tmp_path_factory.mktemp("src")
+    astro = Image.fromarray(skimage.data.astronaut()).resize((96, 96))
+    coffee = Image.fromarray(skimage.data.coffee()).resize((120, 80))
+    chelsea = Image.fromarray(skimage.data.chelsea()).resize((90, 70))
+    good = {
+        "cats/rgb.jpg": lambda p: _save(chelsea, p, "JPEG", quality=95),
+        "cats/palette.png": lambda p: _save(astro.convert("P", palette=Image.Palette.ADAPTIVE), p, "PNG"),
+        "cats/alpha.png": lambda p: _save(astro.convert("RGBA"), p, "PNG"),
+        "cups/cmyk.jpg": lambda p: _save(coffee.convert("CMYK"), p, "JPEG"),
+        "cups/sixteen.png": lambda p: p.write_bytes(_png16(np.asarray(coffee).astype(np.uint16) * 257)),
+        "cups/plain.bmp": lambda p: _save(coffee, p, "BMP"),
+    }
+    jpeg = io.BytesIO()
+    chelsea.save(jpeg, "JPEG")
+    bad = {
+        "cats/gray.png": (lambda p: _save(astro.convert("L"), p, "PNG"), "grayscale"),
+        "cats/gray_as_rgb.jpg": (lambda p: _save(astro.convert("L").convert("RGB"), p, "JPEG", quality=90), "grayscale"),
+        "cats/tiny.png": (lambda p: _save(astro.resize((40, 40)), p, "PNG"), "too_small"),
+        "cups/truncated.jpg": (lambda p: p.write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2]), "corrupt"),
+        "cups/garbage.jpg": (lambda p: p.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64), "corrupt"),
+        "cups/notes.txt": (lambda p: p.write_text("not an image"), "not_an_image"),
+    }
+    for rel, make in good.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        make(p)
+    for rel, (make, _) in bad.items():
+        make(root / rel)
+    (root / "expected.txt").write_text("\n".join(f"{rel} {reason}" for rel, (_, reason) in bad.items()))
+    return root
+
+
+def test_skip_rules_record_every_bad_file_and_keep_every_good_one(source_tree: Path, tmp_path: Path) -> None:
+    cfg = DataConfig(source="folder", root=str(source_tree), size=64, out=str(tmp_path / "out"), splits=SplitConfig(1.0, 0.0, 0.0))
+    (source_tree / "expected.txt").rename(tmp_path / "expected.txt")
+    try:
+        manifest = prepare(cfg)
+    finally:
+        (tmp_path / "expected.txt").rename(source_tree / "expected.txt")
+    expected = dict(line.split() for line in (source_tree / "expected.txt").read_text().splitlines())
+    skipped = {s["source"]: s["reason"] for s in manifest["skipped"]}
+    assert skipped == expected
+    kept = {i for s in manifest["splits"]["train"]["shards"] for i in s["ids"]}
+    assert kept == {"cats/rgb.jpg", "cats/palette.png", "cats/alpha.png", "cups/cmyk.jpg", "cups/sixteen.png", "cups/plain.bmp"}
+    assert manifest["classes"] == ["cats", "cups"]
+    assert manifest["lab_roundtrip_max_abs_uint8"] <= 1
+
+
+def test_sixteen_bit_and_cmyk_decode_to_the_right_colors() -> None:
+    coffee = skimage.data.coffee()[:64, :64]
+    rgb16 = decode_rgb(_png16(coffee.astype(np.uint16) * 257), max_pixels=10**8)
+    assert rgb16.dtype == torch.uint8 and torch.equal(rgb16, torch.from_numpy(coffee).permute(2, 0, 1))
+    buf = io.BytesIO()
+    Image.fromarray(coffee).convert("CMYK").save(buf, "JPEG", quality=95)
+    cmyk = decode_rgb(buf.getvalue(), max_pixels=10**8)
+    assert (cmyk.float() - torch.from_numpy(coffee).permute(2, 0, 1).float()).abs().mean() < 12  # JPEG loss only
+
+
+def test_huge_image_is_refused_before_decoding() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (200, 30, 30)).save(buf, "PNG")
+    with pytest.raises(SkipImage) as err:
+        decode_rgb(buf.getvalue(), max_pixels=1_000_000)
+    assert err.value.code == "too_large"
+
+
+def test_splits_are_by_photo_stratified_and_deterministic() -> None:
+    groups = [(f"c{c}/img{i}", c) for c in range(3) for i in range(20)]
+    a = assign_splits(groups + groups[:5], SplitConfig(0.8, 0.1, 0.1), seed=7)
+    assert a == assign_splits(list(reversed(groups)), SplitConfig(0.8, 0.1, 0.1), seed=7)
+    assert a != assign_splits(groups, SplitConfig(0.8, 0.1, 0.1), seed=8)
+    for c in range(3):
+        splits = [a[g] for g, label in groups if label == c]
+        assert (splits.count("train"), splits.count("val"), splits.count("test")) == (16, 2, 2)
+
+
+def test_sample_set_crops_stay_in_their_photos_split(tmp_path: Path) -> None:
+    cfg = DataConfig(size=64, crops_per_image=4, out=str(tmp_path / "prep"), shard_size=5, splits=SplitConfig(0.7, 0.1, 0.2))
+    manifest = prepare(cfg)
+    photo_split: dict[str, str] = {}
+    for split, info in manifest["splits"].items():
+        assert info["n_images"] == sum(s["n"] for s in info["shards"])
+        for shard in info["shards"]:
+            assert shard["n"] <= 5  # bounded by shard_size
+            for ident in shard["ids"]:
+                photo = ident.split("#")[0]
+                assert photo_split.setdefault(photo, split) == split
+    assert len(photo_split) == 9 and not manifest["skipped"]
+    assert sorted(manifest["splits"], key=lambda s: s) == ["test", "train", "val"]
+    assert {s: sum(v == s for v in photo_split.values()) for s in ("train", "val", "test")} == {"train": 6, "val": 1, "test": 2}
+    assert manifest["storage"]["bytes_per_image"] == 64 * 64 * 3 * 2
+    ds = LabShardDataset(tmp_path / "prep", "train", resolution=32)
+    item = ds[len(ds) - 1]
+    assert item["L"].shape == (1, 32, 32) and item["ab"].shape == (2, 32, 32) and int(item["label"]) == -1
+    assert 0 <= float(item["L"].min()) and float(item["L"].max()) <= 100
+
+
+def test_shard_round_trip(tmp_path: Path) -> None:
+    rgb = torch.from_numpy(skimage.data.astronaut()[:32, :32]).permute(2, 0, 1)
+    from chromapipe.color import rgb_uint8_to_lab
+
+    writer = ShardWriter(tmp_path / "train", shard_size=2)
+    for i in range(3):
+        writer.add(rgb_uint8_to_lab(rgb), label=i, ident=f"img{i}")
+    writer.flush()
+    assert [s["n"] for s in writer.shards] == [2, 1]
+    (tmp_path / "manifest.json").write_text(
+        __import__("json").dumps({"params": {"size": 32}, "splits": {"train": {"shards": writer.shards}}})
+    )
+    ds = LabShardDataset(tmp_path, "train")
+    assert len(ds) == 3 and [int(ds[i]["label"]) for i in range(3)] == [0, 1, 2]
+    back = lab_to_rgb_uint8(torch.cat([ds[2]["L"], ds[2]["ab"]]))
+    assert int((back.int() - rgb.int()).abs().max()) <= 1
+    assert read_manifest(tmp_path)["splits"]["train"]["shards"][0]["sha256"]

@@ -1,0 +1,75 @@
+"""Ray Train on a real local cluster (2 CPU workers, gloo DDP) with a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from chromapipe.config import load_params
+from chromapipe.data.prepare import prepare
+from chromapipe.models.checkpoint import CheckpointError, load_generator
+from chromapipe.training.run import train_model
+from chromapipe.training.tracking import find_or_create_run
+from tests.conftest import quick_params
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("train")
+    params = load_params(quick_params(tmp))
+    prepare(params.data)
+    return tmp
+
+
+def test_two_worker_training_logs_to_mlflow_and_resumes(project: Path) -> None:
+    params = load_params(project / "params.yaml")
+    first = train_model(params, "tiny")
+    assert first["steps"] == 8 and not first["resumed"] and first["ray"]["nodes"] >= 1
+    recipe, G, info = load_generator(project / "models" / "tiny" / "generator.pt")
+    assert info["meta"]["run_id"] == first["run_id"] and info["meta"]["steps"] == 8
+    assert json.loads((project / "models" / "tiny" / "train.json").read_text())["config_hash"] == first["config_hash"]
+
+    client = MlflowClient(params.tracking.uri)
+    run = client.get_run(first["run_id"])
+    assert run.data.params["model.lr_g"] == "0.0002" and run.data.tags["chromapipe.model"] == "tiny"
+    history = client.get_metric_history(first["run_id"], "train/g_total")
+    assert [m.step for m in history] == [2, 4, 6, 8] and all(np.isfinite(m.value) for m in history)
+    assert client.get_metric_history(first["run_id"], "train/images_per_s")
+    artifacts = {a.path for a in client.list_artifacts(first["run_id"])}
+    assert {"generator", "train.json"} <= artifacts
+    assert any("preview" in a.path for a in client.list_artifacts(first["run_id"], "images")) or "images" in artifacts
+
+    again = train_model(params, "tiny")  # same params: Ray resumes the finished run, no new steps
+    assert again["resumed"] and again["run_id"] == first["run_id"] and again["steps"] == 8
+    assert len(client.get_metric_history(first["run_id"], "train/g_total")) == 4
+
+
+def test_changed_params_start_a_fresh_run(project: Path) -> None:
+    params = load_params(project / "params.yaml")
+    client = MlflowClient(params.tracking.uri)
+    a, resumed_a = find_or_create_run(client, "exp", "m", "hash-a", {"x": 1}, {})
+    b, resumed_b = find_or_create_run(client, "exp", "m", "hash-b", {"x": 2}, {})
+    a2, resumed_a2 = find_or_create_run(client, "exp", "m", "hash-a", {"x": 1}, {})
+    assert a != b and a2 == a and (resumed_a, resumed_b, resumed_a2) == (False, False, True)
+
+
+def test_dead_worker_is_restarted_from_the_last_checkpoint(project: Path, tmp_path: Path, monkeypatch) -> None:
+    marker = tmp_path / "crashed"
+    monkeypatch.setenv("CHROMAPIPE_TEST_CRASH_MARKER", str(marker))
+    path = quick_params(project, models={"flaky": {"arch": "tests.tiny_recipe:FlakyRecipe", "resolution": 32, "batch_size": 2, "steps": 8}})
+    summary = train_model(load_params(path), "flaky")
+    assert marker.exists(), "the worker never crashed: the test did not exercise recovery"
+    assert summary["steps"] == 8
+    assert (project / "models" / "flaky" / "generator.pt").exists()
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="generator checkpoint not found"):
+        load_generator(tmp_path / "nope.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a loadable chromapipe checkpoint"):
+        load_generator(tmp_path / "bad.pt")
