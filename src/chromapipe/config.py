@@ -80,7 +80,7 @@ class EvaluateConfig:
     max_images: int | None = None
     lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
     fid: bool = True
-    out: str = "metrics"
+    out: str = "evaluation"
     samples: int = 6  # images saved for the report's comparison grid
 
 

@@ -11,6 +11,7 @@ Memory stays bounded for any number of images:
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import shutil
 import tempfile
 import weakref
@@ -79,6 +80,7 @@ class EffNetLite0Features(torch.nn.Module):
         self.net = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
         self.net.load_state_dict(state_dict, strict=True)
         self.net.eval()
+        self.net.to(memory_format=torch.channels_last)  # ~30% faster depthwise convs on CPU
         self.requires_grad_(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -86,7 +88,7 @@ class EffNetLite0Features(torch.nn.Module):
         if tuple(x.shape[-2:]) != (self.SIZE, self.SIZE):
             x = F.interpolate(x, size=(self.SIZE, self.SIZE), mode="bilinear", align_corners=False,
                               antialias=True)
-        x = (x - 127.0) / 128.0
+        x = ((x - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             feat = self.net.extract_features(x)
             return F.adaptive_avg_pool2d(feat, 1).flatten(1)
@@ -155,10 +157,11 @@ def torch_fidelity_fid(spill: ImageSpill, weights_path: Path, cuda: bool) -> flo
     import torch_fidelity
 
     batch = 64 if len(spill.sizes) == 1 else 1  # mixed sizes cannot be stacked into one batch
+    few_cpus = (os.cpu_count() or 1) <= 4  # torch-fidelity would start 4 loader workers: too many here
     out = torch_fidelity.calculate_metrics(
         input1=_PngDataset(spill.pred), input2=_PngDataset(spill.target), cuda=cuda, fid=True,
         feature_extractor_weights_path=str(weights_path), cache=False, verbose=False, batch_size=batch,
-        samples_shuffle=False)
+        samples_shuffle=False, save_cpu_ram=few_cpus or not cuda)
     return float(out["frechet_inception_distance"])
 
 

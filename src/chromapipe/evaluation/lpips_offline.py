@@ -9,6 +9,7 @@ copied into lpips' slices layer by layer, each shape checked against torchvision
 from __future__ import annotations
 
 import importlib.metadata
+import warnings
 from typing import Any
 
 import torch
@@ -54,7 +55,9 @@ def build_lpips(net: str = "alex", device: str | torch.device = "cpu") -> tuple[
 
     features, backbone_prov = _LOADERS[net]()
     lin = resolve_file(f"lpips_linear_{net}")  # verifies the wheel's linear head against its pin
-    model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    with warnings.catch_warnings():  # torchvision's `pretrained=` deprecation, raised inside lpips
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
     model.net.load_state_dict(map_features_to_lpips(model.net, features), strict=True)
     model = model.eval().to(device)
     for p in model.parameters():

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,9 +89,7 @@ class MetricSuite:
         from .lpips_offline import build_lpips
 
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # torchvision's `pretrained=` deprecation
-                self._lpips_model, self._lpips_details = build_lpips(net, self.device)
+            self._lpips_model, self._lpips_details = build_lpips(net, self.device)
         except WeightsUnavailable as exc:
             self.unavailable["lpips"] = f"LPIPS-{net} backbone unavailable: {exc.reason}"
             log.warning("LPIPS unavailable: %s", exc)

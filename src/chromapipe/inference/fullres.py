@@ -25,8 +25,9 @@ import torch.nn.functional as F
 
 from chromapipe.color import _RGB_TO_XYZ, _WHITE_D65, _XYZ_TO_RGB
 
-#: rows per strip; ~1.5 MP per strip for a 6000-px-wide photo keeps temporaries around 50 MB
-STRIP_ROWS = 256
+#: pixels per strip: small enough that a strip's ~20 float planes stay in the CPU cache (measured ~2x
+#: faster than 1.5 MP strips), large enough that per-op overhead does not matter
+STRIP_PIXELS = 196_608
 
 _LUMA = _RGB_TO_XYZ[1].numpy().astype(np.float32)  # Y row: sums to 1, so gray (v, v, v) has Y = v
 
@@ -71,9 +72,10 @@ def luminance_rows(pixels: np.ndarray, y0: int, y1: int) -> torch.Tensor:
     return torch.from_numpy(_y_to_L(y).astype(np.float32, copy=False))
 
 
-def luminance(pixels: np.ndarray, strip_rows: int = STRIP_ROWS) -> torch.Tensor:
+def luminance(pixels: np.ndarray, strip_rows: int | None = None) -> torch.Tensor:
     """L* of the whole image, (H, W) float32, computed strip by strip (no float copy of the RGB)."""
     H, W = pixels.shape[:2]
+    strip_rows = strip_rows or max(1, STRIP_PIXELS // W)
     out = torch.empty((H, W), dtype=torch.float32)
     for y0 in range(0, H, strip_rows):
         y1 = min(H, y0 + strip_rows)
@@ -145,11 +147,12 @@ def render(
     pixels: np.ndarray,
     ab: torch.Tensor,
     alpha: np.ndarray | None = None,
-    strip_rows: int = STRIP_ROWS,
+    strip_rows: int | None = None,
 ) -> np.ndarray:
     """The colorized image at the input's resolution: (H, W, 3) or (H, W, 4) with ``alpha`` appended, in
     the input's bit depth (uint8 or uint16). ``ab`` is the network's (2, R, R) prediction in Lab units."""
     H, W = pixels.shape[:2]
+    strip_rows = strip_rows or max(1, STRIP_PIXELS // W)
     maxv = max_value_of(pixels)
     channels = 3 if alpha is None else 4
     out = np.empty((H, W, channels), dtype=pixels.dtype)

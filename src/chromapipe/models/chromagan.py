@@ -26,7 +26,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import vgg16
+from torchvision.models.vgg import cfgs as vgg_cfgs
+from torchvision.models.vgg import make_layers
 
 from chromapipe.color import lab_to_rgb
 from chromapipe.config import ConfigError
@@ -70,8 +71,18 @@ def conv_relu(c_in: int, c_out: int, k: int = 3) -> nn.Sequential:
 
 
 def vgg16_backbone() -> nn.Sequential:
-    """torchvision VGG16 ``features[:23]``: conv1_1 … conv4_3 + ReLU, 7,635,264 parameters, stride 8."""
-    return vgg16(weights=None).features[:VGG_LAYERS]
+    """torchvision VGG16 ``features[:23]``: conv1_1 … conv4_3 + ReLU, 7,635,264 parameters, stride 8.
+
+    Built with torchvision's own ``make_layers`` and VGG's init (Kaiming-normal fan-out, zero bias), the
+    same module and state-dict keys as ``vgg16(weights=None).features[:23]`` without constructing (and
+    initialising) the 124 M-parameter classifier that would be thrown away.
+    """
+    features = make_layers(vgg_cfgs["D"], batch_norm=False)[:VGG_LAYERS]
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return features
 
 
 def load_backbone_weights(backbone: nn.Sequential) -> dict[str, Any]:
@@ -225,7 +236,7 @@ class ChromaGANRecipe(Recipe):
         plain = unwrap(D)
         gp = losses.gradient_penalty(lambda ab: plain(torch.cat([L, ab], dim=1)), real_ab, fake["ab"])
         wd = losses.wgan_critic_loss(real_out, fake_out)
-        logs = {"d_real": float(real_out.float().mean()), "d_fake": float(fake_out.float().mean()), "d_wgan": float(wd), "d_gp": float(gp)}
+        logs = {"d_real": losses.scalar(real_out.float().mean()), "d_fake": losses.scalar(fake_out.float().mean()), "d_wgan": losses.scalar(wd), "d_gp": losses.scalar(gp)}
         return wd + self.loss["gp"] * gp, logs
 
     def generator_loss(self, D: nn.Module, batch: Batch, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
@@ -233,13 +244,15 @@ class ChromaGANRecipe(Recipe):
         adv = losses.wgan_generator_loss(D(self._d_input(batch, out["ab"])))
         mse = losses.l2_loss(out["ab"], self.encode_ab(batch["ab"]))
         total = w["mse"] * mse + w["adv"] * adv
-        logs: Logs = {"g_mse": float(mse), "g_adv": float(adv)}
+        logs: Logs = {"g_mse": losses.scalar(mse), "g_adv": losses.scalar(adv)}
         if w["kl"] > 0:
             if "teacher_probs" not in batch:
                 raise KeyError("batch lacks teacher_probs: call recipe.prepare_batch(batch) before generator_loss")
             kl = losses.kl_divergence(batch["teacher_probs"], F.log_softmax(out["logits"].float(), dim=-1))
             total = total + w["kl"] * kl
-            logs["g_kl"] = float(kl)
+            logs["g_kl"] = losses.scalar(kl)
+        else:  # keep the class head in the graph: DDP requires every parameter to receive a gradient
+            total = total + 0.0 * out["logits"].float().sum()
         return total, logs
 
     def describe(self) -> dict[str, Any]:

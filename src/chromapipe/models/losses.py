@@ -117,3 +117,8 @@ def masked_cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = -1)
     if not bool(valid.any()):
         return logits.float().sum() * 0.0
     return F.cross_entropy(logits[valid].float(), labels[valid])
+
+
+def scalar(t: Tensor) -> float:
+    """A loss value for the logs (detached, so logging never touches the autograd graph)."""
+    return float(t.detach())

@@ -289,12 +289,12 @@ class Pix2PixRecipe(Recipe):
         fake_out = D(self._d_input(batch, fake["ab"].detach()))
         if not self.wgan:
             d_real, d_fake = losses.bce_discriminator_loss(real_out, fake_out, self.options.real_label)
-            return (d_real + d_fake) / 2, {"d_real": float(d_real), "d_fake": float(d_fake)}
+            return (d_real + d_fake) / 2, {"d_real": losses.scalar(d_real), "d_fake": losses.scalar(d_fake)}
         L = self.encode_L(batch["L"])
         plain = unwrap(D)
         gp = losses.gradient_penalty(lambda ab: plain(torch.cat([L, ab], dim=1)), real_ab, fake["ab"])
         wd = losses.wgan_critic_loss(real_out, fake_out)
-        logs = {"d_real": float(real_out.float().mean()), "d_fake": float(fake_out.float().mean()), "d_wgan": float(wd), "d_gp": float(gp)}
+        logs = {"d_real": losses.scalar(real_out.float().mean()), "d_fake": losses.scalar(fake_out.float().mean()), "d_wgan": losses.scalar(wd), "d_gp": losses.scalar(gp)}
         return wd + self.loss["gp"] * gp, logs
 
     def generator_loss(self, D: nn.Module, batch: Batch, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
@@ -303,20 +303,20 @@ class Pix2PixRecipe(Recipe):
         adv = losses.wgan_generator_loss(fake_out) if self.wgan else losses.bce_generator_loss(fake_out)
         target = self.encode_ab(batch["ab"])
         total = w["adv"] * adv
-        logs: Logs = {"g_adv": float(adv)}
+        logs: Logs = {"g_adv": losses.scalar(adv)}
         if w["l1"] > 0:
             l1 = losses.l1_loss(out["ab"], target)
             total = total + w["l1"] * l1
-            logs["g_l1"] = float(l1)
+            logs["g_l1"] = losses.scalar(l1)
         if w["l2"] > 0:
             l2 = losses.l2_loss(out["ab"], target)
             total = total + w["l2"] * l2
-            logs["g_l2"] = float(l2)
+            logs["g_l2"] = losses.scalar(l2)
         if "logits" in out:
+            # always in the graph (weight 0 included): DDP requires every parameter to receive a gradient
             ce = losses.masked_cross_entropy(out["logits"], batch["label"])
-            logs["g_ce"] = float(ce)
-            if w["ce"] > 0:
-                total = total + w["ce"] * ce
+            logs["g_ce"] = losses.scalar(ce)
+            total = total + w["ce"] * ce
         return total, logs
 
     def describe(self) -> dict[str, Any]:

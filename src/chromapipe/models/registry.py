@@ -39,13 +39,17 @@ def validate_model(name: str, cfg: "ModelConfig") -> None:
         cls = recipe_class(cfg.arch)
     except ConfigError as exc:
         raise ConfigError(f"{key}.{exc}") from None
-    build_dataclass(cls.Options, cfg.options, f"{key}.options")
+    options = build_dataclass(cls.Options, cfg.options, f"{key}.options")
     unknown = sorted(set(cfg.loss) - set(cls.default_loss))
     if unknown:
         raise ConfigError(f"{key}.loss.{unknown[0]}: unknown loss term; allowed: {', '.join(cls.default_loss)}")
     bad = {k: v for k, v in cfg.loss.items() if v < 0}
     if bad:
         raise ConfigError(f"{key}.loss.{next(iter(bad))}: loss weights must be >= 0")
+    try:  # cross-field rules a recipe checks itself (resolution limits, options that need each other)
+        cls(options=options, loss=dict(cfg.loss), resolution=cfg.resolution)
+    except (ConfigError, ValueError) as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def build_recipe(cfg: "ModelConfig") -> "Recipe":

@@ -10,6 +10,7 @@ source is also spelled out in each row, so the distinction survives printing and
 from __future__ import annotations
 
 import html
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,7 @@ def table_html(table: Table) -> str:
         for col in cols:
             text = row[col]
             url = table.links.get((i, col[1]))
-            inner = f'<a href="{_e(url)}">{_e(text)}</a>' if url else _e(text)
+            inner = f'<a href="{_e(url)}" title="{_e(url)}">{_e(text)}</a>' if url else _e(text)
             cls = ' class="wrap"' if col[1] == "protocol" else ' class="na"' if text.lower().startswith("n/a") else ""
             cells.append(f"<td{cls}>{inner}</td>")
         parts.append(f'<tr class="{_e(kind)}">' + "".join(cells) + "</tr>")
@@ -220,7 +221,9 @@ def render_html(data: ReportData) -> str:
     p.append('<section id="protocols"><h2>Protocols</h2><table><thead><tr><th>model</th><th>protocol</th>'
              "<th>details</th></tr></thead><tbody>")
     for model, text, details in data.protocols:
-        p.append(f'<tr><td>{_e(model)}</td><td class="wrap">{_e(text)}</td><td class="wrap">{_e(_details_text(details))}</td></tr>')
+        summary = ", ".join(details) or "none recorded"
+        p.append(f'<tr><td>{_e(model)}</td><td class="wrap">{_e(text)}</td><td class="wrap"><details><summary>{_e(summary)}'
+                 f"</summary><pre>{_e(json.dumps(details, indent=1, ensure_ascii=False, default=str))}</pre></details></td></tr>")
     p.append("</tbody></table></section></body></html>")
     return "\n".join(p) + "\n"
 

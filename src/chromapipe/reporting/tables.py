@@ -120,7 +120,7 @@ def short_reason(reason: str, limit: int = 36) -> str:
     clause is cut on a word boundary, so "Inception weights pt_inception-2015-12-05 not found locally; …"
     reads "Inception weights not found locally".
     """
-    first = reason.strip().split(";")[0].split(". ")[0].strip().rstrip(".")
+    first = reason.strip().split(";")[0].split(". ")[0].split(": ")[0].strip().rstrip(".")
     words = [w for w in first.split() if not (len(w) > 10 and any(ch.isdigit() or ch in "_/\\" for ch in w))]
     out = ""
     for w in words or first.split():

@@ -244,8 +244,8 @@ def _missing_reason(*names: str, extra: str = "") -> str:
     msg = f"none of {', '.join(names)} found in {where}"
     if extra:
         msg += f", {extra}"
-    return (msg + "; downloads are off (set CHROMAPIPE_ALLOW_DOWNLOAD=1 or use --allow-download); "
-            "run `chromapipe weights fetch` to provision the cache")
+    return (msg + "; downloads are off (set CHROMAPIPE_ALLOW_DOWNLOAD=1); provision the cache with "
+            "`chromapipe weights fetch` (add --allow-download where the internet is reachable)")
 
 
 # ---------------------------------------------------------------------------------------------- single files

@@ -1,0 +1,264 @@
+"""Reading user photos into integer pixel arrays and writing colorized results with their metadata.
+
+Decoding keeps the file's own integer type (uint8, or uint16 for 16-bit files): the float L* is computed
+later in strips (see :mod:`chromapipe.inference.fullres`), so a 24 MP photo costs 72 MB here, not a
+float64 copy. EXIF orientation is applied on read (and the tag reset on write, so viewers do not rotate
+twice). Pillow decodes everything except 16-bit colour PNGs, which it truncates to 8 bits; torchvision's
+PNG decoder keeps those at 16 bits.
+
+Output format follows the input where the format can hold a full-colour photo (JPEG, PNG, WebP, TIFF,
+BMP); anything else (GIF's 256-colour palette, PPM, ICO, …) is written as PNG. Alpha is kept (all of
+those formats but JPEG store it, and a JPEG input has none). EXIF, DPI and PNG text are kept; an ICC
+profile is kept when it describes RGB data — a gray or CMYK profile cannot describe the RGB output and
+is dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from chromapipe.inference.png16 import write_png16
+
+#: input format -> (Pillow writer, extension used when the input's own suffix is not kept)
+_KEPT_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "MPO": ".jpg"}
+_ORIENTATION = 0x0112
+
+
+class InputError(Exception):
+    """A file that cannot be colorized (not an image, corrupt, too large); the message says why."""
+
+
+@dataclasses.dataclass
+class Metadata:
+    exif: Image.Exif | None = None
+    icc_profile: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    png_text: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class DecodedImage:
+    """``pixels``: (H, W) gray or (H, W, 3) RGB, uint8 or uint16; ``alpha``: (H, W) of the same type or None."""
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None
+    format: str
+    metadata: Metadata
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return self.pixels.nbytes + (self.alpha.nbytes if self.alpha is not None else 0)
+
+
+# -- reading ---------------------------------------------------------------------------------------------
+def _png_bit_depth(path: Path) -> int:
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    return head[24] if len(head) == 26 and head[12:16] == b"IHDR" else 8
+
+
+def _metadata(img: Image.Image) -> Metadata:
+    exif = img.getexif()
+    exif.pop(_ORIENTATION, None)  # pixels are already upright
+    icc = img.info.get("icc_profile")
+    if icc and icc[16:20] != b"RGB ":
+        icc = None
+    dpi = img.info.get("dpi")
+    text = {k: v for k, v in getattr(img, "text", {}).items() if isinstance(v, str)} if img.format == "PNG" else {}
+    return Metadata(exif=exif if len(exif) else None, icc_profile=icc or None, dpi=tuple(dpi) if dpi else None, png_text=text)
+
+
+def _pixels_from_pillow(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Gray stays gray (one channel), 16-bit gray stays 16-bit; everything else becomes RGB(A) uint8."""
+    mode = img.mode
+    if mode == "L":
+        return np.asarray(img), None
+    if mode == "1":
+        return np.asarray(img.convert("L")), None
+    if mode in ("LA", "La"):
+        arr = np.asarray(img.convert("LA"))
+        return arr[..., 0], arr[..., 1]
+    if mode.startswith("I;16"):
+        return np.asarray(img).astype(np.uint16, copy=False), None
+    if mode == "I":  # 32-bit integer gray (some TIFFs): values are 16-bit codes
+        return np.clip(np.asarray(img), 0, 65535).astype(np.uint16), None
+    if mode == "F":  # float gray: [0, 1] or [0, 255]
+        arr = np.asarray(img, dtype=np.float32)
+        scale = 65535.0 if float(arr.max(initial=0.0)) <= 1.0 else 65535.0 / 255.0
+        return np.clip(arr * scale + 0.5, 0, 65535).astype(np.uint16), None
+    if mode == "RGB":
+        return np.asarray(img), None
+    has_alpha = "A" in mode or "a" in mode or (mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        arr = np.asarray(img.convert("RGBA"))
+        return arr[..., :3], arr[..., 3]
+    return np.asarray(img.convert("RGB")), None
+
+
+def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an (H, W, ...) array, as ``ImageOps.exif_transpose`` does.
+
+    Done on the decoded array rather than the Pillow image because Pillow stores RGB in 4 bytes per pixel
+    and transposing there costs two extra full-size copies on a 24 MP photo."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+        8: lambda a: np.rot90(a, 1),
+    }
+    return np.ascontiguousarray(ops[orientation](arr)) if orientation in ops else np.ascontiguousarray(arr)
+
+
+def _pixels_from_png16(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    from torchvision.io import ImageReadMode, decode_png, read_file
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = decode_png(read_file(str(path)), ImageReadMode.UNCHANGED, apply_exif_orientation=True)
+    arr = t.permute(1, 2, 0).numpy()
+    color = arr[..., 0] if arr.shape[2] in (1, 2) else arr[..., :3]
+    alpha = arr[..., -1] if arr.shape[2] in (2, 4) else None
+    return color, alpha
+
+
+def read_image(path: Path, max_pixels: int) -> DecodedImage:
+    """Decode ``path`` (first frame of multi-frame files) upright, in its own bit depth."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise InputError(f"{w}x{h} exceeds --max-pixels {max_pixels}")
+                fmt = img.format or "PNG"
+                orientation = int(img.getexif().get(_ORIENTATION, 1) or 1)
+                meta = _metadata(img)
+                if fmt == "PNG" and _png_bit_depth(path) == 16 and not img.mode.startswith("I"):
+                    pixels, alpha = _pixels_from_png16(path)  # torchvision applied the orientation
+                    orientation = 1
+                else:
+                    img.load()
+                    pixels, alpha = _pixels_from_pillow(img)
+            # the Pillow image is closed and freed here; only the numpy arrays remain
+            pixels = orient(pixels, orientation)
+            alpha = orient(alpha, orientation) if alpha is not None else None
+    except InputError:
+        raise
+    except (Image.UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise InputError(str(exc)) from None
+    except (OSError, ValueError, SyntaxError, RuntimeError, EOFError) as exc:  # truncated / corrupt data
+        raise InputError(f"cannot decode: {exc}") from None
+    return DecodedImage(pixels=pixels, alpha=alpha, format=fmt, metadata=meta)
+
+
+def read_rgb01(path: Path, max_pixels: int) -> Any:
+    """An image as a float tensor (1, 3, H, W) in [0, 1] (for palette references)."""
+    import torch
+
+    dec = read_image(path, max_pixels)
+    arr = dec.pixels.astype(np.float32) / (65535.0 if dec.pixels.dtype == np.uint16 else 255.0)
+    t = torch.from_numpy(arr)
+    t = t[None].expand(3, -1, -1) if t.ndim == 2 else t.permute(2, 0, 1)
+    return t[None].contiguous()
+
+
+# -- finding inputs --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One input file and where its output goes, relative to the output directory (suffix decided later)."""
+
+    src: Path
+    rel: Path
+
+
+def _image_suffixes() -> set[str]:
+    Image.init()
+    return {ext.lower() for ext in Image.registered_extensions()}
+
+
+def find_images(inputs: Iterable[str | os.PathLike[str]]) -> tuple[list[Job], list[tuple[Path, str]]]:
+    """Files as given, directories walked recursively (image suffixes only, hidden entries skipped; the
+    tree is mirrored under the output directory so equal names in different folders do not collide).
+    Returns the jobs and the inputs that do not exist."""
+    suffixes = _image_suffixes()
+    jobs: list[Job] = []
+    missing: list[tuple[Path, str]] = []
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            found = []
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    f = Path(root) / name
+                    if not name.startswith(".") and f.suffix.lower() in suffixes:
+                        found.append(Job(f, f.relative_to(p)))
+            jobs.extend(found)
+        elif p.exists():
+            jobs.append(Job(p, Path(p.name)))
+        else:
+            missing.append((p, "no such file or directory"))
+    return jobs, missing
+
+
+# -- writing ---------------------------------------------------------------------------------------------
+def output_suffix(src: Path, fmt: str) -> str:
+    """Keep the input's suffix when its format is written back as is; otherwise the kept format's."""
+    if fmt in _KEPT_FORMATS:
+        own = src.suffix
+        return own if own and Image.registered_extensions().get(own.lower()) == ("JPEG" if fmt == "MPO" else fmt) else _KEPT_FORMATS[fmt]
+    return ".png"
+
+
+def write_image(path: Path, pixels: np.ndarray, fmt: str, meta: Metadata, quality: int) -> None:
+    """Write (H, W, 3|4) uint8/uint16 pixels in ``fmt`` (or PNG), atomically (temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out_fmt = "JPEG" if fmt == "MPO" else fmt if fmt in _KEPT_FORMATS else "PNG"
+    exif_bytes = meta.exif.tobytes() if meta.exif is not None else None
+    if pixels.dtype == np.uint16:
+        if out_fmt == "PNG":
+            write_png16(path, pixels, icc_profile=meta.icc_profile, exif=exif_bytes, dpi=meta.dpi, text=meta.png_text)
+            return
+        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)  # 8-bit-only writers
+    img = Image.fromarray(pixels, mode="RGBA" if pixels.shape[2] == 4 else "RGB")
+    if out_fmt == "JPEG" and img.mode == "RGBA":
+        img = img.convert("RGB")
+    kw: dict[str, Any] = {}
+    if meta.icc_profile:
+        kw["icc_profile"] = meta.icc_profile
+    if exif_bytes and out_fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+        kw["exif"] = exif_bytes
+    if meta.dpi and out_fmt in ("JPEG", "PNG", "TIFF", "BMP"):
+        kw["dpi"] = meta.dpi
+    if out_fmt in ("JPEG", "WEBP"):
+        kw["quality"] = quality
+    if out_fmt == "TIFF":
+        kw["compression"] = "tiff_deflate"
+    if out_fmt == "PNG" and meta.png_text:
+        info = PngImagePlugin.PngInfo()
+        for k, v in meta.png_text.items():
+            info.add_itxt(k, v)
+        kw["pnginfo"] = info
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        img.save(tmp, format=out_fmt, **kw)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    del img
+
