@@ -144,6 +144,9 @@ def test_luminance_and_upsampling_match_reference() -> None:
     strips = torch.cat([up.strip(y, min(37, y + 5)) for y in range(0, 37, 5)], dim=1)
     ref = F.interpolate(ab[None], size=(37, 53), mode="bilinear", align_corners=False)[0]
     assert torch.allclose(strips, ref, atol=1e-3)
+    big = photo(300, 700)  # several strips of STRIP_PIXELS // 700 rows
+    one_shot = F.interpolate(lab_L(big)[None, None], size=(32, 32), mode="bilinear", antialias=True)[0]
+    assert torch.allclose(fullres.network_L(big, 32), one_shot, atol=1e-3)
 
 
 def test_gamut_mapping_preserves_L_where_clipping_does_not() -> None:
@@ -200,6 +203,40 @@ def test_modes_keep_size_and_L(tmp_path: Path, ckpt: Path) -> None:
     assert np.array_equal(load_upright(out / "rgba.png")[..., 3], rgba[..., 3])  # alpha kept
 
 
+def test_formats_and_metadata_follow_the_input(tmp_path: Path, ckpt: Path) -> None:
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    gray_icc = srgb[:16] + b"GRAY" + srgb[20:]  # a profile for gray data cannot describe RGB output
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb = photo(30, 44)
+    Image.fromarray(rgb).save(src / "a.webp", quality=90, icc_profile=srgb, exif=exif.tobytes())
+    Image.fromarray(rgb).save(src / "b.tiff", icc_profile=srgb, dpi=(300, 300))
+    Image.fromarray(rgb).save(src / "c.bmp")
+    Image.fromarray(rgb[..., 0]).save(src / "d.jpeg", icc_profile=gray_icc, dpi=(72, 72))
+    Image.fromarray(np.dstack([rgb[..., 0], rgb[..., 1]]), "LA").save(src / "e.png", icc_profile=srgb)
+    out = tmp_path / "out"
+    assert colorize(src, "-o", out, "--checkpoint", ckpt) == 0
+    expect = {"a.webp": "WEBP", "b.tiff": "TIFF", "c.bmp": "BMP", "d.jpeg": "JPEG", "e.png": "PNG"}
+    for name, fmt in expect.items():
+        with Image.open(out / name) as img:
+            assert img.format == fmt and img.size == (44, 30), name
+            icc = img.info.get("icc_profile")
+            if name in ("a.webp", "b.tiff", "e.png"):
+                assert icc == srgb, name
+            else:
+                assert not icc, name
+    with Image.open(out / "a.webp") as img:
+        assert img.getexif().get(0x010F) == "TestCam"
+    with Image.open(out / "b.tiff") as img:
+        assert tuple(round(v) for v in img.info["dpi"]) == (300, 300)
+    with Image.open(out / "e.png") as img:
+        assert img.mode == "RGBA" and np.array_equal(np.asarray(img)[..., 3], rgb[..., 1])
+
+
 def test_rgb16_png_and_rgba16_keep_depth_and_alpha(tmp_path: Path, ckpt: Path) -> None:
     from torchvision.io import encode_png  # noqa: F401 - only to be sure torchvision is importable
 
@@ -254,6 +291,14 @@ def test_usage_errors(tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatc
     assert "models/pix2pix/generator.pt not found" in err and "dvc repro" in err
     assert colorize(tmp_path / "a.png", "-o", tmp_path / "o") == 2
     assert "--model NAME, --checkpoint PATH or --run" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert colorize(tmp_path / "a.png", "-o", tmp_path / "o", "--checkpoint", ckpt, "--device", "cuda") == 2
+        assert "no CUDA device" in capsys.readouterr().err
+    assert colorize(tmp_path / "not_there", "-o", tmp_path / "o", "--checkpoint", ckpt) == 1  # a missing input is a failed file
+    assert "not_there: no such file or directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert colorize(tmp_path / "empty", "-o", tmp_path / "o", "--checkpoint", ckpt) == 2
+    assert "no images found" in capsys.readouterr().err
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert colorize(tmp_path / "a.png", "-o", tmp_path / "o", "--checkpoint", tmp_path / "junk.pt") == 2
     assert "not a loadable chromapipe checkpoint" in capsys.readouterr().err

@@ -153,6 +153,13 @@ def test_fid_plumbing_with_DUMMY_random_inception_weights(tmp_path, monkeypatch)
     monkeypatch.setattr(resolver, "inception_weights_path", lambda allow_download=None: (
         dummy_path, {"path": str(dummy_path), "sha256": "DUMMY-not-pinned", "source": "test"}))
 
+    from chromapipe.evaluation import frechet, lpips_offline
+
+    def skipped(*a, **k):
+        raise WeightsUnavailable("not-needed", "skipped in the FID plumbing test")
+
+    monkeypatch.setattr(lpips_offline, "build_lpips", skipped)  # only the FID path is under test here
+    monkeypatch.setattr(frechet, "build_effnet", skipped)
     g = torch.Generator().manual_seed(1)
     pred = torch.randint(0, 256, (3, 3, 32, 32), generator=g, dtype=torch.uint8)
     target = torch.randint(0, 256, (3, 3, 32, 32), generator=g, dtype=torch.uint8)
@@ -164,6 +171,7 @@ def test_fid_plumbing_with_DUMMY_random_inception_weights(tmp_path, monkeypatch)
     assert report.metrics["fid"] is not None and np.isfinite(report.metrics["fid"])
     assert report.details["fid"]["n_samples"] == 3 and report.details["fid"]["low_sample_warning"] is True
     assert report.details["fid"]["weights"] == str(dummy_path)
+    assert report.metrics["fd_effnetlite0"] is None and report.metrics["lpips"] is None
     assert not Path(spill_root).exists()
 
 

@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "chromapipe.weights.cli",
     "chromapipe.evaluation.score",
     "chromapipe.inference.colorize",
+    "chromapipe.reporting.report",
 )
 
 

@@ -10,7 +10,6 @@ Memory stays bounded for any number of images:
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import shutil
 import tempfile
@@ -21,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .provenance import pkg_version
 
 LOW_SAMPLE_THRESHOLD = 2048  # below this a 2048-d covariance is rank-deficient: FID/FD values are unstable
 
@@ -101,7 +102,7 @@ def build_effnet(device: torch.device) -> tuple[EffNetLite0Features, dict[str, A
     model = EffNetLite0Features(state).to(device)
     details = {
         "implementation": "chromapipe Fréchet distance on EfficientNet-Lite0 penultimate features "
-                          f"(efficientnet_lite_pytorch {importlib.metadata.version('efficientnet-lite-pytorch')}); "
+                          f"(efficientnet_lite_pytorch {pkg_version('efficientnet-lite-pytorch')}); "
                           "NOT FID, not comparable with FID values",
         "features": "1280-d global average pool before the classifier",
         "input": "sRGB uint8 -> bilinear antialiased resize to 224x224 -> (x-127)/128",
@@ -167,7 +168,7 @@ def torch_fidelity_fid(spill: ImageSpill, weights_path: Path, cuda: bool) -> flo
 
 def fid_details(weights_prov: dict[str, str]) -> dict[str, Any]:
     return {
-        "implementation": f"torch-fidelity {importlib.metadata.version('torch-fidelity')} calculate_metrics "
+        "implementation": f"torch-fidelity {pkg_version('torch-fidelity')} calculate_metrics "
                           "(inception-v3-compat, 2048-d pool3)",
         "weights": weights_prov["path"], "sha256": weights_prov["sha256"],
         "weights_source": weights_prov["source"],

@@ -8,12 +8,12 @@ copied into lpips' slices layer by layer, each shape checked against torchvision
 
 from __future__ import annotations
 
-import importlib.metadata
 import warnings
 from typing import Any
 
 import torch
 
+from chromapipe.evaluation.provenance import pkg_version
 from chromapipe.weights import WeightsUnavailable, alexnet_features_state_dict, vgg16_features_state_dict
 from chromapipe.weights.registry import LPIPS_LIN
 from chromapipe.weights.resolver import resolve_file
@@ -63,7 +63,7 @@ def build_lpips(net: str = "alex", device: str | torch.device = "cpu") -> tuple[
     for p in model.parameters():
         p.requires_grad_(False)
     details = {
-        "implementation": f"lpips {importlib.metadata.version('lpips')}",
+        "implementation": f"lpips {pkg_version('lpips')}",
         "net": net, "version": "0.1",
         "weights": backbone_prov.get("path", ""), "sha256": backbone_prov.get("sha256", ""),
         "weights_source": backbone_prov.get("source", ""),

@@ -10,7 +10,6 @@ Keys: psnr, ssim, lpips, fid, fd_effnetlite0, cf, cf_gt, delta_cf.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import math
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from chromapipe.weights import WeightsUnavailable
 
 from . import frechet
 from .colorfulness import colorfulness_per_image
+from .provenance import pkg_version
 from .pixel import SSIM_RADIUS, SSIM_SIGMA, psnr_per_image, ssim_per_image
 
 log = logging.getLogger(__name__)
@@ -214,8 +214,5 @@ def versions() -> dict[str, str]:
     """Versions of the packages behind the metrics (for protocol blocks)."""
     out = {"torch": torch.__version__}
     for pkg in ("torchvision", "lpips", "torch-fidelity", "scikit-image", "efficientnet-lite-pytorch"):
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
+        out[pkg] = pkg_version(pkg)
     return out

@@ -149,6 +149,11 @@ def render_table(result: dict[str, Any]) -> str:
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda requested but no CUDA device is available", file=sys.stderr)
+        return 2
     try:
         result = score(args.pred, args.target, device=args.device, lpips_net=args.lpips_net,
                        fid=not args.no_fid, batch_size=args.batch_size)

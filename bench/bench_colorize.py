@@ -1,0 +1,213 @@
+"""Benchmark ``chromapipe colorize`` on CPU: seconds per megapixel and peak RSS for each architecture.
+
+Usage: ``python bench/bench_colorize.py [--sizes 1 6] [--repeats 2] [--models pix2pix chromagan palgan]``
+→ ``bench/results/colorize-cpu.json``.
+
+Each model runs in its own subprocess so its peak RSS (``ru_maxrss``, which includes ~0.7 GB for
+importing the CUDA build of torch) is its own. A model uses its trained generator
+(``models/<name>/generator.pt``) when there is one, else a generator built from its ModelConfig with
+random weights — the timing is the same, and the JSON says which. The per-file path is the command's
+own: decode → L* for the network (antialiased resize to the model's resolution) → generator → strip-wise
+full-resolution Lab assembly → encode; the inputs are synthetic 3:2 JPEG photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "results" / "colorize-cpu.json"
+ROOT = HERE.parent
+
+
+def synthetic_photo(path: Path, megapixels: float) -> tuple[int, int]:
+    """A 3:2 photo-like JPEG (smooth structure + sensor-like noise): decode/encode cost like a real one."""
+    import numpy as np
+    from PIL import Image
+
+    w = int(round((megapixels * 1e6 * 1.5) ** 0.5))
+    h = int(round(w / 1.5))
+    rng = np.random.default_rng(0)
+    y = np.linspace(0, 1, h, dtype=np.float32)[:, None]
+    x = np.linspace(0, 1, w, dtype=np.float32)[None, :]
+    img = np.empty((h, w, 3), np.uint8)
+    for c in range(3):
+        plane = (0.5 + 0.4 * np.sin(9 * x + 2 * c) * np.cos(7 * y + c)) * 255 + rng.normal(0, 6, (h, w)).astype(np.float32)
+        img[..., c] = np.clip(plane, 0, 255)
+    Image.fromarray(img).save(path, quality=90)
+    return w, h
+
+
+def model_configs(names: list[str] | None) -> dict[str, object]:
+    """params.yaml's models when there is one, else every built-in architecture at its own default."""
+    from chromapipe.config import ModelConfig, load_params, project_root
+    from chromapipe.models.registry import ARCHITECTURES, recipe_class
+
+    configs: dict[str, object] = {}
+    if (project_root() / "params.yaml").exists():
+        configs.update(load_params().models)
+    for arch in ARCHITECTURES:
+        if not any(getattr(c, "arch", None) == arch for c in configs.values()):
+            try:
+                module = sys.modules[recipe_class(arch).__module__]
+            except Exception:  # noqa: BLE001 - an architecture not importable yet is reported, not fatal
+                configs[arch] = None
+                continue
+            configs[arch] = ModelConfig(arch=arch, resolution=int(getattr(module, "RESOLUTION", 256)), steps=1)
+    return {k: v for k, v in configs.items() if not names or k in names}
+
+
+def worker(name: str, inputs: list[str], repeats: int) -> dict:
+    """Runs in the subprocess: time the command's per-file path on each input."""
+    import torch
+
+    from chromapipe.config import project_root, to_dict
+    from chromapipe.inference import fullres
+    from chromapipe.inference.io import read_image, write_image
+    from chromapipe.models.base import count_parameters
+    from chromapipe.models.checkpoint import load_generator
+    from chromapipe.models.registry import build_recipe
+
+    cfg = model_configs([name])[name]
+    ckpt = project_root() / "models" / name / "generator.pt"
+    t0 = time.perf_counter()
+    if ckpt.exists():
+        recipe, G, _ = load_generator(ckpt, "cpu")
+        weights = f"trained: {ckpt}"
+    else:
+        torch.manual_seed(0)
+        recipe = build_recipe(cfg)
+        G = recipe.build_generator().eval()
+        weights = f"random (no trained checkpoint at {ckpt}); timing does not depend on the weights"
+    load_s = time.perf_counter() - t0
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = {
+        "arch": cfg.arch,
+        "resolution": recipe.resolution,
+        "weights": weights,
+        "parameters": count_parameters(recipe.inference_modules(G)),
+        "config": to_dict(cfg),
+        "load_s": round(load_s, 3),
+        "sizes": [],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in inputs:
+            runs = []
+            for _ in range(repeats):
+                stages = {}
+                t = time.perf_counter()
+                img = read_image(Path(path), 10**9)
+                stages["decode"] = time.perf_counter() - t
+                t = time.perf_counter()
+                L = fullres.network_L(img.pixels, recipe.resolution)[None]
+                stages["network_input"] = time.perf_counter() - t
+                t = time.perf_counter()
+                with torch.inference_mode():
+                    ab = recipe.colorize(G, L).float()[0]
+                stages["generator"] = time.perf_counter() - t
+                t = time.perf_counter()
+                out = fullres.render(img.pixels, ab, img.alpha)
+                stages["render"] = time.perf_counter() - t
+                t = time.perf_counter()
+                write_image(Path(tmp) / "out.jpg", out, img.format, img.metadata, 95)
+                stages["encode"] = time.perf_counter() - t
+                del out
+                runs.append(stages)
+            best = min(runs, key=lambda s: sum(s.values()))
+            mp = img.pixels.shape[0] * img.pixels.shape[1] / 1e6
+            total = sum(best.values())
+            result["sizes"].append(
+                {
+                    "width": img.pixels.shape[1],
+                    "height": img.pixels.shape[0],
+                    "megapixels": round(mp, 3),
+                    "seconds": round(total, 3),
+                    "s_per_mp": round(total / mp, 3),
+                    "stages_s": {k: round(v, 3) for k, v in best.items()},
+                }
+            )
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["rss_after_load_mb"] = round(rss_loaded, 1)
+    return result
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=float, nargs="+", default=[1.0, 6.0], help="input sizes in megapixels")
+    ap.add_argument("--repeats", type=int, default=2, help="runs per size (the fastest is kept)")
+    ap.add_argument("--models", nargs="+", help="model names (default: all)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--inputs", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print("RESULT " + json.dumps(worker(args.worker, args.inputs, args.repeats)))
+        return 0
+
+    import torch
+
+    configs = model_configs(args.models)
+    report: dict = {
+        "benchmark": "chromapipe colorize, CPU, one image at a time (decode -> generator -> full-res Lab -> JPEG q95)",
+        "command": "python bench/bench_colorize.py " + " ".join(sys.argv[1:]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": "cpu",
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "note": "peak RSS includes ~0.7 GB of the CUDA torch build's libraries mapped at import; times are the fastest of --repeats runs",
+        "models": {},
+    }
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = []
+        for mp in args.sizes:
+            path = Path(tmp) / f"photo-{mp:g}mp.jpg"
+            synthetic_photo(path, mp)
+            inputs.append(str(path))
+        for name, cfg in configs.items():
+            if cfg is None:
+                report["models"][name] = {"error": "architecture not importable (not implemented yet?)"}
+                print(f"{name}: not importable, skipped", file=sys.stderr)
+                continue
+            cmd = [sys.executable, __file__, "--worker", name, "--repeats", str(args.repeats), "--inputs", *inputs]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if proc.returncode != 0 or line is None:
+                report["models"][name] = {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+                print(f"{name}: failed: {report['models'][name]['error']}", file=sys.stderr)
+                continue
+            res = json.loads(line[len("RESULT ") :])
+            report["models"][name] = res
+            per = ", ".join(f"{s['megapixels']:g} MP: {s['s_per_mp']} s/MP" for s in res["sizes"])
+            print(f"{name}: {per}; peak RSS {res['peak_rss_mb']:.0f} MB ({res['weights'].split(' ')[0]} weights)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
