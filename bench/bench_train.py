@@ -20,7 +20,7 @@ import torch
 from chromapipe.config import load_params
 from chromapipe.models.base import count_parameters
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.loop import train_step
+from chromapipe.training.step import train_step
 
 
 def bench_model(cfg, batch_size: int, device: torch.device, steps: int, warmup: int, amp: bool) -> dict:

@@ -123,14 +123,16 @@ def test_suite_without_inception_reports_fd_not_fid(monkeypatch):
     json.dumps(report.to_dict())
 
 
-def test_identical_images_make_psnr_undefined_not_infinite():
-    x = _real_pairs()[1][:2]
+def test_identical_images_count_as_capped_psnr():
+    pred, target = _real_pairs()
     with MetricSuite(fid=False) as suite:
-        suite.update(x, x)
+        suite.update(target[:2], target[:2])
+        suite.update(pred[2:], target[2:])
         report = suite.compute()
-    assert report.metrics["psnr"] is None and "PSNR=+inf" in report.unavailable["psnr"]
-    assert report.metrics["ssim"] == pytest.approx(1.0)
-    assert json.dumps(report.to_dict())
+    per_image = psnr_per_image(pred[2:], target[2:]).tolist()
+    assert report.metrics["psnr"] == pytest.approx((2 * 100.0 + sum(per_image)) / 4)
+    assert report.details["psnr"]["n_identical"] == 2 and "psnr" not in report.unavailable
+    json.dumps(report.to_dict(), allow_nan=False)
 
 
 def test_fid_plumbing_with_DUMMY_random_inception_weights(tmp_path, monkeypatch):

@@ -31,6 +31,10 @@ from chromapipe.inference.png16 import write_png16
 _KEPT_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "MPO": ".jpg"}
 _ORIENTATION = 0x0112
 
+# ``--max-pixels`` (checked from the header, before decoding) replaces Pillow's process-wide bomb limit,
+# which would otherwise refuse a larger limit the user asked for; data.decode does the same.
+Image.MAX_IMAGE_PIXELS = None
+
 
 class InputError(Exception):
     """A file that cannot be colorized (not an image, corrupt, too large); the message says why."""
