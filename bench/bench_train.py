@@ -27,8 +27,8 @@ def bench_model(cfg, batch_size: int, device: torch.device, steps: int, warmup: 
     recipe = build_recipe(cfg)
     recipe.setup(device)
     G, D = recipe.build_generator().to(device), recipe.build_discriminator().to(device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas, fused=True)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas, fused=True)
     r = cfg.resolution
     gen = torch.Generator().manual_seed(0)
 

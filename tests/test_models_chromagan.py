@@ -165,3 +165,18 @@ def test_adam_step_reduces_mse(recipe, G, batch):
     with torch.no_grad():
         _, after = recipe.generator_loss(D, batch, G(**recipe.generator_inputs(batch)))
     assert after["g_mse"] < logs["g_mse"]
+
+
+def test_real_offline_vgg16_weights_load_into_the_backbone():
+    """With the cache provisioned (`chromapipe weights fetch`), the ImageNet conv weights really load."""
+    from chromapipe.weights import vgg16_features_state_dict
+
+    try:
+        state, _ = vgg16_features_state_dict()
+    except WeightsUnavailable as exc:
+        pytest.skip(f"VGG16 weights not provisioned here: {exc}")
+    backbone = chromagan.vgg16_backbone()
+    prov = chromagan.load_backbone_weights(backbone)
+    assert prov["name"] == "vgg16_features"
+    assert torch.equal(backbone[0].weight, state["features.0.weight"])
+    assert torch.equal(backbone[21].bias, state["features.21.bias"])

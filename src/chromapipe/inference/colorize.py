@@ -27,7 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from chromapipe.config import ConfigError
 from chromapipe.inference import fullres
 from chromapipe.inference.conditioning import Variant, build_variants
-from chromapipe.inference.io import DecodedImage, InputError, Job, find_images, output_suffix, read_image, write_image
+from chromapipe.inference.io import DecodedImage, InputError, Job, find_images, output_suffix, read_image, wants_padding, write_image
 from chromapipe.inference.source import GeneratorSource, UsageError
 
 log = logging.getLogger("chromapipe.colorize")
@@ -106,12 +106,16 @@ class Colorizer:
             return
         for i, p in enumerate(batch):
             try:
-                for v, ab in zip(self.variants, preds):
+                for k, (v, ab) in enumerate(zip(self.variants, preds)):
                     path = self._out_path(p.job, p.image.format, v.tag)
                     if path.resolve() == p.job.src.resolve():
                         raise InputError(f"output {path} would overwrite the input; choose another -o")
-                    pixels = fullres.render(p.image.pixels, ab[i], p.image.alpha)
-                    write_image(path, pixels, p.image.format, p.image.metadata, self.quality)
+                    img = p.image
+                    has_alpha = img.alpha is not None
+                    pixels = fullres.render(img.pixels, ab[i], img.alpha, pad=wants_padding(img.format, img.pixels, img.alpha))
+                    if k == len(self.variants) - 1:
+                        img.pixels = img.alpha = None  # type: ignore[assignment]  # not needed for encoding
+                    write_image(path, pixels, img.format, img.metadata, self.quality, has_alpha=has_alpha)
                     del pixels
                     self.used.add(path.resolve())
                     self.summary.written.append(path)
@@ -154,10 +158,11 @@ def main(args: argparse.Namespace) -> int:
         _check_args(args)
         device = resolve_device(args.device)
         with GeneratorSource(model=args.model, checkpoint=args.checkpoint, run=args.run, params_path=args.params, tracking=args.tracking_uri) as ckpt:
-            from chromapipe.models.checkpoint import CheckpointError, load_generator
+            from chromapipe.inference.loading import load_for_inference
+            from chromapipe.models.checkpoint import CheckpointError
 
             try:
-                recipe, G, info = load_generator(ckpt, device)
+                recipe, G, info = load_for_inference(ckpt, device)
             except (CheckpointError, ConfigError) as exc:  # ConfigError: the file names an unknown arch
                 raise UsageError(str(exc)) from None
         variants = build_variants(recipe, G, reference=args.reference, samples=args.samples, seed=args.seed, max_pixels=args.max_pixels, device=device)

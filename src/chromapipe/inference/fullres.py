@@ -28,7 +28,7 @@ from chromapipe.color import _RGB_TO_XYZ, _WHITE_D65, _XYZ_TO_RGB
 
 #: pixels per strip: small enough that a strip's ~20 float planes stay in the CPU cache (measured ~2x
 #: faster than 1.5 MP strips), large enough that per-op overhead does not matter
-STRIP_PIXELS = 196_608
+STRIP_PIXELS = 65_536
 
 _LUMA = _RGB_TO_XYZ[1].numpy().astype(np.float32)  # Y row: sums to 1, so gray (v, v, v) has Y = v
 
@@ -159,9 +159,12 @@ def render(
     alpha: np.ndarray | None = None,
     strip_rows: int | None = None,
     workers: int | None = None,
+    pad: bool = False,
 ) -> np.ndarray:
     """The colorized image at the input's resolution: (H, W, 3) or (H, W, 4) with ``alpha`` appended, in
     the input's bit depth (uint8 or uint16). ``ab`` is the network's (2, R, R) prediction in Lab units.
+    ``pad``: without alpha, still return 4 channels (the 4th at full opacity): Pillow keeps RGB images
+    4 bytes per pixel, so this layout can be handed to the encoder without another full-size copy.
 
     Strips run in a thread pool (``workers``, default torch's thread count) with torch's intra-op
     threading off: each strip is too small for intra-op parallelism to pay, and on a busy machine its
@@ -170,7 +173,7 @@ def render(
     H, W = pixels.shape[:2]
     strip_rows = strip_rows or max(1, STRIP_PIXELS // W)
     maxv = max_value_of(pixels)
-    channels = 3 if alpha is None else 4
+    channels = 4 if alpha is not None or pad else 3
     out = np.empty((H, W, channels), dtype=pixels.dtype)
     target = torch.from_numpy(out) if out.dtype == np.uint8 else None  # torch's uint16 support is limited
     up = ChromaUpsampler(ab.detach().float().cpu(), H, W)
@@ -197,4 +200,6 @@ def render(
         torch.set_num_threads(threads)
     if alpha is not None:
         out[..., 3] = alpha
+    elif channels == 4:
+        out[..., 3] = np.iinfo(out.dtype).max
     return out

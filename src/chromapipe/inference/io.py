@@ -84,18 +84,31 @@ def _metadata(img: Image.Image) -> Metadata:
     return Metadata(exif=exif if len(exif) else None, icc_profile=icc or None, dpi=tuple(dpi) if dpi else None, png_text=text)
 
 
+def _asarray(img: Image.Image, rows: int = 256) -> np.ndarray:
+    """``np.asarray(img)`` strip by strip: the one-shot version goes through ``tobytes()``, which holds
+    the image's bytes twice (chunks, then the joined copy) on top of Pillow's own 4-byte-per-pixel copy."""
+    W, H = img.size
+    first = np.asarray(img.crop((0, 0, W, min(rows, H))))
+    out = np.empty((H, *first.shape[1:]), dtype=first.dtype)
+    out[: first.shape[0]] = first
+    for y0 in range(rows, H, rows):
+        y1 = min(H, y0 + rows)
+        out[y0:y1] = np.asarray(img.crop((0, y0, W, y1)))
+    return out
+
+
 def _pixels_from_pillow(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     """Gray stays gray (one channel), 16-bit gray stays 16-bit; everything else becomes RGB(A) uint8."""
     mode = img.mode
     if mode == "L":
-        return np.asarray(img), None
+        return _asarray(img), None
     if mode == "1":
         return np.asarray(img.convert("L")), None
     if mode in ("LA", "La"):
         arr = np.asarray(img.convert("LA"))
         return arr[..., 0], arr[..., 1]
     if mode.startswith("I;16"):
-        return np.asarray(img).astype(np.uint16, copy=False), None
+        return _asarray(img).astype(np.uint16, copy=False), None
     if mode == "I":  # 32-bit integer gray (some TIFFs): values are 16-bit codes
         return np.clip(np.asarray(img), 0, 65535).astype(np.uint16), None
     if mode == "F":  # float gray: [0, 1] or [0, 255]
@@ -103,12 +116,12 @@ def _pixels_from_pillow(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None
         scale = 65535.0 if float(arr.max(initial=0.0)) <= 1.0 else 65535.0 / 255.0
         return np.clip(arr * scale + 0.5, 0, 65535).astype(np.uint16), None
     if mode == "RGB":
-        return np.asarray(img), None
+        return _asarray(img), None
     has_alpha = "A" in mode or "a" in mode or (mode == "P" and "transparency" in img.info)
     if has_alpha:
-        arr = np.asarray(img.convert("RGBA"))
+        arr = _asarray(img.convert("RGBA"))
         return arr[..., :3], arr[..., 3]
-    return np.asarray(img.convert("RGB")), None
+    return _asarray(img.convert("RGB")), None
 
 
 def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
@@ -158,7 +171,7 @@ def read_image(path: Path, max_pixels: int) -> DecodedImage:
                 else:
                     img.load()
                     pixels, alpha = _pixels_from_pillow(img)
-            # the Pillow image is closed and freed here; only the numpy arrays remain
+                img.close()  # frees Pillow's pixel copy now (leaving the with-block only closes the file)
             pixels = orient(pixels, orientation)
             alpha = orient(alpha, orientation) if alpha is not None else None
     except InputError:
@@ -229,18 +242,38 @@ def output_suffix(src: Path, fmt: str) -> str:
     return ".png"
 
 
-def write_image(path: Path, pixels: np.ndarray, fmt: str, meta: Metadata, quality: int) -> None:
-    """Write (H, W, 3|4) uint8/uint16 pixels in ``fmt`` (or PNG), atomically (temp file, then rename)."""
+def output_format(fmt: str) -> str:
+    """The Pillow format an input format is written back as."""
+    return "JPEG" if fmt == "MPO" else fmt if fmt in _KEPT_FORMATS else "PNG"
+
+
+def wants_padding(fmt: str, pixels: np.ndarray, alpha: np.ndarray | None) -> bool:
+    """Whether to render 4-channel (RGBX) output: JPEG's encoder takes it without a copy."""
+    return output_format(fmt) == "JPEG" and alpha is None and pixels.dtype == np.uint8
+
+
+def write_image(path: Path, pixels: np.ndarray, fmt: str, meta: Metadata, quality: int, has_alpha: bool | None = None) -> None:
+    """Write (H, W, 3|4) uint8/uint16 pixels in ``fmt`` (or PNG), atomically (temp file, then rename).
+
+    ``has_alpha=False`` with 4 channels means RGBX padding (see ``fullres.render(pad=True)``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    out_fmt = "JPEG" if fmt == "MPO" else fmt if fmt in _KEPT_FORMATS else "PNG"
+    out_fmt = output_format(fmt)
     exif_bytes = meta.exif.tobytes() if meta.exif is not None else None
+    four = pixels.shape[2] == 4
+    has_alpha = four if has_alpha is None else has_alpha and four
     if pixels.dtype == np.uint16:
         if out_fmt == "PNG":
-            write_png16(path, pixels, icc_profile=meta.icc_profile, exif=exif_bytes, dpi=meta.dpi, text=meta.png_text)
+            write_png16(path, pixels if has_alpha or not four else pixels[..., :3], icc_profile=meta.icc_profile, exif=exif_bytes, dpi=meta.dpi, text=meta.png_text)
             return
         pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)  # 8-bit-only writers
-    img = Image.fromarray(pixels, mode="RGBA" if pixels.shape[2] == 4 else "RGB")
-    if out_fmt == "JPEG" and img.mode == "RGBA":
+    if four and pixels.flags.c_contiguous:
+        mode = "RGBA" if has_alpha else "RGBX"
+        img = Image.frombuffer(mode, (pixels.shape[1], pixels.shape[0]), pixels, "raw", mode, 0, 1)  # shares memory
+    else:
+        img = Image.fromarray(np.ascontiguousarray(pixels[..., :3] if four else pixels), mode="RGB")
+        if four:
+            img.putalpha(Image.fromarray(np.ascontiguousarray(pixels[..., 3])))
+    if (img.mode == "RGBX" and out_fmt != "JPEG") or (out_fmt == "JPEG" and img.mode == "RGBA"):
         img = img.convert("RGB")
     kw: dict[str, Any] = {}
     if meta.icc_profile:

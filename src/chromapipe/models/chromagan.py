@@ -88,6 +88,7 @@ def vgg16_backbone() -> nn.Sequential:
 def load_backbone_weights(backbone: nn.Sequential) -> dict[str, Any]:
     """Load ImageNet conv weights into the backbone; returns provenance (raises WeightsUnavailable)."""
     state, prov = vgg16_features_state_dict()
+    state = {k.removeprefix("features."): v for k, v in state.items()}  # keys as in vgg16().features
     own = backbone.state_dict()
     missing = [k for k in own if k not in state]
     if missing:

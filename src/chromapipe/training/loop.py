@@ -127,8 +127,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     G = ray.train.torch.prepare_model(recipe.build_generator())
     D = ray.train.torch.prepare_model(recipe.build_discriminator())
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas, fused=True)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas, fused=True)
     sched_g, sched_d = make_scheduler(opt_g, cfg, steps), make_scheduler(opt_d, cfg, steps)
 
     step = 0
