@@ -334,6 +334,65 @@ def test_run_loads_generator_logged_to_mlflow(tmp_path: Path, ckpt: Path) -> Non
     assert colorize(tmp_path / "a.jpg", "-o", tmp_path / "o", "--run", "0" * 32, "--tracking-uri", uri) == 2
 
 
+# -- palettes (PalGAN family) ----------------------------------------------------------------------------
+def ab_histogram(rgb01: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) sRGB in [0, 1] -> (B, 256) normalised 16x16 histogram over a*, b* in [-128, 128)."""
+    ab = rgb_to_lab(rgb01)[:, 1:].clamp(-128, 127.99)
+    idx = ((ab[:, 0] + 128) // 16).long() * 16 + ((ab[:, 1] + 128) // 16).long()
+    hist = torch.zeros(rgb01.shape[0], 256).scatter_add_(1, idx.flatten(1), torch.ones(idx.flatten(1).shape))
+    return hist / hist.sum(1, keepdim=True)
+
+
+_BIN_CENTRES = torch.stack(torch.meshgrid(torch.arange(16) * 16.0 - 120, torch.arange(16) * 16.0 - 120, indexing="ij")).reshape(2, 256)
+
+
+class PaletteGenerator(TinyGenerator):
+    """Without a palette: the tiny conv net. With one: the palette's mean a*b* (plus the net's detail)."""
+
+    def forward(self, L: torch.Tensor, palette: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        ab = super().forward(L)["ab"]
+        if palette is not None:
+            mean = (palette @ _BIN_CENTRES.T / 110.0).view(-1, 2, 1, 1)
+            ab = (mean + 0.05 * ab).clamp(-1, 1)
+        return {"ab": ab}
+
+
+class TinyPaletteRecipe(TinyRecipe):
+    arch = "tiny_palette"
+
+    def build_generator(self) -> nn.Module:
+        torch.manual_seed(0)
+        return PaletteGenerator()
+
+    def reference_palette(self, rgb01: torch.Tensor) -> torch.Tensor:
+        return ab_histogram(rgb01)
+
+
+def test_reference_palette_moves_colours_toward_the_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(registry.ARCHITECTURES, "tiny_palette", "tests.test_colorize:TinyPaletteRecipe")
+    cfg = ModelConfig(arch="tiny_palette", resolution=32, steps=1)
+    ckpt = tmp_path / "palette.pt"
+    save_generator(ckpt, "tiny_palette", cfg, TinyPaletteRecipe(None, {}, 32).build_generator())
+    Image.fromarray(photo(48, 64)[..., 0]).save(tmp_path / "gray.png")
+    ref = np.zeros((40, 40, 3), np.uint8)
+    ref[..., 0], ref[..., 1], ref[..., 2] = 40, 120, 200  # a blue sky
+    Image.fromarray(ref).save(tmp_path / "ref.png")
+    assert colorize(tmp_path / "gray.png", "-o", tmp_path / "plain", "--checkpoint", ckpt) == 0
+    assert colorize(tmp_path / "gray.png", "-o", tmp_path / "ref", "--checkpoint", ckpt, "--reference", tmp_path / "ref.png") == 0
+
+    def hist(path: Path) -> torch.Tensor:
+        return ab_histogram(torch.from_numpy(load_upright(path).copy()).permute(2, 0, 1)[None].float() / 255)[0]
+
+    target = hist(tmp_path / "ref.png")
+    plain, guided = hist(tmp_path / "plain" / "gray.png"), hist(tmp_path / "ref" / "gray.png")
+    # ab histograms (16x16 bins): the guided output's most common colour is the reference's, and its
+    # histogram is much closer (L1; 2.0 = disjoint) — not identical, since very dark and very light pixels
+    # cannot hold that blue and are desaturated to keep their L*
+    assert int(guided.argmax()) == int(target.argmax())
+    assert (guided - target).abs().sum() < 0.75 * (plain - target).abs().sum()
+    assert delta_L(load_upright(tmp_path / "gray.png"), load_upright(tmp_path / "ref" / "gray.png"))[0] <= MAX_DL_8BIT
+
+
 @pytest.mark.slow
 def test_large_photo_peak_memory(tmp_path: Path, ckpt: Path) -> None:
     """A 6000x4000 JPEG within 2 GB peak RSS (including ~0.7 GB for importing torch itself)."""

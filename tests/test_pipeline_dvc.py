@@ -17,6 +17,7 @@ from tests.conftest import git_project
 TINY_PROFILE = {  # DVC requires every params section that dvc.yaml tracks to be present
     "seed": 0,
     "report": {"out": "reports"},
+    "tracking": {"experiment": "chromapipe"},
     "data": {"size": 64, "crops_per_image": 4, "splits": {"train": 0.7, "val": 0.1, "test": 0.2}},
     "train": {"num_workers": 2, "resources_per_worker": {"CPU": 1}, "log_every": 2, "image_every": 4, "checkpoint_every": 4},
     "evaluate": {"batch_size": 4, "samples": 3},
@@ -57,7 +58,7 @@ def test_repro_builds_every_output(repro: Path) -> None:
 def test_metrics_and_runs_are_tracked(repro: Path) -> None:
     shown = json.loads(_dvc(repro, "metrics", "show", "--json"))
     flat = json.dumps(shown)
-    assert "evaluation/tiny/metrics.json" in flat and "psnr" in flat
+    assert "evaluation/tiny/scores.json" in flat and "psnr" in flat and "details" not in flat
     client = MlflowClient(f"sqlite:///{repro / 'mlflow.db'}")
     exp = client.get_experiment_by_name("chromapipe")
     runs = client.search_runs([exp.experiment_id], filter_string="tags.`chromapipe.model` = 'tiny'")

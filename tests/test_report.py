@@ -48,7 +48,7 @@ def _make_store(root: Path) -> tuple[str, str, dict[str, str]]:
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    exp_id = client.create_experiment(EXPERIMENT)
+    exp_id = client.create_experiment(EXPERIMENT, artifact_location=(root / "mlartifacts").as_uri())
     ids = {}
     now = int(time.time() * 1000)
     for model, history in RUN_MODELS.items():

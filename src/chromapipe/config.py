@@ -29,6 +29,7 @@ class ConfigError(ValueError):
 class TrackingConfig:
     uri: str | None = None  # None: sqlite:///<project root>/mlflow.db
     experiment: str = "chromapipe"
+    artifacts: str | None = None  # new experiments' artifact root; None: mlartifacts/ beside a SQLite store
 
 
 @dataclass(frozen=True)
@@ -302,3 +303,15 @@ def resolve_path(path: str) -> Path:
 
 def tracking_uri(p: Params) -> str:
     return p.tracking.uri or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def artifact_location(p: Params) -> str | None:
+    """Where a new experiment keeps artifacts. MLflow's default is ``./mlruns`` under whatever directory
+    the process happens to run in; beside the SQLite file keeps store and artifacts together. ``None``
+    lets a tracking server decide."""
+    if p.tracking.artifacts:
+        return str(resolve_path(p.tracking.artifacts))
+    uri = tracking_uri(p)
+    if uri.startswith("sqlite:///"):
+        return str(Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts")
+    return None

@@ -125,6 +125,8 @@ def evaluate(params: Params, name: str, device: str = "auto") -> dict[str, Any]:
         grid = lambda hs: np.stack(hs).reshape(len(hs), 16, 16)  # noqa: E731
         np.savez(out_dir / "palettes.npz", pred=grid(palettes["pred"]), gt=grid(palettes["gt"]))
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=1, default=str))
+    scores = {k: v for k, v in result["metrics"].items() if v is not None} | {"n_images": seen}
+    (out_dir / "scores.json").write_text(json.dumps(scores, indent=1))  # what `dvc metrics show/diff` compares
     if run_id:
         _log_to_mlflow(params, run_id, result, out_dir)
     log.info("evaluated %s on %d images: %s", name, seen, {k: v for k, v in result["metrics"].items() if v is not None})

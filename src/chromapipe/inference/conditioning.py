@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from chromapipe.inference.io import InputError, read_rgb01
+from chromapipe.inference.fullres import resized_rgb01
+from chromapipe.inference.io import InputError, read_image
 from chromapipe.inference.source import UsageError
 
 Kwargs = Callable[[torch.Tensor], dict[str, Any]]
@@ -40,11 +40,10 @@ def reference_palette(recipe: Any, path: str, max_pixels: int, device: torch.dev
     """The (1, P) palette of a reference photo, computed at the model's resolution (what the palette
     code saw in training, and it keeps a 24 MP reference from costing gigabytes of histogram kernels)."""
     try:
-        rgb = read_rgb01(Path(path), max_pixels)
+        image = read_image(Path(path), max_pixels)
     except (InputError, OSError) as exc:
         raise UsageError(f"--reference {path}: {exc}") from None
-    R = recipe.resolution
-    rgb = F.interpolate(rgb, size=(R, R), mode="bilinear", antialias=True, align_corners=False).clamp_(0.0, 1.0)
+    rgb = resized_rgb01(image.pixels, recipe.resolution)
     with torch.inference_mode():
         return recipe.reference_palette(rgb.to(device)).float()
 

@@ -102,6 +102,22 @@ def network_L(pixels: np.ndarray, resolution: int) -> torch.Tensor:
     return small[0].clamp_(0.0, 100.0)
 
 
+def resized_rgb01(pixels: np.ndarray, resolution: int) -> torch.Tensor:
+    """A gray or RGB image as sRGB in [0, 1], (1, 3, R, R), antialiased and strip by strip like
+    :func:`network_L` (used for palette references: no full-size float copy of a large photo)."""
+    H, W = pixels.shape[:2]
+    rows = max(1, STRIP_PIXELS // W)
+    scale = 1.0 / max_value_of(pixels)
+    narrow = torch.empty((3, H, resolution), dtype=torch.float32)
+    for y0 in range(0, H, rows):
+        y1 = min(H, y0 + rows)
+        strip = torch.from_numpy(pixels[y0:y1].astype(np.float32)) * scale
+        strip = strip[None].expand(3, -1, -1) if strip.ndim == 2 else strip.permute(2, 0, 1)
+        narrow[:, y0:y1] = F.interpolate(strip[None], size=(y1 - y0, resolution), mode="bilinear", antialias=True, align_corners=False)[0]
+    small = F.interpolate(narrow[None], size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+    return small.clamp_(0.0, 1.0)
+
+
 class ChromaUpsampler:
     """Bilinear upsampling (PyTorch's ``align_corners=False`` convention) of a (2, R, R) a*b* map to
     (2, H, W), produced a strip of rows at a time.

@@ -183,17 +183,6 @@ def read_image(path: Path, max_pixels: int) -> DecodedImage:
     return DecodedImage(pixels=pixels, alpha=alpha, format=fmt, metadata=meta)
 
 
-def read_rgb01(path: Path, max_pixels: int) -> Any:
-    """An image as a float tensor (1, 3, H, W) in [0, 1] (for palette references)."""
-    import torch
-
-    dec = read_image(path, max_pixels)
-    arr = dec.pixels.astype(np.float32) / (65535.0 if dec.pixels.dtype == np.uint16 else 255.0)
-    t = torch.from_numpy(arr)
-    t = t[None].expand(3, -1, -1) if t.ndim == 2 else t.permute(2, 0, 1)
-    return t[None].contiguous()
-
-
 # -- finding inputs --------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Job:

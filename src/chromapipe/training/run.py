@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from chromapipe.config import Params, config_hash, resolve_path, to_dict, tracking_uri
+from chromapipe.config import Params, artifact_location, config_hash, resolve_path, to_dict, tracking_uri
 from chromapipe.data.shards import read_manifest
 from chromapipe.models.checkpoint import save_generator
 from chromapipe.models.registry import build_recipe
@@ -65,6 +65,7 @@ def train_model(params: Params, name: str) -> dict[str, Any]:
         params={"model": to_dict(cfg), "train": to_dict(tc), "data": manifest["params"], "seed": params.seed,
                 "data_counts": {k: v["n_images"] for k, v in manifest["splits"].items()}},
         tags={"chromapipe.arch": cfg.arch},
+        artifact_location=artifact_location(params),
     )
     set_tags(uri, run_id, {f"chromapipe.{k}": v for k, v in flatten(recipe.describe()).items()})
 

@@ -19,14 +19,16 @@ from chromapipe.color import join_lab, lab_to_rgb_uint8
 MAX_PARAM_LEN = 6000
 
 
-def get_experiment_id(client: MlflowClient, name: str) -> str:
+def get_experiment_id(client: MlflowClient, name: str, artifact_location: str | None = None) -> str:
     exp = client.get_experiment_by_name(name)
-    return exp.experiment_id if exp else client.create_experiment(name)
+    return exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_location)
 
 
-def find_or_create_run(client: MlflowClient, experiment: str, model: str, config_hash: str, params: dict[str, Any], tags: dict[str, str]) -> tuple[str, bool]:
+def find_or_create_run(
+    client: MlflowClient, experiment: str, model: str, config_hash: str, params: dict[str, Any], tags: dict[str, str], artifact_location: str | None = None
+) -> tuple[str, bool]:
     """The run of this model and configuration (resumed), or a new one. Returns (run id, resumed?)."""
-    exp_id = get_experiment_id(client, experiment)
+    exp_id = get_experiment_id(client, experiment, artifact_location)
     runs = client.search_runs(
         [exp_id],
         filter_string=f"tags.`chromapipe.model` = '{model}' and tags.`chromapipe.config_hash` = '{config_hash}'",

@@ -1,0 +1,192 @@
+"""The colorize run: load the generator, then decode → batch → generator → full-resolution render → write.
+
+The network sees L* resized (with antialiasing) to the model's square training resolution and predicts
+a*b* there; the output keeps the original L* at full resolution and only borrows the upsampled a*b*, so
+detail and tones are the photo's own (see :mod:`chromapipe.inference.fullres` for the strip-wise,
+memory-bounded assembly and the luminance-preserving gamut mapping).
+
+Files are decoded one at a time and batched only for the network: a batch holds the decoded integer
+pixels of at most ``--batch-size`` images and at most :data:`BATCH_BYTES` of them, so memory does not
+scale with the batch size on large photos. A file that fails is reported and skipped; the exit code is
+0 when every file succeeded, 1 when some failed, 2 for usage errors (no or missing model, bad options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from chromapipe.config import ConfigError
+from chromapipe.inference import fullres
+from chromapipe.inference.conditioning import Variant, build_variants
+from chromapipe.inference.io import DecodedImage, InputError, Job, find_images, output_suffix, read_image, wants_padding, write_image
+from chromapipe.inference.source import GeneratorSource, UsageError
+
+log = logging.getLogger("chromapipe.colorize")
+
+#: decoded pixels held for one network batch (a 24 MP RGB photo is 72 MB)
+BATCH_BYTES = 256 * 1024 * 1024
+
+
+@dataclasses.dataclass
+class Pending:
+    job: Job
+    image: DecodedImage
+    L: torch.Tensor  # (1, R, R) network input, L* in [0, 100]
+
+
+@dataclasses.dataclass
+class Summary:
+    total: int = 0
+    written: list[Path] = dataclasses.field(default_factory=list)
+    failed: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
+    done: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+class Colorizer:
+    """Batches network inputs, runs the generator once per variant, renders and writes each file."""
+
+    def __init__(self, recipe: Any, G: torch.nn.Module, device: torch.device, variants: list[Variant], outdir: Path, quality: int, max_pixels: int, summary: Summary, bar: tqdm) -> None:
+        self.recipe, self.G, self.device, self.variants = recipe, G, device, variants
+        self.outdir, self.quality, self.max_pixels = outdir, quality, max_pixels
+        self.summary, self.bar = summary, bar
+        self.used: set[Path] = set()
+
+    def fail(self, src: Path, reason: str) -> None:
+        log.error("%s: %s (skipped)", src, reason)
+        self.summary.failed.append((src, reason))
+        self.bar.update(1)
+
+    def prepare(self, job: Job) -> Pending | None:
+        try:
+            image = read_image(job.src, self.max_pixels)
+            return Pending(job, image, fullres.network_L(image.pixels, self.recipe.resolution))
+        except InputError as exc:
+            self.fail(job.src, str(exc))
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
+            self.fail(job.src, f"{type(exc).__name__}: {exc}")
+        return None
+
+    def _out_path(self, job: Job, fmt: str, tag: str) -> Path:
+        suffix = output_suffix(job.src, fmt)
+        base = self.outdir / job.rel.with_name(job.rel.stem + tag)
+        path, n = base.with_name(base.name + suffix), 1
+        while path.resolve() in self.used:  # e.g. photo.gif and photo.png both -> photo.png
+            n += 1
+            path = base.with_name(f"{base.name}-{n}{suffix}")
+        return path
+
+    def flush(self, batch: list[Pending]) -> None:
+        if not batch:
+            return
+        L = torch.stack([p.L for p in batch]).to(self.device)
+        try:
+            with torch.inference_mode():
+                preds = [self.recipe.colorize(self.G, L, **v.kwargs(L)).float().cpu() for v in self.variants]
+        except Exception as exc:  # noqa: BLE001
+            if len(batch) > 1:  # e.g. out of GPU memory: retry one image at a time
+                log.warning("generator failed on a batch of %d (%s: %s); retrying one by one", len(batch), type(exc).__name__, exc)
+                for p in list(batch):
+                    self.flush([p])
+                batch.clear()
+                return
+            self.fail(batch[0].job.src, f"generator failed: {type(exc).__name__}: {exc}")
+            batch.clear()
+            return
+        for i, p in enumerate(batch):
+            try:
+                for k, (v, ab) in enumerate(zip(self.variants, preds)):
+                    path = self._out_path(p.job, p.image.format, v.tag)
+                    if path.resolve() == p.job.src.resolve():
+                        raise InputError(f"output {path} would overwrite the input; choose another -o")
+                    img = p.image
+                    has_alpha = img.alpha is not None
+                    pixels = fullres.render(img.pixels, ab[i], img.alpha, pad=wants_padding(img.format, img.pixels, img.alpha))
+                    if k == len(self.variants) - 1:
+                        img.pixels = img.alpha = None  # type: ignore[assignment]  # not needed for encoding
+                    write_image(path, pixels, img.format, img.metadata, self.quality, has_alpha=has_alpha)
+                    del pixels
+                    self.used.add(path.resolve())
+                    self.summary.written.append(path)
+                self.summary.done += 1
+                self.bar.update(1)
+            except Exception as exc:  # noqa: BLE001
+                self.fail(p.job.src, str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}")
+            batch[i] = None  # type: ignore[call-overload]  # free the decoded pixels early
+        batch.clear()
+
+    def run(self, jobs: list[Job], batch_size: int) -> None:
+        batch: list[Pending] = []
+        held = 0
+        for job in jobs:
+            item = self.prepare(job)
+            if item is None:
+                continue
+            batch.append(item)
+            held += item.image.nbytes
+            if len(batch) >= batch_size or held >= BATCH_BYTES:
+                self.flush(batch)
+                held = 0
+        self.flush(batch)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be >= 1")
+    if not 1 <= args.jpeg_quality <= 100:
+        raise UsageError("--jpeg-quality must be in 1..100")
+    if args.samples is not None and args.samples < 1:
+        raise UsageError("--samples must be >= 1")
+    if args.max_pixels < 1:
+        raise UsageError("--max-pixels must be >= 1")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The subcommand's work: returns 0 (all written), 1 (some files failed) or 2 (usage error)."""
+    try:
+        _check_args(args)
+        device = resolve_device(args.device)
+        with GeneratorSource(model=args.model, checkpoint=args.checkpoint, run=args.run, params_path=args.params, tracking=args.tracking_uri) as ckpt:
+            from chromapipe.inference.loading import load_for_inference
+            from chromapipe.models.checkpoint import CheckpointError
+
+            try:
+                recipe, G, info = load_for_inference(ckpt, device)
+            except (CheckpointError, ConfigError) as exc:  # ConfigError: the file names an unknown arch
+                raise UsageError(str(exc)) from None
+        variants = build_variants(recipe, G, reference=args.reference, samples=args.samples, seed=args.seed, max_pixels=args.max_pixels, device=device)
+    except UsageError as exc:
+        print(f"chromapipe colorize: error: {exc}", file=sys.stderr)
+        return 2
+    jobs, missing = find_images(args.inputs)
+    if not jobs and not missing:
+        print(f"chromapipe colorize: error: no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
+        return 2
+    outdir = Path(args.output)
+    log.info("model %s (%s, %d px) on %s: %d file(s) -> %s", info["name"], info["config"].arch, recipe.resolution, device, len(jobs), outdir)
+    summary = Summary(total=len(jobs) + len(missing))
+    with logging_redirect_tqdm(), tqdm(total=summary.total, unit="img", desc="colorize", disable=args.quiet or None) as bar:
+        colorizer = Colorizer(recipe, G, device, variants, outdir, args.jpeg_quality, args.max_pixels, summary, bar)
+        for src, reason in missing:
+            colorizer.fail(src, reason)
+        colorizer.run(jobs, args.batch_size)
+    print(f"colorized {summary.done} of {summary.total} file(s) into {outdir} ({len(summary.written)} written, {len(summary.failed)} failed)")
+    for src, reason in summary.failed:
+        print(f"  failed: {src}: {reason}", file=sys.stderr)
+    return 1 if summary.failed else 0
