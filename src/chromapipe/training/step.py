@@ -23,12 +23,12 @@ def train_step(recipe: Recipe, G, D, opt_g, opt_d, batch: Batch, g_step: bool, a
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_d.step()
-    logs = {**logs, "d_total": float(d_loss)}
+    logs = {**logs, "d_total": d_loss.item()}
     if g_step:
         with autocast():
             g_loss, g_logs = recipe.generator_loss(unwrap(D), batch, out)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
-        logs.update(g_logs, g_total=float(g_loss))
+        logs.update(g_logs, g_total=g_loss.item())
     return logs
