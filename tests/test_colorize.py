@@ -347,14 +347,20 @@ _BIN_CENTRES = torch.stack(torch.meshgrid(torch.arange(16) * 16.0 - 120, torch.a
 
 
 class PaletteGenerator(TinyGenerator):
-    """Without a palette: the tiny conv net. With one: the palette's mean a*b* (plus the net's detail)."""
+    """Without a palette: the tiny conv net (and a fixed "predicted" palette, as PalGAN's E would give).
+    With one: the palette's mean a*b* plus a little of the net's detail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.palette_logits = nn.Parameter(torch.randn(256) * 3)
 
     def forward(self, L: torch.Tensor, palette: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         ab = super().forward(L)["ab"]
+        predicted = torch.softmax(self.palette_logits, 0).expand(L.shape[0], -1)
         if palette is not None:
             mean = (palette @ _BIN_CENTRES.T / 110.0).view(-1, 2, 1, 1)
             ab = (mean + 0.05 * ab).clamp(-1, 1)
-        return {"ab": ab}
+        return {"ab": ab, "palette": predicted}
 
 
 class TinyPaletteRecipe(TinyRecipe):
@@ -368,11 +374,17 @@ class TinyPaletteRecipe(TinyRecipe):
         return ab_histogram(rgb01)
 
 
-def test_reference_palette_moves_colours_toward_the_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def palette_ckpt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setitem(registry.ARCHITECTURES, "tiny_palette", "tests.test_colorize:TinyPaletteRecipe")
     cfg = ModelConfig(arch="tiny_palette", resolution=32, steps=1)
     ckpt = tmp_path / "palette.pt"
     save_generator(ckpt, "tiny_palette", cfg, TinyPaletteRecipe(None, {}, 32).build_generator())
+    return ckpt
+
+
+def test_reference_palette_moves_colours_toward_the_reference(tmp_path: Path, palette_ckpt: Path) -> None:
+    ckpt = palette_ckpt
     Image.fromarray(photo(48, 64)[..., 0]).save(tmp_path / "gray.png")
     ref = np.zeros((40, 40, 3), np.uint8)
     ref[..., 0], ref[..., 1], ref[..., 2] = 40, 120, 200  # a blue sky
@@ -391,6 +403,53 @@ def test_reference_palette_moves_colours_toward_the_reference(tmp_path: Path, mo
     assert int(guided.argmax()) == int(target.argmax())
     assert (guided - target).abs().sum() < 0.75 * (plain - target).abs().sum()
     assert delta_L(load_upright(tmp_path / "gray.png"), load_upright(tmp_path / "ref" / "gray.png"))[0] <= MAX_DL_8BIT
+
+
+def test_samples_are_diverse_reproducible_and_keep_L(tmp_path: Path, palette_ckpt: Path) -> None:
+    pytest.importorskip("chromapipe.models.palette")
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo(40, 56)[..., 0]).save(src / "gray.png")
+    Image.fromarray(photo(30, 30, seed=2)).save(src / "other.jpg")
+    args = ["--checkpoint", palette_ckpt, "--samples", "3", "--seed", "7"]
+    assert colorize(src, "-o", tmp_path / "a", *args, "--batch-size", "2") == 0
+    assert colorize(src / "gray.png", "-o", tmp_path / "b", *args) == 0  # alone, in a batch of one
+    outs = [load_upright(tmp_path / "a" / f"gray_sample{k}.png") for k in (1, 2, 3)]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [f"{s}_sample{k}.{e}" for s, e in (("gray", "png"), ("other", "jpg")) for k in (1, 2, 3)]
+    assert all(not np.array_equal(outs[0], o) for o in outs[1:])  # diverse
+    assert np.array_equal(outs[1], load_upright(tmp_path / "b" / "gray_sample2.png"))  # seeded per file, not per batch
+    src_gray = load_upright(src / "gray.png")
+    for o in outs:
+        dmax, dmean = delta_L(src_gray, o)
+        assert dmax <= MAX_DL_8BIT and dmean <= MEAN_DL_8BIT
+    assert colorize(src / "gray.png", "-o", tmp_path / "c", "--checkpoint", palette_ckpt, "--samples", "2", "--reference", src / "other.jpg") == 0
+    assert {p.name for p in (tmp_path / "c").iterdir()} == {"gray_sample1.png", "gray_sample2.png"}
+
+
+@pytest.mark.slow
+def test_real_palgan_reference_and_samples(tmp_path: Path) -> None:
+    """The real PalGAN recipe (random weights, smallest resolution) through --reference and --samples:
+    the plumbing only — with untrained weights a reference changes the colours but need not match them."""
+    pytest.importorskip("chromapipe.models.palgan")
+    from chromapipe.models.registry import build_recipe
+
+    cfg = ModelConfig(arch="palgan", resolution=64, steps=1)
+    recipe = build_recipe(cfg)
+    ckpt = tmp_path / "palgan.pt"
+    save_generator(ckpt, "palgan", cfg, recipe.build_generator())
+    Image.fromarray(photo(48, 80)[..., 1]).save(tmp_path / "gray.png")
+    ref = np.zeros((40, 40, 3), np.uint8)
+    ref[..., 0], ref[..., 1], ref[..., 2] = 200, 60, 40
+    Image.fromarray(ref).save(tmp_path / "ref.png")
+    assert colorize(tmp_path / "gray.png", "-o", tmp_path / "plain", "--checkpoint", ckpt) == 0
+    assert colorize(tmp_path / "gray.png", "-o", tmp_path / "ref", "--checkpoint", ckpt, "--reference", tmp_path / "ref.png") == 0
+    assert colorize(tmp_path / "gray.png", "-o", tmp_path / "samples", "--checkpoint", ckpt, "--samples", "2") == 0
+    gray = load_upright(tmp_path / "gray.png")
+    outs = [load_upright(p) for p in (tmp_path / "plain" / "gray.png", tmp_path / "ref" / "gray.png", tmp_path / "samples" / "gray_sample1.png", tmp_path / "samples" / "gray_sample2.png")]
+    for o in outs:
+        assert o.shape[:2] == gray.shape[:2]
+        assert delta_L(gray, o)[0] <= MAX_DL_8BIT
+    assert not np.array_equal(outs[0], outs[1])
 
 
 @pytest.mark.slow

@@ -1,9 +1,9 @@
 """What the generator is conditioned on besides L*: nothing, a reference photo's palette, or sampled palettes.
 
-Each output of one input file is a :class:`Variant`: a file-name tag and the extra keyword arguments for
-``recipe.colorize``. Plain colorization is one untagged variant; ``--samples N`` gives N tagged ones.
-Only recipes with ``reference_palette`` (the PalGAN family) accept palettes; for the others the options
-are refused up front instead of being silently ignored.
+Each output of one input file has a file-name tag and extra keyword arguments for ``recipe.colorize``:
+plain colorization is one untagged output; ``--samples N`` gives N outputs tagged ``_sample1`` …
+``_sampleN``. Only recipes with ``reference_palette`` (the PalGAN family) accept palettes; for the others
+the options are refused up front instead of being silently ignored.
 """
 
 from __future__ import annotations
@@ -19,17 +19,14 @@ from chromapipe.inference.fullres import resized_rgb01
 from chromapipe.inference.io import InputError, read_image
 from chromapipe.inference.source import UsageError
 
-Kwargs = Callable[[torch.Tensor], dict[str, Any]]
-
 
 @dataclasses.dataclass
-class Variant:
-    tag: str  # appended to the output stem ("" or "_sample<k>")
-    kwargs: Kwargs  # network input L (B, 1, R, R) on the device -> extra colorize() arguments
+class Conditioning:
+    """The outputs made per input file: ``tags`` (appended to the output stem) and, per network batch,
+    the extra ``recipe.colorize`` keyword arguments for each tag."""
 
-
-def _plain(_: torch.Tensor) -> dict[str, Any]:
-    return {}
+    tags: list[str]
+    batch_kwargs: Callable[[Any, torch.nn.Module, torch.Tensor], list[dict[str, Any]]]  # (recipe, G, L) -> per tag
 
 
 def supports_palettes(recipe: Any) -> bool:
@@ -37,8 +34,8 @@ def supports_palettes(recipe: Any) -> bool:
 
 
 def reference_palette(recipe: Any, path: str, max_pixels: int, device: torch.device) -> torch.Tensor:
-    """The (1, P) palette of a reference photo, computed at the model's resolution (what the palette
-    code saw in training, and it keeps a 24 MP reference from costing gigabytes of histogram kernels)."""
+    """The (1, 256) palette of a reference photo, computed at the model's resolution (what the palette
+    code saw in training, and it keeps a 24 MP reference from costing gigabytes of temporaries)."""
     try:
         image = read_image(Path(path), max_pixels)
     except (InputError, OSError) as exc:
@@ -48,21 +45,39 @@ def reference_palette(recipe: Any, path: str, max_pixels: int, device: torch.dev
         return recipe.reference_palette(rgb.to(device)).float()
 
 
-def build_variants(recipe: Any, G: torch.nn.Module, *, reference: str | None, samples: int | None, seed: int, max_pixels: int, device: torch.device) -> list[Variant]:
+def predicted_palette(recipe: Any, G: torch.nn.Module, L: torch.Tensor) -> torch.Tensor:
+    """The palette the model itself predicts for L (PalGAN's E: the generator's ``"palette"`` output)."""
+    out = G(recipe.encode_L(L))
+    if "palette" not in out:
+        raise RuntimeError(f"{type(recipe).__name__}'s generator returns no 'palette' to sample around")
+    return out["palette"].float()
+
+
+def sampled(base: Callable[[Any, torch.nn.Module, torch.Tensor], torch.Tensor], n: int, seed: int) -> Callable[..., list[dict[str, Any]]]:
+    """N palettes per image drawn around ``base`` with :func:`chromapipe.models.palette.sample_palettes`
+    (Dirichlet draws around the palette; see its docstring). Each image's draws use a generator seeded
+    with ``seed`` alone, so a file gets the same samples whatever batch it lands in."""
+    from chromapipe.models.palette import sample_palettes
+
+    def kwargs(recipe: Any, G: torch.nn.Module, L: torch.Tensor) -> list[dict[str, Any]]:
+        h = base(recipe, G, L)  # (B, 256)
+        per_image = [sample_palettes(h[i], n, generator=torch.Generator().manual_seed(seed)) for i in range(h.shape[0])]
+        draws = torch.stack(per_image, dim=1)  # (n, B, 256)
+        return [{"palette": draws[k]} for k in range(n)]
+
+    return kwargs
+
+
+def build_conditioning(recipe: Any, *, reference: str | None, samples: int | None, seed: int, max_pixels: int, device: torch.device) -> Conditioning:
+    """Plain colorization, a reference's palette, or N samples (around the reference's palette if given,
+    else around the model's own predicted palette)."""
     if reference is None and samples is None:
-        return [Variant("", _plain)]
-    arch = type(recipe).__name__
+        return Conditioning([""], lambda recipe, G, L: [{}])
     if not supports_palettes(recipe):
         opt = "--reference" if reference is not None else "--samples"
-        raise UsageError(f"{opt} needs a PalGAN-family model (a recipe with reference_palette); this checkpoint is {arch}")
-    if reference is not None and samples is not None:
-        raise UsageError("use either --reference or --samples, not both")
-    if reference is not None:
-        pal = reference_palette(recipe, reference, max_pixels, device)
-        return [Variant("", lambda L: {"palette": pal.expand(L.shape[0], -1)})]
-    return sample_variants(recipe, G, samples or 1, seed)
-
-
-def sample_variants(recipe: Any, G: torch.nn.Module, n: int, seed: int) -> list[Variant]:
-    """N diverse colorizations: see :mod:`chromapipe.models.palette` for how palettes are sampled."""
-    raise UsageError("--samples: the palette sampling function is not available yet")
+        raise UsageError(f"{opt} needs a PalGAN-family model (a recipe with reference_palette); this checkpoint is {type(recipe).__name__}")
+    ref = reference_palette(recipe, reference, max_pixels, device) if reference is not None else None
+    if samples is None:
+        return Conditioning([""], lambda recipe, G, L: [{"palette": ref.expand(L.shape[0], -1)}])
+    base = (lambda recipe, G, L: ref.expand(L.shape[0], -1)) if ref is not None else predicted_palette
+    return Conditioning([f"_sample{k}" for k in range(1, samples + 1)], sampled(base, samples, seed))

@@ -26,7 +26,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from chromapipe.config import ConfigError
 from chromapipe.inference import fullres
-from chromapipe.inference.conditioning import Variant, build_variants
+from chromapipe.inference.conditioning import Conditioning, build_conditioning
 from chromapipe.inference.io import DecodedImage, InputError, Job, find_images, output_suffix, read_image, wants_padding, write_image
 from chromapipe.inference.source import GeneratorSource, UsageError
 
@@ -60,10 +60,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Colorizer:
-    """Batches network inputs, runs the generator once per variant, renders and writes each file."""
+    """Batches network inputs, runs the generator once per output kind (tag), renders and writes each file."""
 
-    def __init__(self, recipe: Any, G: torch.nn.Module, device: torch.device, variants: list[Variant], outdir: Path, quality: int, max_pixels: int, summary: Summary, bar: tqdm) -> None:
-        self.recipe, self.G, self.device, self.variants = recipe, G, device, variants
+    def __init__(self, recipe: Any, G: torch.nn.Module, device: torch.device, conditioning: Conditioning, outdir: Path, quality: int, max_pixels: int, summary: Summary, bar: tqdm) -> None:
+        self.recipe, self.G, self.device, self.conditioning = recipe, G, device, conditioning
         self.outdir, self.quality, self.max_pixels = outdir, quality, max_pixels
         self.summary, self.bar = summary, bar
         self.used: set[Path] = set()
@@ -98,7 +98,8 @@ class Colorizer:
         L = torch.stack([p.L for p in batch]).to(self.device)
         try:
             with torch.inference_mode():
-                preds = [self.recipe.colorize(self.G, L, **v.kwargs(L)).float().cpu() for v in self.variants]
+                kwargs = self.conditioning.batch_kwargs(self.recipe, self.G, L)
+                preds = [self.recipe.colorize(self.G, L, **kw).float().cpu() for kw in kwargs]
         except Exception as exc:  # noqa: BLE001
             if len(batch) > 1:  # e.g. out of GPU memory: retry one image at a time
                 log.warning("generator failed on a batch of %d (%s: %s); retrying one by one", len(batch), type(exc).__name__, exc)
@@ -111,14 +112,15 @@ class Colorizer:
             return
         for i, p in enumerate(batch):
             try:
-                for k, (v, ab) in enumerate(zip(self.variants, preds)):
-                    path = self._out_path(p.job, p.image.format, v.tag)
+                tags = self.conditioning.tags
+                for k, (tag, ab) in enumerate(zip(tags, preds)):
+                    path = self._out_path(p.job, p.image.format, tag)
                     if path.resolve() == p.job.src.resolve():
                         raise InputError(f"output {path} would overwrite the input; choose another -o")
                     img = p.image
                     has_alpha = img.alpha is not None
                     pixels = fullres.render(img.pixels, ab[i], img.alpha, pad=wants_padding(img.format, img.pixels, img.alpha))
-                    if k == len(self.variants) - 1:
+                    if k == len(tags) - 1:
                         img.pixels = img.alpha = None  # type: ignore[assignment]  # not needed for encoding
                     write_image(path, pixels, img.format, img.metadata, self.quality, has_alpha=has_alpha)
                     del pixels
@@ -170,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
                 recipe, G, info = load_for_inference(ckpt, device)
             except (CheckpointError, ConfigError) as exc:  # ConfigError: the file names an unknown arch
                 raise UsageError(str(exc)) from None
-        variants = build_variants(recipe, G, reference=args.reference, samples=args.samples, seed=args.seed, max_pixels=args.max_pixels, device=device)
+        conditioning = build_conditioning(recipe, reference=args.reference, samples=args.samples, seed=args.seed, max_pixels=args.max_pixels, device=device)
     except UsageError as exc:
         print(f"chromapipe colorize: error: {exc}", file=sys.stderr)
         return 2
@@ -182,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("model %s (%s, %d px) on %s: %d file(s) -> %s", info["name"], info["config"].arch, recipe.resolution, device, len(jobs), outdir)
     summary = Summary(total=len(jobs) + len(missing))
     with logging_redirect_tqdm(), tqdm(total=summary.total, unit="img", desc="colorize", disable=args.quiet or None) as bar:
-        colorizer = Colorizer(recipe, G, device, variants, outdir, args.jpeg_quality, args.max_pixels, summary, bar)
+        colorizer = Colorizer(recipe, G, device, conditioning, outdir, args.jpeg_quality, args.max_pixels, summary, bar)
         for src, reason in missing:
             colorizer.fail(src, reason)
         colorizer.run(jobs, args.batch_size)

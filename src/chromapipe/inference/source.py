@@ -65,11 +65,13 @@ def download_run_generator(run_id: str, uri: str, dst: Path) -> Path:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
     try:
+        client = MlflowClient(tracking_uri=uri)
         client.get_run(run_id)
     except MlflowException as exc:
         raise UsageError(f"--run {run_id}: no such MLflow run in {uri} ({exc.message.splitlines()[0]})") from None
+    except Exception as exc:  # noqa: BLE001 - an unreachable or broken store is a usage problem too
+        raise UsageError(f"--run {run_id}: cannot read the MLflow store {uri} ({type(exc).__name__}: {exc})") from None
 
     def walk(path: str | None = None) -> list[str]:
         files = []
