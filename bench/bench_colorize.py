@@ -75,14 +75,14 @@ def worker(name: str, inputs: list[str], repeats: int) -> dict:
     from chromapipe.inference import fullres
     from chromapipe.inference.io import read_image, write_image
     from chromapipe.models.base import count_parameters
-    from chromapipe.inference.loading import load_for_inference
+    from chromapipe.models.checkpoint import load_generator
     from chromapipe.models.registry import build_recipe
 
     cfg = model_configs([name])[name]
     ckpt = project_root() / "models" / name / "generator.pt"
     t0 = time.perf_counter()
     if ckpt.exists():
-        recipe, G, _ = load_for_inference(ckpt, "cpu")  # what the command uses
+        recipe, G, _ = load_generator(ckpt, "cpu")  # what the command uses
         weights = f"trained: {ckpt}"
     else:
         torch.manual_seed(0)

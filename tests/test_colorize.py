@@ -238,8 +238,6 @@ def test_formats_and_metadata_follow_the_input(tmp_path: Path, ckpt: Path) -> No
 
 
 def test_rgb16_png_and_rgba16_keep_depth_and_alpha(tmp_path: Path, ckpt: Path) -> None:
-    from torchvision.io import encode_png  # noqa: F401 - only to be sure torchvision is importable
-
     from chromapipe.inference.png16 import write_png16
 
     rgb16 = photo(30, 40).astype(np.uint16) * 257

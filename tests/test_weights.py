@@ -6,7 +6,6 @@ import io
 import json
 import os
 import pickle
-import shutil
 from pathlib import Path
 
 import numpy as np

@@ -9,7 +9,6 @@ so a training worker touches only the images it reads. float16 is 6 bytes per pi
 
 from __future__ import annotations
 
-import hashlib
 import json
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -21,15 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from chromapipe.hashing import sha256_file
+
 LAB_DTYPE = np.float16
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass

@@ -165,11 +165,10 @@ def run(args: argparse.Namespace) -> int:
         _check_args(args)
         device = resolve_device(args.device)
         with GeneratorSource(model=args.model, checkpoint=args.checkpoint, run=args.run, params_path=args.params, tracking=args.tracking_uri) as ckpt:
-            from chromapipe.inference.loading import load_for_inference
-            from chromapipe.models.checkpoint import CheckpointError
+            from chromapipe.models.checkpoint import CheckpointError, load_generator
 
             try:
-                recipe, G, info = load_for_inference(ckpt, device)
+                recipe, G, info = load_generator(ckpt, device)
             except (CheckpointError, ConfigError) as exc:  # ConfigError: the file names an unknown arch
                 raise UsageError(str(exc)) from None
         conditioning = build_conditioning(recipe, reference=args.reference, samples=args.samples, seed=args.seed, max_pixels=args.max_pixels, device=device)

@@ -7,6 +7,8 @@ travels inside the file, so ``colorize --checkpoint`` needs no params.yaml.
 
 from __future__ import annotations
 
+import logging
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from chromapipe.models.base import Recipe, unwrap
 from chromapipe.models.registry import build_recipe
 
 FORMAT = "chromapipe-generator/1"
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -32,22 +36,51 @@ def save_generator(path: Path, name: str, cfg: ModelConfig, G: nn.Module, meta: 
     tmp.replace(path)  # atomic: an interrupted save never leaves a half-written generator
 
 
+def _config(blob: dict[str, Any], path: Path) -> ModelConfig:
+    raw = dict(blob["config"])
+    raw["betas"] = tuple(raw["betas"])
+    return build_dataclass(ModelConfig, raw, f"{path}:config")
+
+
+def _load_mapped(blob: dict[str, Any], cfg: ModelConfig) -> tuple[Recipe, nn.Module]:
+    """Build on the ``meta`` device (no storage, no pretrained-weight loading) and adopt the file's
+    memory-mapped tensors: one copy of the weights instead of two (random init + loaded)."""
+    recipe = build_recipe(cfg)
+    with torch.device("meta"):
+        G = recipe.build_generator()
+    G.load_state_dict(blob["state_dict"], assign=True)
+    if any(t.is_meta for t in chain(G.parameters(), G.buffers())):
+        raise RuntimeError("the generator has tensors outside its state dict")
+    return recipe, G
+
+
+def _load_copied(blob: dict[str, Any], cfg: ModelConfig) -> tuple[Recipe, nn.Module]:
+    recipe = build_recipe(cfg)
+    G = recipe.build_generator()
+    G.load_state_dict(blob["state_dict"])
+    return recipe, G
+
+
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Recipe, nn.Module, dict[str, Any]]:
-    """Rebuild (recipe, generator in eval mode, info) from a generator file."""
+    """Rebuild (recipe, generator in eval mode, info) from a generator file.
+
+    The file is memory-mapped, so a 171 M-parameter generator costs one copy of its weights at the peak;
+    a network that cannot be built on the meta device falls back to a regular build and copy.
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: generator checkpoint not found (train it with `dvc repro` first)")
     try:
-        blob = torch.load(path, map_location=device, weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
         raise CheckpointError(f"{path}: not a loadable chromapipe checkpoint ({exc})") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a chromapipe generator file (expected format {FORMAT})")
-    raw = dict(blob["config"])
-    raw["betas"] = tuple(raw["betas"])
-    cfg = build_dataclass(ModelConfig, raw, f"{path}:config")
-    recipe = build_recipe(cfg)
-    G = recipe.build_generator()
-    G.load_state_dict(blob["state_dict"])
+    cfg = _config(blob, path)
+    try:
+        recipe, G = _load_mapped(blob, cfg)
+    except Exception as exc:  # noqa: BLE001 - the regular path reports real errors
+        log.debug("memory-mapped load of %s failed (%s); building normally", path, exc)
+        recipe, G = _load_copied(blob, cfg)
     G.to(device).eval()
     return recipe, G, {"name": blob["name"], "config": cfg, "meta": blob.get("meta", {})}

@@ -230,15 +230,7 @@ class ChromaGANRecipe(Recipe):
         return torch.cat([batch["L"] / 100.0, ab], dim=1)
 
     def discriminator_loss(self, D: nn.Module, batch: Batch, fake: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
-        real_ab = self.encode_ab(batch["ab"])
-        real_out = D(self._d_input(batch, real_ab))
-        fake_out = D(self._d_input(batch, fake["ab"].detach()))
-        L = batch["L"] / 100.0
-        plain = unwrap(D)
-        gp = losses.gradient_penalty(lambda ab: plain(torch.cat([L, ab], dim=1)), real_ab, fake["ab"])
-        wd = losses.wgan_critic_loss(real_out, fake_out)
-        logs = {"d_real": losses.scalar(real_out.float().mean()), "d_fake": losses.scalar(fake_out.float().mean()), "d_wgan": losses.scalar(wd), "d_gp": losses.scalar(gp)}
-        return wd + self.loss["gp"] * gp, logs
+        return losses.wgan_gp_critic_step(D, batch["L"] / 100.0, self.encode_ab(batch["ab"]), fake["ab"], self.loss["gp"])
 
     def generator_loss(self, D: nn.Module, batch: Batch, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
         w = self.loss

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 Tensor = torch.Tensor
 
@@ -122,3 +123,19 @@ def masked_cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = -1)
 def scalar(t: Tensor) -> float:
     """A loss value for the logs (detached, so logging never touches the autograd graph)."""
     return float(t.detach())
+
+
+def wgan_gp_critic_step(D: nn.Module, L: Tensor, real_ab: Tensor, fake_ab: Tensor, gp_weight: float) -> tuple[Tensor, dict[str, float]]:
+    """The WGAN-GP critic loss of a conditional critic on concat(L, ab), shared by pix2pix ③ and ChromaGAN.
+
+    ``D`` may be DDP-wrapped for the real/fake scores; the penalty goes through the plain module (double
+    backward through DDP's reducer is not supported). Only the ab channels are interpolated: L is the
+    condition, identical in both halves.
+    """
+    real_out = D(torch.cat([L, real_ab], dim=1))
+    fake_out = D(torch.cat([L, fake_ab.detach()], dim=1))
+    plain = D.module if isinstance(D, nn.parallel.DistributedDataParallel) else D
+    gp = gradient_penalty(lambda ab: plain(torch.cat([L, ab], dim=1)), real_ab, fake_ab)
+    wd = wgan_critic_loss(real_out, fake_out)
+    logs = {"d_real": scalar(real_out.float().mean()), "d_fake": scalar(fake_out.float().mean()), "d_wgan": scalar(wd), "d_gp": scalar(gp)}
+    return wd + gp_weight * gp, logs

@@ -285,17 +285,12 @@ class Pix2PixRecipe(Recipe):
 
     def discriminator_loss(self, D: nn.Module, batch: Batch, fake: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
         real_ab = self.encode_ab(batch["ab"])
+        if self.wgan:
+            return losses.wgan_gp_critic_step(D, self.encode_L(batch["L"]), real_ab, fake["ab"], self.loss["gp"])
         real_out = D(self._d_input(batch, real_ab))
         fake_out = D(self._d_input(batch, fake["ab"].detach()))
-        if not self.wgan:
-            d_real, d_fake = losses.bce_discriminator_loss(real_out, fake_out, self.options.real_label)
-            return (d_real + d_fake) / 2, {"d_real": losses.scalar(d_real), "d_fake": losses.scalar(d_fake)}
-        L = self.encode_L(batch["L"])
-        plain = unwrap(D)
-        gp = losses.gradient_penalty(lambda ab: plain(torch.cat([L, ab], dim=1)), real_ab, fake["ab"])
-        wd = losses.wgan_critic_loss(real_out, fake_out)
-        logs = {"d_real": losses.scalar(real_out.float().mean()), "d_fake": losses.scalar(fake_out.float().mean()), "d_wgan": losses.scalar(wd), "d_gp": losses.scalar(gp)}
-        return wd + self.loss["gp"] * gp, logs
+        d_real, d_fake = losses.bce_discriminator_loss(real_out, fake_out, self.options.real_label)
+        return (d_real + d_fake) / 2, {"d_real": losses.scalar(d_real), "d_fake": losses.scalar(d_fake)}
 
     def generator_loss(self, D: nn.Module, batch: Batch, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
         w = self.loss

