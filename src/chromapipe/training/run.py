@@ -39,8 +39,20 @@ def _connect_ray(num_cpus_needed: float) -> bool:
         log.info("connecting to the Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=True)
         return False
-    ray.init(num_cpus=max(os.cpu_count() or 1, int(num_cpus_needed + 0.999)), include_dashboard=False, log_to_driver=True)
+    ray.init(
+        num_cpus=max(os.cpu_count() or 1, int(num_cpus_needed + 0.999)),
+        include_dashboard=False,
+        log_to_driver=True,
+        runtime_env={"worker_process_setup_hook": quiet_local_ray},
+    )
     return True
+
+
+def quiet_local_ray() -> None:
+    """Runs in every Ray worker of a local instance. Without the dashboard (not installed: ray[train] only)
+    Ray Train's placement-group cleaner cannot reach the State API and warns about it every few seconds
+    for the whole run; the warning says nothing about training, so it is silenced there."""
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
 
 
 def _data_fingerprint(manifest: dict[str, Any]) -> dict[str, Any]:
