@@ -152,3 +152,16 @@ def test_shard_round_trip(tmp_path: Path) -> None:
     back = lab_to_rgb_uint8(torch.cat([ds[2]["L"], ds[2]["ab"]]))
     assert int((back.int() - rgb.int()).abs().max()) <= 1
     assert read_manifest(tmp_path)["splits"]["train"]["shards"][0]["sha256"]
+
+
+def test_nearly_gray_images_are_dropped_by_min_colorfulness(tmp_path: Path) -> None:
+    vivid = np.asarray(Image.fromarray(skimage.data.coffee()).resize((96, 64)))
+    muted = (0.93 * vivid.mean(axis=2, keepdims=True) + 0.07 * vivid).astype(np.uint8)  # a faint tint
+    root = tmp_path / "src"
+    root.mkdir()
+    Image.fromarray(vivid).save(root / "vivid.png")
+    Image.fromarray(muted).save(root / "muted.png")
+    cfg = DataConfig(source="folder", root=str(root), size=64, min_colorfulness=10.0, out=str(tmp_path / "out"), splits=SplitConfig(1.0, 0.0, 0.0))
+    manifest = prepare(cfg)
+    assert [(s["source"], s["reason"]) for s in manifest["skipped"]] == [("muted.png", "low_colorfulness")]
+    assert manifest["splits"]["train"]["n_images"] == 1

@@ -112,11 +112,3 @@ def grayscale_spread(rgb: torch.Tensor) -> float:
     sub = rgb[:, ::step, ::step].to(torch.int16)
     spread = (sub.max(dim=0).values - sub.min(dim=0).values).flatten().float()
     return float(torch.quantile(spread, 0.99))
-
-
-def colorfulness(rgb: torch.Tensor) -> float:
-    """Hasler–Süsstrunk colorfulness of a (3, H, W) uint8 image (0 for gray, ~100+ for vivid)."""
-    r, g, b = rgb.float().unbind(0)
-    rg = r - g
-    yb = 0.5 * (r + g) - b
-    return float(torch.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * torch.sqrt(rg.mean() ** 2 + yb.mean() ** 2))

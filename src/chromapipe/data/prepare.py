@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from chromapipe.color import lab_to_rgb_uint8, rgb_uint8_to_lab
 from chromapipe.config import DataConfig, resolve_path, to_dict
-from chromapipe.data.decode import SkipImage, colorfulness, decode_rgb, grayscale_spread
+from chromapipe.data.decode import SkipImage, decode_rgb, grayscale_spread
+from chromapipe.evaluation.colorfulness import colorfulness_per_image
 from chromapipe.data.shards import LAB_DTYPE, ShardWriter
 from chromapipe.data.sources import SourceImage, list_sources
 from chromapipe.data.splits import SPLITS, assign_splits
@@ -86,7 +87,7 @@ def process_image(item: SourceImage, cfg: DataConfig) -> tuple[list[torch.Tensor
         if spread <= cfg.grayscale_tolerance:
             raise SkipImage("grayscale", f"channel spread {spread:.1f} <= grayscale_tolerance={cfg.grayscale_tolerance}")
         if cfg.min_colorfulness > 0:
-            cf = colorfulness(rgb)
+            cf = float(colorfulness_per_image(rgb[None])[0])
             if cf < cfg.min_colorfulness:
                 raise SkipImage("low_colorfulness", f"colorfulness {cf:.1f} < min_colorfulness={cfg.min_colorfulness}")
         views = crops(rgb, cfg)

@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +36,8 @@ def _under(root: Path, path: str) -> Path:
 
 
 def evaluation_dir(params: Params, root: Path) -> Path:
-    """Where the evaluate stage wrote ``<model>/metrics.json``: ``evaluate.out`` if it holds any, else ``evaluation/``."""
-    candidates = [_under(root, params.evaluate.out), root / "evaluation"]
-    for c in candidates:
-        if any(c.glob("*/metrics.json")):
-            return c
-    return candidates[-1]
+    """Where the evaluate stage wrote ``<model>/metrics.json``."""
+    return _under(root, params.evaluate.out)
 
 
 def load_evaluations(eval_dir: Path, missing: list[str]) -> list[ModelEval]:
@@ -285,19 +280,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    """``chromapipe report`` (add "chromapipe.reporting.report" to cli.COMMAND_MODULES to expose it)."""
+    """``chromapipe report``."""
     parser = subparsers.add_parser("report", help="rebuild reports/ from evaluation results and MLflow (no retraining)")
     _add_arguments(parser)
     parser.set_defaults(func=_run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m chromapipe.reporting.report``: the DVC report stage's command."""
-    parser = argparse.ArgumentParser(prog="python -m chromapipe.reporting.report", description=build_report.__doc__)
-    _add_arguments(parser)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return _run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
