@@ -165,3 +165,13 @@ def test_nearly_gray_images_are_dropped_by_min_colorfulness(tmp_path: Path) -> N
     manifest = prepare(cfg)
     assert [(s["source"], s["reason"]) for s in manifest["skipped"]] == [("muted.png", "low_colorfulness")]
     assert manifest["splits"]["train"]["n_images"] == 1
+
+
+def test_exif_orientation_is_applied() -> None:
+    img = Image.fromarray(skimage.data.astronaut()[:60, :100])  # 100 wide, 60 tall
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif, quality=95)
+    rgb = decode_rgb(buf.getvalue(), max_pixels=10**8)
+    assert tuple(rgb.shape) == (3, 100, 60)  # displayed upright: taller than wide

@@ -42,6 +42,7 @@ def test_two_worker_training_logs_to_mlflow_and_resumes(project: Path) -> None:
     assert run.info.artifact_uri.removeprefix("file://").startswith(str(project / "mlartifacts")), run.info.artifact_uri
     artifacts = {a.path for a in client.list_artifacts(first["run_id"])}
     assert {"generator", "train.json"} <= artifacts
+    assert {a.path for a in client.list_artifacts(first["run_id"], "generator")} == {"generator/generator.pt", "generator/preprocessing.json"}
     assert any("preview" in a.path for a in client.list_artifacts(first["run_id"], "images")) or "images" in artifacts
 
     again = train_model(params, "tiny")  # same params: Ray resumes the finished run, no new steps

@@ -125,6 +125,7 @@ def train_model(params: Params, name: str) -> dict[str, Any]:
     describe = recipe.describe()
     save_generator(generator_file, name, cfg, G, meta={"run_id": run_id, "config_hash": h, "steps": int(state["step"]), "describe": describe})
     client.log_artifact(run_id, str(generator_file), artifact_path="generator")
+    client.log_dict(run_id, preprocessing_spec(cfg, describe), "generator/preprocessing.json")
     images = int(state["step"]) * cfg.batch_size * tc.num_workers
     summary = {
         "model": name,
@@ -147,3 +148,14 @@ def train_model(params: Params, name: str) -> dict[str, Any]:
     log.info("trained %s: %d steps in %.1fs -> %s", name, summary["steps"], wall, generator_file)
     return summary
 
+
+def preprocessing_spec(cfg: Any, describe: dict[str, Any]) -> dict[str, Any]:
+    """How a photo becomes the generator's input and its output becomes a photo (logged beside the weights)."""
+    return {
+        "color_space": "sRGB -> CIE L*a*b* (D65, 2 deg observer; scikit-image's constants)",
+        "input": f"L* of the image, resized to {cfg.resolution}x{cfg.resolution} (bilinear, antialiased)",
+        "network_scaling": describe.get("scaling", "see the recipe"),
+        "output": "a*b* in Lab units at the model resolution, resized bilinearly to the image size and joined with the full-resolution L*",
+        "arch": cfg.arch,
+        "resolution": cfg.resolution,
+    }
