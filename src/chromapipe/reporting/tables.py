@@ -219,6 +219,18 @@ def _frame(rows: list[dict[tuple[str, str], str]]) -> pd.DataFrame:
     return frame.fillna(NOT_EVALUATED).astype(str)
 
 
+def _append_measured(rows: list, kinds: list, link_rows: dict, ev: "ModelEval", head: dict, cols, runs, notes) -> None:
+    """Append one measured row (source, run link, metric cells, protocol) after ``head``'s identifying cells."""
+    text, url = _run_cell(ev, runs)
+    row = {**head, ("", "source"): "measured (this run)", ("", "run"): text}
+    for m in cols:
+        row[("metrics", metric_label(m))] = measured_cell(ev, m, notes)
+    row[("", "protocol")] = protocol_text(ev)
+    link_rows[len(rows)] = (text, url)
+    rows.append(row)
+    kinds.append(MEASURED)
+
+
 def _run_cell(ev: ModelEval, runs: RunLinks, short: bool = True) -> tuple[str, str | None]:
     """The run cell: the run id (first 8 characters in the paper-layout tables, to keep them narrow) and its link."""
     text, url = runs.get(ev.name, (ev.run_id or "no run id", None))
@@ -324,16 +336,10 @@ def thesis_table(evals: list[ModelEval], runs: RunLinks) -> Table:
         if next_method is not None and next_method[0] == method[0]:
             continue  # ③ has two reported rows (30/50 epochs); its measured row follows both
         for model in matched:
-            if pub.paper_row(model, pub.THESIS_TABLE) and pub.paper_row(model, pub.THESIS_TABLE)[0] == method[0] and model in by_model:
+            paper_row = pub.paper_row(model, pub.THESIS_TABLE)
+            if paper_row and paper_row[0] == method[0] and model in by_model:
                 ev = by_model[model]
-                text, url = _run_cell(ev, runs)
-                row = {("", "configuration"): f"{method[0]} {ev.name}", ("", "source"): "measured (this run)", ("", "run"): text}
-                for m in cols:
-                    row[("metrics", metric_label(m))] = measured_cell(ev, m, notes)
-                row[("", "protocol")] = protocol_text(ev)
-                link_rows[len(rows)] = (text, url)
-                rows.append(row)
-                kinds.append(MEASURED)
+                _append_measured(rows, kinds, link_rows, ev, {("", "configuration"): f"{method[0]} {ev.name}"}, cols, runs, notes)
     missing = [m for m in matched if m not in by_model]
     caption = (
         "Thesis configurations: ① GAN + 100·L1 (model pix2pix), ② GAN + 100·L1 + 0.003·CE (pix2pix_class), "
@@ -395,14 +401,7 @@ def ca_ablation_table(evals: list[ModelEval], runs: RunLinks) -> Table | None:
         kinds.append(REPORTED)
         if model in by_model:
             ev = by_model[model]
-            text, url = _run_cell(ev, runs)
-            row = {("CA", "global"): yes(g), ("CA", "local"): yes(l), ("", "source"): "measured (this run)", ("", "method"): ev.name, ("", "run"): text}
-            for m in cols:
-                row[("metrics", metric_label(m))] = measured_cell(ev, m, notes)
-            row[("", "protocol")] = protocol_text(ev)
-            link_rows[len(rows)] = (text, url)
-            rows.append(row)
-            kinds.append(MEASURED)
+            _append_measured(rows, kinds, link_rows, ev, {("CA", "global"): yes(g), ("CA", "local"): yes(l), ("", "method"): ev.name}, cols, runs, notes)
     missing = [m for m in pub.CA_VARIANTS if m not in by_model]
     caption = "Reported: " + pub.PROTOCOLS[pub.PALGAN_CA] + ". Measured: this run's protocol (see the row)."
     if missing:
