@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
 import ray.train
 import ray.train.torch
 import torch
@@ -95,10 +96,23 @@ def _load_state(path: Path, G, D, opt_g, opt_d, sched_g, sched_d, device: torch.
     return int(state["step"])
 
 
-def _report(metrics: dict[str, float], save: Any | None) -> None:
-    """Every rank reports the same number of times; only rank 0 attaches the checkpoint."""
+def _report(metrics: dict[str, float], save: Any | None, step: int) -> None:
+    """Every rank reports the same number of times; only rank 0 attaches the checkpoint.
+
+    On a local or shared (NFS) storage path rank 0 writes the checkpoint straight into Ray's run
+    directory: a ChromaGAN state with its Adam moments is 2 GB, and the default write-to-temp-then-copy
+    would need twice that on disk. Remote storage (S3, GCS) goes through a temporary directory.
+    """
     if save is None:
         ray.train.report(metrics)
+        return
+    storage = ray.train.get_context().get_storage()
+    if isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
+        directory = Path(storage.experiment_fs_path) / f"checkpoint_{step:09d}"
+        directory.mkdir(parents=True, exist_ok=True)
+        save(directory / CHECKPOINT_FILE)
+        checkpoint = ray.train.Checkpoint.from_directory(directory)
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD)
         return
     with tempfile.TemporaryDirectory() as tmp:
         save(Path(tmp) / CHECKPOINT_FILE)
@@ -176,4 +190,4 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             logger.log_preview(preview["L"], ab, preview["ab"], step)
         if step % config["checkpoint_every"] == 0 or step == steps:
             save = (lambda p: _save_state(p, G, D, opt_g, opt_d, sched_g, sched_d, step)) if rank == 0 else None
-            _report({"step": step, **{k: float(v) for k, v in logs.items()}}, save)
+            _report({"step": step, **{k: float(v) for k, v in logs.items()}}, save, step)
