@@ -1,7 +1,8 @@
-"""Benchmark ``chromapipe colorize`` on CPU: seconds per megapixel and peak RSS for each architecture.
+"""Benchmark ``chromapipe colorize``: seconds per megapixel and peak RSS for each architecture.
 
-Usage: ``python bench/bench_colorize.py [--sizes 1 6] [--repeats 2] [--models pix2pix chromagan palgan]``
-→ ``bench/results/colorize-cpu.json``.
+Usage: ``python bench/bench_colorize.py [--device cpu|cuda] [--sizes 1 6] [--repeats 2] [--models pix2pix chromagan palgan]``
+→ ``bench/results/colorize-<device>.json``. On CUDA the generator runs on the GPU and the full-resolution
+assembly on the CPU, as in the command; the generator time includes the copy of ab back to the host.
 
 Each model runs in its own subprocess so its peak RSS (``ru_maxrss``, which includes ~0.7 GB for
 importing the CUDA build of torch) is its own. A model uses its trained generator
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE / "results" / "colorize-cpu.json"
+RESULTS = HERE / "results"
 ROOT = HERE.parent
 
 
@@ -67,7 +68,7 @@ def model_configs(names: list[str] | None) -> dict[str, object]:
     return {k: v for k, v in configs.items() if not names or k in names}
 
 
-def worker(name: str, inputs: list[str], repeats: int) -> dict:
+def worker(name: str, inputs: list[str], repeats: int, device: str) -> dict:
     """Runs in the subprocess: time the command's per-file path on each input."""
     import torch
 
@@ -82,12 +83,12 @@ def worker(name: str, inputs: list[str], repeats: int) -> dict:
     ckpt = project_root() / "models" / name / "generator.pt"
     t0 = time.perf_counter()
     if ckpt.exists():
-        recipe, G, _ = load_generator(ckpt, "cpu")  # what the command uses
+        recipe, G, _ = load_generator(ckpt, device)  # what the command uses
         weights = f"trained: {ckpt}"
     else:
         torch.manual_seed(0)
         recipe = build_recipe(cfg)
-        G = recipe.build_generator().eval()
+        G = recipe.build_generator().eval().to(device)
         weights = f"random (no trained checkpoint at {ckpt}); timing does not depend on the weights"
     load_s = time.perf_counter() - t0
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -109,11 +110,11 @@ def worker(name: str, inputs: list[str], repeats: int) -> dict:
                 img = read_image(Path(path), 10**9)
                 stages["decode"] = time.perf_counter() - t
                 t = time.perf_counter()
-                L = fullres.network_L(img.pixels, recipe.resolution)[None]
+                L = fullres.network_L(img.pixels, recipe.resolution)[None].to(device)
                 stages["network_input"] = time.perf_counter() - t
                 t = time.perf_counter()
                 with torch.inference_mode():
-                    ab = recipe.colorize(G, L).float()[0]
+                    ab = recipe.colorize(G, L).float()[0].cpu()
                 stages["generator"] = time.perf_counter() - t
                 t = time.perf_counter()
                 out = fullres.render(img.pixels, ab, img.alpha)
@@ -156,22 +157,23 @@ def main() -> int:
     ap.add_argument("--sizes", type=float, nargs="+", default=[1.0, 6.0], help="input sizes in megapixels")
     ap.add_argument("--repeats", type=int, default=2, help="runs per size (the fastest is kept)")
     ap.add_argument("--models", nargs="+", help="model names (default: all)")
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--out", type=Path, help="default: bench/results/colorize-<device>.json")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--inputs", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print("RESULT " + json.dumps(worker(args.worker, args.inputs, args.repeats)))
+        print("RESULT " + json.dumps(worker(args.worker, args.inputs, args.repeats, args.device)))
         return 0
 
     import torch
 
     configs = model_configs(args.models)
     report: dict = {
-        "benchmark": "chromapipe colorize, CPU, one image at a time (decode -> generator -> full-res Lab -> JPEG q95)",
+        "benchmark": f"chromapipe colorize, {args.device}, one image at a time (decode -> generator -> full-res Lab -> JPEG q95)",
         "command": "python bench/bench_colorize.py " + " ".join(sys.argv[1:]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": "cpu",
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
@@ -192,7 +194,7 @@ def main() -> int:
                 report["models"][name] = {"error": "architecture not importable (not implemented yet?)"}
                 print(f"{name}: not importable, skipped", file=sys.stderr)
                 continue
-            cmd = [sys.executable, __file__, "--worker", name, "--repeats", str(args.repeats), "--inputs", *inputs]
+            cmd = [sys.executable, __file__, "--worker", name, "--device", args.device, "--repeats", str(args.repeats), "--inputs", *inputs]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if proc.returncode != 0 or line is None:
@@ -203,9 +205,10 @@ def main() -> int:
             report["models"][name] = res
             per = ", ".join(f"{s['megapixels']:g} MP: {s['s_per_mp']} s/MP" for s in res["sizes"])
             print(f"{name}: {per}; peak RSS {res['peak_rss_mb']:.0f} MB ({res['weights'].split(' ')[0]} weights)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out = args.out or RESULTS / f"colorize-{args.device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
     return 0
 
 
