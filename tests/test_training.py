@@ -67,6 +67,9 @@ def test_dead_worker_is_restarted_from_the_last_checkpoint(project: Path, tmp_pa
     assert marker.exists(), "the worker never crashed: the test did not exercise recovery"
     assert summary["steps"] == 8
     assert (project / "models" / "flaky" / "generator.pt").exists()
+    # resumed from the step-4 checkpoint, not from scratch: steps 2 and 4 were logged once, before the crash
+    history = MlflowClient(load_params(path).tracking.uri).get_metric_history(summary["run_id"], "train/g_total")
+    assert sorted(m.step for m in history) == [2, 4, 6, 8]
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

@@ -59,11 +59,15 @@ class FlakyRecipe(TinyRecipe):
     """Kills its worker process once, mid-training, to exercise Ray's restart from the last checkpoint.
 
     The crash happens on rank 1 after ``CRASH_AFTER`` generator steps, only while the marker file named by
-    ``CHROMAPIPE_TEST_CRASH_MARKER`` does not exist yet (it is created just before dying).
+    ``CHROMAPIPE_TEST_CRASH_MARKER`` does not exist yet (it is created just before dying). Ray Train commits
+    a checkpoint only once its controller has polled every rank's report (every 2 s by default): a worker
+    that dies within that window loses the newest checkpoint and restarts from the one before. The worker
+    therefore waits ``COMMIT_WAIT_S`` before dying, so the restart must resume from step 4, not from scratch.
     """
 
     arch = "tests.tiny_recipe:FlakyRecipe"
     CRASH_AFTER = 5
+    COMMIT_WAIT_S = 6.0
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -71,6 +75,7 @@ class FlakyRecipe(TinyRecipe):
 
     def generator_loss(self, D, batch, out):
         import os
+        import time
         from pathlib import Path
 
         import ray.train
@@ -78,6 +83,7 @@ class FlakyRecipe(TinyRecipe):
         self.calls += 1
         marker = Path(os.environ["CHROMAPIPE_TEST_CRASH_MARKER"])
         if self.calls == self.CRASH_AFTER and ray.train.get_context().get_world_rank() == 1 and not marker.exists():
+            time.sleep(self.COMMIT_WAIT_S)
             marker.write_text("crashed once")
             os._exit(1)
         return super().generator_loss(D, batch, out)
