@@ -11,7 +11,9 @@ from mlflow.tracking import MlflowClient
 
 from chromapipe.config import load_params
 from chromapipe.data.prepare import prepare
+from chromapipe.hashing import source_fingerprint
 from chromapipe.models.checkpoint import CheckpointError, load_generator
+from chromapipe.training import run
 from chromapipe.training.run import train_model
 from chromapipe.training.tracking import find_or_create_run
 from tests.conftest import quick_params
@@ -48,6 +50,31 @@ def test_two_worker_training_logs_to_mlflow_and_resumes(project: Path) -> None:
     again = train_model(params, "tiny")  # same params: Ray resumes the finished run, no new steps
     assert again["resumed"] and again["run_id"] == first["run_id"] and again["steps"] == 8
     assert len(client.get_metric_history(first["run_id"], "train/g_total")) == 4
+
+
+def test_changed_code_trains_afresh(project: Path, monkeypatch) -> None:
+    """DVC reruns the train stage when model/training code changes; that must not resume the old run."""
+    params = load_params(project / "params.yaml")
+    before = train_model(params, "tiny")
+    monkeypatch.setattr(run, "_code_fingerprint", lambda recipe: "edited code")
+    after = train_model(params, "tiny")
+    assert not after["resumed"] and after["run_id"] != before["run_id"] and after["config_hash"] != before["config_hash"]
+    assert len(MlflowClient(params.tracking.uri).get_metric_history(after["run_id"], "train/g_total")) == 4
+
+
+def test_source_fingerprint_follows_names_and_contents(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "notes.txt").write_text("not code")
+    first = source_fingerprint(pkg)
+    (pkg / "notes.txt").write_text("still not code")
+    assert source_fingerprint(pkg) == first
+    (pkg / "a.py").write_text("x = 2\n")
+    edited = source_fingerprint(pkg)
+    assert edited != first
+    (pkg / "a.py").rename(pkg / "b.py")
+    assert source_fingerprint(pkg) not in (first, edited)
 
 
 def test_changed_params_start_a_fresh_run(project: Path) -> None:

@@ -1,12 +1,14 @@
 """The train stage's driver: connect to Ray, run the TorchTrainer, export the generator.
 
 The Ray run is named after a hash of everything that determines the training (model config, data
-manifest, seed, world size): rerunning an interrupted stage resumes that run's last checkpoint, while a
-change of params gets a new name and starts fresh instead of silently resuming an old run.
+manifest, seed, world size, the model and training code): rerunning an interrupted stage resumes that
+run's last checkpoint, while a change of params or code gets a new name and starts fresh instead of
+silently resuming an old run.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -22,6 +24,7 @@ from ray.train.torch import TorchTrainer
 
 from chromapipe.config import Params, artifact_location, config_hash, resolve_path, to_dict, tracking_uri
 from chromapipe.data.shards import read_manifest
+from chromapipe.hashing import source_fingerprint
 from chromapipe.models.checkpoint import save_generator
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.loop import CHECKPOINT_FILE, train_loop_per_worker
@@ -59,16 +62,22 @@ def _data_fingerprint(manifest: dict[str, Any]) -> dict[str, Any]:
     return {"params": manifest["params"], "shards": [s["sha256"] for s in manifest["splits"]["train"]["shards"]]}
 
 
+def _code_fingerprint(recipe: Any) -> str:
+    """The training and model code, plus the recipe's own module (a ``module:Class`` arch may live outside)."""
+    package = Path(__file__).resolve().parents[1]
+    return source_fingerprint(package / "training", package / "models", Path(inspect.getfile(type(recipe))).resolve())
+
+
 def train_model(params: Params, name: str) -> dict[str, Any]:
     """Train model ``name``; write ``<train.out>/<name>/generator.pt`` and ``train.json``; return the summary."""
     cfg = params.model(name)
     tc = params.train
     data_root = resolve_path(params.data.out)
     manifest = read_manifest(data_root)
-    h = config_hash(cfg, _data_fingerprint(manifest), params.seed, tc.num_workers, tc.use_gpu)
+    recipe = build_recipe(cfg)
+    h = config_hash(cfg, _data_fingerprint(manifest), params.seed, tc.num_workers, tc.use_gpu, _code_fingerprint(recipe))
     uri = tracking_uri(params)
     client = MlflowClient(uri)
-    recipe = build_recipe(cfg)
     run_id, resumed = find_or_create_run(
         client,
         params.tracking.experiment,
