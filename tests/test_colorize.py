@@ -280,7 +280,7 @@ def test_bad_file_is_skipped_and_reported(tmp_path: Path, ckpt: Path, capsys: py
 
 
 def test_usage_errors(tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     Image.fromarray(photo(8, 8)).save(tmp_path / "a.png")
     assert colorize(tmp_path / "a.png", "-o", tmp_path / "o", "--checkpoint", tmp_path / "nope.pt") == 2
     assert "nope.pt: no such file" in capsys.readouterr().err
@@ -307,7 +307,7 @@ def test_usage_errors(tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_model_name_resolves_under_project_root(tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "models" / "mine").mkdir(parents=True)
     (tmp_path / "models" / "mine" / "generator.pt").write_bytes(ckpt.read_bytes())
     Image.fromarray(photo(10, 12)).save(tmp_path / "a.png")

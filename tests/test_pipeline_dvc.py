@@ -75,3 +75,27 @@ def test_second_repro_is_a_no_op(repro: Path) -> None:
     assert (repro / "models/tiny/generator.pt").stat().st_mtime_ns == before
     status = _dvc(repro, "status")
     assert "up to date" in status
+
+
+def test_experiment_in_a_temporary_copy(tmp_path: Path) -> None:
+    """`dvc exp run --temp` (what `--queue` workers do): the stages run in a copy under .dvc/tmp/exps, their
+    outputs and metrics come back with the experiment, and the MLflow run lands in the workspace's store."""
+    project = git_project(tmp_path)
+    (project / "params.yaml").write_text(yaml.safe_dump(TINY_PROFILE))
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny profile"], cwd=project, check=True)
+    _dvc(project, "exp", "run", "--temp", "-n", "four-steps", "-S", "models.tiny.steps=4")
+    assert not (project / "data").exists() and not (project / "models").exists()  # nothing ran in the workspace
+
+    shown = json.loads(_dvc(project, "exp", "show", "--json"))
+    exps = {r["name"]: r["data"] for rev in shown for e in rev.get("experiments") or [] for r in e["revs"]}
+    data = exps["four-steps"]
+    assert data["params"]["params.yaml"]["data"]["models"]["tiny"]["steps"] == 4
+    assert 5 < data["metrics"]["evaluation/tiny/scores.json"]["data"]["psnr"] < 60
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("chromapipe").experiment_id])
+    (run,) = [r for r in runs if r.data.tags.get("chromapipe.model") == "tiny"]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/g_total")] == [2, 4]
+
+    _dvc(project, "exp", "apply", "four-steps")  # the experiment's outputs come back from the cache
+    assert (project / "models/tiny/generator.pt").exists() and (project / "reports/index.html").exists()

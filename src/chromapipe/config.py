@@ -261,7 +261,15 @@ def parse_params(raw: dict[str, Any]) -> Params:
 
 
 def project_root() -> Path:
-    """The project directory: DVC sets ``DVC_ROOT`` for every stage (also in ``dvc exp run --queue`` copies)."""
+    """The project directory, where params.yaml is and outputs go: the directory DVC runs stages in, i.e.
+    the repository root, or its copy under ``.dvc/tmp/exps`` in ``dvc exp run --temp`` / ``--queue``."""
+    return Path.cwd().resolve()
+
+
+def workspace_root() -> Path:
+    """The user's workspace, where the default MLflow store lives. In experiment copies DVC points
+    ``DVC_ROOT`` at the parent repository, so queued experiments log to the store ``make ui`` shows
+    instead of one deleted with the copy."""
     return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
 
 
@@ -301,8 +309,9 @@ def resolve_path(path: str) -> Path:
     return p if p.is_absolute() else project_root() / p
 
 
-def tracking_uri(p: Params) -> str:
-    return p.tracking.uri or f"sqlite:///{project_root() / 'mlflow.db'}"
+def tracking_uri(p: Params, root: Path | None = None) -> str:
+    """``tracking.uri``, else the SQLite store ``mlflow.db`` in ``root`` (default: the workspace root)."""
+    return p.tracking.uri or f"sqlite:///{(root or workspace_root()).resolve() / 'mlflow.db'}"
 
 
 def artifact_location(p: Params) -> str | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from chromapipe.config import Params, load_params, project_root
+from chromapipe.config import Params, load_params, project_root, tracking_uri
 from chromapipe.reporting import figures as figs
 from chromapipe.reporting.render import FigureRef, ReportData, RunInfo, write_report
 from chromapipe.reporting.tables import ModelEval, build_tables, metric_label, metrics_long, protocol_text
@@ -61,20 +61,14 @@ def load_evaluations(eval_dir: Path, missing: list[str]) -> list[ModelEval]:
 
 # ---------------------------------------------------------------------- MLflow
 
-def report_tracking_uri(params: Params, root: Path) -> str:
-    """The store the training stage logged to: ``tracking.uri``, else ``<root>/mlflow.db`` (as config.tracking_uri)."""
-    return params.tracking.uri or f"sqlite:///{root.resolve() / 'mlflow.db'}"
-
-
 def _sqlite_file(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
     return Path(uri[len("sqlite:///"):].split("?")[0])
 
 
-def load_runs(params: Params, root: Path, evals: list[ModelEval], missing: list[str]) -> dict[str, RunInfo]:
+def load_runs(uri: str, experiment_name: str, evals: list[ModelEval], missing: list[str]) -> dict[str, RunInfo]:
     """Each evaluated model's MLflow run and loss history; models without one keep a RunInfo saying why."""
-    uri = report_tracking_uri(params, root)
     runs = {ev.name: RunInfo(ev.name, ev.run_id) for ev in evals}
     db = _sqlite_file(uri)
     if db is not None and not db.is_file():  # never let MlflowClient create an empty store as a side effect
@@ -89,7 +83,7 @@ def load_runs(params: Params, root: Path, evals: list[ModelEval], missing: list[
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=uri)
-        experiment = client.get_experiment_by_name(params.tracking.experiment)
+        experiment = client.get_experiment_by_name(experiment_name)
     except Exception as exc:  # noqa: BLE001 - any store failure must leave the report buildable
         missing.append(f"MLflow store {uri} could not be opened ({type(exc).__name__}: {exc}): no run links or curves.")
         for run in runs.values():
@@ -199,14 +193,16 @@ def _plots(evals: list[ModelEval], runs: dict[str, RunInfo]) -> dict[str, pd.Dat
     return {"metrics.csv": wide, "training_losses.csv": losses}
 
 
-def build_report(params: Params, root: Path) -> Path:
+def build_report(params: Params, root: Path, tracking: str | None = None) -> Path:
     """Build ``<root>/<report.out>/`` (index.html, results.md, figures/, plots/) and return index.html's path.
 
     Reads ``<eval dir>/*/metrics.json`` (eval dir: ``evaluate.out`` if it has results, else ``evaluation/``),
     ``<eval dir>/gray/{samples,ground_truth}/*.png``, ``<eval dir>/<model>/samples/*.png``,
-    ``<eval dir>/<palgan model>/palettes.npz`` and the MLflow store (``tracking.uri`` or ``<root>/mlflow.db``).
+    ``<eval dir>/<palgan model>/palettes.npz`` and the MLflow store ``tracking`` (default: ``tracking.uri``,
+    else the workspace's ``mlflow.db``).
     """
     root = Path(root).resolve()
+    tracking = tracking or tracking_uri(params)
     out = _under(root, params.report.out)
     fig_dir = out / "figures"
     missing: list[str] = []
@@ -215,7 +211,7 @@ def build_report(params: Params, root: Path) -> Path:
     not_evaluated = sorted(set(params.models) - {ev.name for ev in evals})
     if not_evaluated:
         missing.append("Models in params.yaml without evaluation results: " + ", ".join(not_evaluated) + ".")
-    runs = load_runs(params, root, evals, missing)
+    runs = load_runs(tracking, params.tracking.experiment, evals, missing)
     links = {m: (r.run_id or "no run", r.url) for m, r in runs.items()}
     tables = build_tables(evals, links)
 
@@ -255,7 +251,7 @@ def build_report(params: Params, root: Path) -> Path:
         figures=figures,
         runs=runs,
         missing=missing,
-        sources={"evaluation results": str(eval_dir), "MLflow tracking URI": report_tracking_uri(params, root),
+        sources={"evaluation results": str(eval_dir), "MLflow tracking URI": tracking,
                  "MLflow experiment": params.tracking.experiment},
         protocols=[(ev.label, protocol_text(ev), ev.details) for ev in evals],
         plots=_plots(evals, runs),
@@ -270,13 +266,13 @@ def build_report(params: Params, root: Path) -> Path:
 def _run(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve() if args.root else project_root()
     params = load_params(args.params or root / "params.yaml")
-    print(build_report(params, root))
+    print(build_report(params, root, tracking_uri(params, root) if args.root else None))
     return 0
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", help="params.yaml to read (default: <root>/params.yaml)")
-    parser.add_argument("--root", help="project root holding the evaluation results (default: $DVC_ROOT or the cwd)")
+    parser.add_argument("--root", help="project root holding the evaluation results (default: the cwd); its mlflow.db unless tracking.uri is set")
 
 
 def register(subparsers) -> None:
