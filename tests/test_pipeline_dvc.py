@@ -99,3 +99,28 @@ def test_experiment_in_a_temporary_copy(tmp_path: Path) -> None:
 
     _dvc(project, "exp", "apply", "four-steps")  # the experiment's outputs come back from the cache
     assert (project / "models/tiny/generator.pt").exists() and (project / "reports/index.html").exists()
+
+
+@pytest.mark.slow
+def test_queued_experiments(tmp_path: Path) -> None:
+    """`dvc exp run --queue` + `--run-all`: DVC's Celery worker runs each queued variation in its own copy; both
+    succeed, their metrics differ by their params, the workspace is untouched and both MLflow runs land in the
+    workspace's store (about 2 minutes)."""
+    project = git_project(tmp_path)
+    (project / "params.yaml").write_text(yaml.safe_dump(TINY_PROFILE))
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny profile"], cwd=project, check=True)
+    for steps in (4, 6):
+        _dvc(project, "exp", "run", "--queue", "-n", f"steps{steps}", "-S", f"models.tiny.steps={steps}")
+    _dvc(project, "exp", "run", "--run-all", "-j", "1")
+    assert "Failed" not in _dvc(project, "queue", "status")
+    assert not (project / "data").exists() and not (project / "models").exists()
+
+    shown = json.loads(_dvc(project, "exp", "show", "--json"))
+    exps = {r["name"]: r["data"] for rev in shown for e in rev.get("experiments") or [] for r in e["revs"]}
+    assert {name: exps[name]["params"]["params.yaml"]["data"]["models"]["tiny"]["steps"] for name in ("steps4", "steps6")} == {"steps4": 4, "steps6": 6}
+    assert all("psnr" in exps[name]["metrics"]["evaluation/tiny/scores.json"]["data"] for name in ("steps4", "steps6"))
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("chromapipe").experiment_id])
+    histories = sorted([m.step for m in client.get_metric_history(r.info.run_id, "train/g_total")] for r in runs)
+    assert histories == [[2, 4], [2, 4, 6]]
