@@ -77,17 +77,28 @@ def test_second_repro_is_a_no_op(repro: Path) -> None:
     assert "up to date" in status
 
 
-def test_experiment_in_a_temporary_copy(tmp_path: Path) -> None:
-    """`dvc exp run --temp` (what `--queue` workers do): the stages run in a copy under .dvc/tmp/exps, their
-    outputs and metrics come back with the experiment, and the MLflow run lands in the workspace's store."""
+def _tiny_project(tmp_path: Path) -> Path:
+    """A project whose committed params.yaml is the tiny profile: experiments start from a clean commit."""
     project = git_project(tmp_path)
     (project / "params.yaml").write_text(yaml.safe_dump(TINY_PROFILE))
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny profile"], cwd=project, check=True)
+    return project
+
+
+def _experiments(project: Path) -> dict[str, dict]:
+    """`dvc exp show --json` as experiment name -> its params and metrics."""
+    shown = json.loads(_dvc(project, "exp", "show", "--json"))
+    return {r["name"]: r["data"] for rev in shown for e in rev.get("experiments") or [] for r in e["revs"]}
+
+
+def test_experiment_in_a_temporary_copy(tmp_path: Path) -> None:
+    """`dvc exp run --temp` (what `--queue` workers do): the stages run in a copy under .dvc/tmp/exps, their
+    outputs and metrics come back with the experiment, and the MLflow run lands in the workspace's store."""
+    project = _tiny_project(tmp_path)
     _dvc(project, "exp", "run", "--temp", "-n", "four-steps", "-S", "models.tiny.steps=4")
     assert not (project / "data").exists() and not (project / "models").exists()  # nothing ran in the workspace
 
-    shown = json.loads(_dvc(project, "exp", "show", "--json"))
-    exps = {r["name"]: r["data"] for rev in shown for e in rev.get("experiments") or [] for r in e["revs"]}
+    exps = _experiments(project)
     data = exps["four-steps"]
     assert data["params"]["params.yaml"]["data"]["models"]["tiny"]["steps"] == 4
     assert 5 < data["metrics"]["evaluation/tiny/scores.json"]["data"]["psnr"] < 60
@@ -104,19 +115,16 @@ def test_experiment_in_a_temporary_copy(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_queued_experiments(tmp_path: Path) -> None:
     """`dvc exp run --queue` + `--run-all`: DVC's Celery worker runs each queued variation in its own copy; both
-    succeed, their metrics differ by their params, the workspace is untouched and both MLflow runs land in the
+    succeed with their own params and metrics, the workspace is untouched and both MLflow runs land in the
     workspace's store (about 2 minutes)."""
-    project = git_project(tmp_path)
-    (project / "params.yaml").write_text(yaml.safe_dump(TINY_PROFILE))
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny profile"], cwd=project, check=True)
+    project = _tiny_project(tmp_path)
     for steps in (4, 6):
         _dvc(project, "exp", "run", "--queue", "-n", f"steps{steps}", "-S", f"models.tiny.steps={steps}")
     _dvc(project, "exp", "run", "--run-all", "-j", "1")
     assert "Failed" not in _dvc(project, "queue", "status")
     assert not (project / "data").exists() and not (project / "models").exists()
 
-    shown = json.loads(_dvc(project, "exp", "show", "--json"))
-    exps = {r["name"]: r["data"] for rev in shown for e in rev.get("experiments") or [] for r in e["revs"]}
+    exps = _experiments(project)
     assert {name: exps[name]["params"]["params.yaml"]["data"]["models"]["tiny"]["steps"] for name in ("steps4", "steps6")} == {"steps4": 4, "steps6": 6}
     assert all("psnr" in exps[name]["metrics"]["evaluation/tiny/scores.json"]["data"] for name in ("steps4", "steps6"))
 
