@@ -114,7 +114,7 @@ def worker(name: str, inputs: list[str], repeats: int, device: str) -> dict:
                 stages["network_input"] = time.perf_counter() - t
                 t = time.perf_counter()
                 with torch.inference_mode():
-                    ab = recipe.colorize(G, L).float()[0].cpu()
+                    ab = recipe.predict(G, L)["ab"][0].cpu()
                 stages["generator"] = time.perf_counter() - t
                 t = time.perf_counter()
                 out = fullres.render(img.pixels, ab, img.alpha)

@@ -1,6 +1,6 @@
 """`chromapipe colorize`: full-resolution output, L* preservation, input modes, failures, model sources.
 
-A two-layer recipe defined here keeps the tests independent of the papers' (large, still changing)
+The shared two-layer test recipe (tests/tiny_recipe.py) keeps the tests independent of the papers' (large)
 networks; its random weights produce strong, often out-of-gamut colours, which is exactly what the
 luminance-preserving gamut mapping has to handle.
 """
@@ -18,16 +18,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
-from torch import nn
 
-import chromapipe.models.registry as registry
 from chromapipe.cli import main as cli_main
 from chromapipe.color import rgb_to_lab
 from chromapipe.config import ModelConfig
 from chromapipe.inference import fullres
 from chromapipe.inference.io import orient, read_image
-from chromapipe.models.base import Recipe
 from chromapipe.models.checkpoint import save_generator
+from tests.tiny_recipe import TinyPaletteRecipe, TinyRecipe, ab_histogram
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,52 +35,16 @@ MAX_DL_8BIT, MEAN_DL_8BIT = 0.3, 0.1
 MAX_DL_16BIT = 0.01
 
 
-# -- a tiny recipe ---------------------------------------------------------------------------------------
-class TinyGenerator(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 3, padding=1))
-
-    def forward(self, L: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"ab": torch.tanh(self.net(L) * 3.0)}
-
-
-class TinyRecipe(Recipe):
-    arch = "tiny_colorize"
-
-    def build_generator(self) -> nn.Module:
-        torch.manual_seed(0)
-        return TinyGenerator()
-
-    def build_discriminator(self) -> nn.Module:
-        return nn.Conv2d(3, 1, 3)
-
-    def encode_L(self, L: torch.Tensor) -> torch.Tensor:
-        return L / 50.0 - 1.0
-
-    def encode_ab(self, ab: torch.Tensor) -> torch.Tensor:
-        return ab / 110.0
-
-    def decode_ab(self, out: torch.Tensor) -> torch.Tensor:
-        return out * 110.0
-
-    def discriminator_loss(self, D, batch, fake):  # pragma: no cover - training only
-        raise NotImplementedError
-
-    def generator_loss(self, D, batch, out):  # pragma: no cover - training only
-        raise NotImplementedError
-
-
 @pytest.fixture
-def tiny_arch(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setitem(registry.ARCHITECTURES, "tiny_colorize", "tests.test_colorize:TinyRecipe")
-    return "tiny_colorize"
+def tiny_arch() -> str:
+    return TinyRecipe.arch  # the shared test recipe (tests/tiny_recipe.py), imported by its module path
 
 
 @pytest.fixture
 def ckpt(tmp_path: Path, tiny_arch: str) -> Path:
     cfg = ModelConfig(arch=tiny_arch, resolution=32, steps=1)
     path = tmp_path / "ckpt" / "generator.pt"
+    torch.manual_seed(0)
     save_generator(path, "tiny", cfg, TinyRecipe(None, {}, 32).build_generator())
     return path
 
@@ -333,50 +295,11 @@ def test_run_loads_generator_logged_to_mlflow(tmp_path: Path, ckpt: Path) -> Non
 
 
 # -- palettes (PalGAN family) ----------------------------------------------------------------------------
-def ab_histogram(rgb01: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) sRGB in [0, 1] -> (B, 256) normalised 16x16 histogram over a*, b* in [-128, 128)."""
-    ab = rgb_to_lab(rgb01)[:, 1:].clamp(-128, 127.99)
-    idx = ((ab[:, 0] + 128) // 16).long() * 16 + ((ab[:, 1] + 128) // 16).long()
-    hist = torch.zeros(rgb01.shape[0], 256).scatter_add_(1, idx.flatten(1), torch.ones(idx.flatten(1).shape))
-    return hist / hist.sum(1, keepdim=True)
-
-
-_BIN_CENTRES = torch.stack(torch.meshgrid(torch.arange(16) * 16.0 - 120, torch.arange(16) * 16.0 - 120, indexing="ij")).reshape(2, 256)
-
-
-class PaletteGenerator(TinyGenerator):
-    """Without a palette: the tiny conv net (and a fixed "predicted" palette, as PalGAN's E would give).
-    With one: the palette's mean a*b* plus a little of the net's detail."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.palette_logits = nn.Parameter(torch.randn(256) * 3)
-
-    def forward(self, L: torch.Tensor, palette: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        ab = super().forward(L)["ab"]
-        predicted = torch.softmax(self.palette_logits, 0).expand(L.shape[0], -1)
-        if palette is not None:
-            mean = (palette @ _BIN_CENTRES.T / 110.0).view(-1, 2, 1, 1)
-            ab = (mean + 0.05 * ab).clamp(-1, 1)
-        return {"ab": ab, "palette": predicted}
-
-
-class TinyPaletteRecipe(TinyRecipe):
-    arch = "tiny_palette"
-
-    def build_generator(self) -> nn.Module:
-        torch.manual_seed(0)
-        return PaletteGenerator()
-
-    def reference_palette(self, rgb01: torch.Tensor) -> torch.Tensor:
-        return ab_histogram(rgb01)
-
-
 @pytest.fixture
-def palette_ckpt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setitem(registry.ARCHITECTURES, "tiny_palette", "tests.test_colorize:TinyPaletteRecipe")
-    cfg = ModelConfig(arch="tiny_palette", resolution=32, steps=1)
+def palette_ckpt(tmp_path: Path) -> Path:
+    cfg = ModelConfig(arch=TinyPaletteRecipe.arch, resolution=32, steps=1)
     ckpt = tmp_path / "palette.pt"
+    torch.manual_seed(0)
     save_generator(ckpt, "tiny_palette", cfg, TinyPaletteRecipe(None, {}, 32).build_generator())
     return ckpt
 
@@ -456,8 +379,6 @@ def test_large_photo_peak_memory(tmp_path: Path, ckpt: Path) -> None:
     Image.fromarray(np.tile(photo(400, 600), (10, 10, 1))).save(tmp_path / "big.jpg", quality=90)
     code = (
         "import resource, sys\n"
-        "import chromapipe.models.registry as r\n"
-        "r.ARCHITECTURES['tiny_colorize'] = 'tests.test_colorize:TinyRecipe'\n"
         "from chromapipe.cli import main\n"
         f"rc = main(['colorize', '-q', {str(tmp_path / 'big.jpg')!r}, '-o', {str(tmp_path / 'o')!r}, '--checkpoint', {str(ckpt)!r}])\n"
         "print('PEAK_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from chromapipe.config import ConfigError, config_hash, load_params, parse_params
+from chromapipe.models.registry import validate_models
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 2, "steps": 4}
@@ -16,8 +19,9 @@ TINY = {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 
 
 @pytest.mark.parametrize("name", ["params.yaml", "params-paper.yaml"])
 def test_shipped_profiles_validate(name: str) -> None:
-    params = load_params(REPO / name)
-    assert params.models, name
+    params = validate_models(load_params(REPO / name))
+    assert {"pix2pix", "chromagan", "palgan"} <= set(params.models), name
+    assert {m.arch for m in params.models.values()} == {"pix2pix", "chromagan", "palgan"}
 
 
 def _base() -> dict:
@@ -52,8 +56,17 @@ def test_bad_params_name_the_key(mutate, message: str) -> None:
     raw = _base()
     mutate(raw)
     with pytest.raises(ConfigError) as err:
-        parse_params(raw)
+        validate_models(parse_params(raw))
     assert message in str(err.value)
+
+
+def test_params_load_without_torch() -> None:
+    """Loading params (prepare, report) does not import torch or the models: no config <-> models circle."""
+    code = ("import sys; from chromapipe.config import load_params; load_params(sys.argv[1]); "
+            "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('chromapipe.models')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code, str(REPO / "params.yaml")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_config_hash_changes_with_any_value() -> None:

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from chromapipe.evaluation.colorfulness import colorfulness_per_image
-from chromapipe.evaluation.metrics import METRIC_KEYS, MetricSuite
-from chromapipe.evaluation.pixel import psnr_per_image, ssim_per_image
+from chromapipe.metrics.colorfulness import colorfulness_per_image
+from chromapipe.metrics.suite import METRIC_KEYS, MetricSuite
+from chromapipe.metrics.pixel import psnr_per_image, ssim_per_image
 from chromapipe.weights import WeightsUnavailable
 
 
@@ -72,7 +72,7 @@ def test_colorfulness_orders_gray_muted_saturated():
 
 @pytest.fixture(scope="module")
 def lpips_model():
-    from chromapipe.evaluation.lpips_offline import build_lpips
+    from chromapipe.metrics.lpips_offline import build_lpips
 
     try:
         return build_lpips("alex")[0]
@@ -81,7 +81,7 @@ def lpips_model():
 
 
 def test_lpips_identity_symmetry_and_blur_vs_noise(lpips_model):
-    from chromapipe.evaluation.lpips_offline import lpips_per_image
+    from chromapipe.metrics.lpips_offline import lpips_per_image
 
     x = _t(data.astronaut())[None]
     x = F.interpolate(x.float(), size=(192, 192), mode="area").round().to(torch.uint8)
@@ -155,7 +155,7 @@ def test_fid_plumbing_with_DUMMY_random_inception_weights(tmp_path, monkeypatch)
     monkeypatch.setattr(resolver, "inception_weights_path", lambda allow_download=None: (
         dummy_path, {"path": str(dummy_path), "sha256": "DUMMY-not-pinned", "source": "test"}))
 
-    from chromapipe.evaluation import frechet, lpips_offline
+    from chromapipe.metrics import frechet, lpips_offline
 
     def skipped(*a, **k):
         raise WeightsUnavailable("not-needed", "skipped in the FID plumbing test")

@@ -122,7 +122,7 @@ def test_output_shapes_and_ranges(g_class, batch):
     G = g_class[0].eval()
     with torch.no_grad():
         out = G(r.encode_L(batch["L"]))
-        ab = r.colorize(G, batch["L"])
+        ab = r.predict(G, batch["L"])["ab"]
     assert out["ab"].shape == (2, 2, RES, RES)
     assert out["ab"].abs().max() <= 1.0
     assert out["logits"].shape == (2, 205)

@@ -9,16 +9,45 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chromapipe.color import rgb_to_lab
 from chromapipe.models.base import Recipe
 
 
 class TinyGenerator(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 3, padding=1), nn.Tanh())
+        self.net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 3, padding=1))
 
     def forward(self, L: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"ab": self.net(L)}
+        return {"ab": torch.tanh(self.net(L) * 3.0)}  # x3: visibly colored output even at random init
+
+
+def ab_histogram(rgb01: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) sRGB in [0, 1] -> (B, 256) normalised 16x16 histogram over a*, b* in [-128, 128)."""
+    ab = rgb_to_lab(rgb01)[:, 1:].clamp(-128, 127.99)
+    idx = ((ab[:, 0] + 128) // 16).long() * 16 + ((ab[:, 1] + 128) // 16).long()
+    hist = torch.zeros(rgb01.shape[0], 256).scatter_add_(1, idx.flatten(1), torch.ones(idx.flatten(1).shape))
+    return hist / hist.sum(1, keepdim=True)
+
+
+_BIN_CENTRES = torch.stack(torch.meshgrid(torch.arange(16) * 16.0 - 120, torch.arange(16) * 16.0 - 120, indexing="ij")).reshape(2, 256)
+
+
+class TinyPaletteGenerator(TinyGenerator):
+    """Without a palette: the tiny conv net (and a fixed "predicted" palette, as PalGAN's E would give).
+    With one: the palette's mean a*b* plus a little of the net's detail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.palette_logits = nn.Parameter(torch.randn(256) * 3)
+
+    def forward(self, L: torch.Tensor, palette: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        ab = super().forward(L)["ab"]
+        predicted = torch.softmax(self.palette_logits, 0).expand(L.shape[0], -1)
+        if palette is not None:
+            mean = (palette @ _BIN_CENTRES.T / 128.0).view(-1, 2, 1, 1)
+            ab = (mean + 0.05 * ab).clamp(-1, 1)
+        return {"ab": ab, "palette": predicted}
 
 
 class TinyRecipe(Recipe):
@@ -53,6 +82,24 @@ class TinyRecipe(Recipe):
         adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
         l1 = F.l1_loss(out["ab"], self.encode_ab(batch["ab"]))
         return self.loss["adv"] * adv + self.loss["l1"] * l1, {"g_adv": adv.item(), "g_l1": l1.item()}
+
+
+class TinyPaletteRecipe(TinyRecipe):
+    """The tiny recipe with a palette input, as the PalGAN family has (for colorize's palette options)."""
+
+    arch = "tests.tiny_recipe:TinyPaletteRecipe"
+    has_palette = True
+
+    def build_generator(self) -> nn.Module:
+        return TinyPaletteGenerator()
+
+    def palette_target(self, ab: torch.Tensor) -> torch.Tensor:
+        from chromapipe.color import join_lab, lab_to_rgb
+
+        return ab_histogram(lab_to_rgb(join_lab(torch.full_like(ab[:, :1], 50.0), ab)))
+
+    def reference_palette(self, rgb01: torch.Tensor) -> torch.Tensor:
+        return ab_histogram(rgb01)
 
 
 class FlakyRecipe(TinyRecipe):

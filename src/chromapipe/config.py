@@ -2,8 +2,11 @@
 
 Every section is a frozen dataclass. Loading walks the YAML against the dataclasses and stops at the
 first unknown key or bad value, naming the full key path and what is allowed, before any work starts.
-Architecture-specific options (``models.<name>.options``) and loss weights are validated against the
-option dataclass that the architecture's recipe declares, so a typo in a model's options fails too.
+Architecture-specific options (``models.<name>.options``) and loss weights belong to the recipes: stage
+entry points and commands check them with ``chromapipe.models.registry.validate_models`` right after
+loading, so a typo in a model's options fails before any work too. This module stays torch-free (the
+prepare and report stages do not pay for importing the models), and the schema helpers live in the leaf
+module ``chromapipe.schema``.
 """
 
 from __future__ import annotations
@@ -12,17 +15,14 @@ import dataclasses
 import hashlib
 import json
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from chromapipe.schema import ConfigError, build_dataclass  # noqa: F401 - re-exported for callers
 
-class ConfigError(ValueError):
-    """A wrong key or value in params.yaml; the message names the key path and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -127,89 +127,6 @@ class Params:
         return self.models[name]
 
 
-def _allowed(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if dataclasses.is_dataclass(tp):
-        return "a mapping with keys " + ", ".join(f.name for f in dataclasses.fields(tp))
-    return getattr(tp, "__name__", str(tp)).replace("NoneType", "null")
-
-
-def _coerce(value: Any, tp: Any, path: str) -> Any:
-    """Check ``value`` against the type annotation ``tp``; return it converted (dataclasses, tuples)."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, path)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{path}: {value!r} is not allowed; expected " + " or ".join(_allowed(a) for a in args))
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{path}: {value!r} is not allowed; expected {_allowed(tp)}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return build_dataclass(tp, value, path)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        key_t, val_t = args
-        return {_coerce(k, key_t, f"{path}"): _coerce(v, val_t, f"{path}.{k}") for k, v in value.items()}
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{path}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, t, f"{path}[{i}]") for i, (v, t) in enumerate(zip(value, args)))
-    if tp is Any:
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{path}: unsupported type {tp}")  # pragma: no cover - a schema bug
-
-
-def build_dataclass(cls: type, raw: Any, path: str) -> Any:
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and missing required ones."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path or 'params'}: expected a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        where = f"{path}." if path else ""
-        raise ConfigError(f"{where}{unknown[0]}: unknown key; allowed keys: {', '.join(names)}")
-    kwargs = {}
-    for name, f in names.items():
-        key = f"{path}.{name}" if path else name
-        if name in raw:
-            kwargs[name] = _coerce(raw[name], hints[name], key)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{key}: required key is missing")
-    return cls(**kwargs)
-
-
 def _check_ranges(p: Params) -> None:
     def positive(value: float | int | None, key: str, allow_zero: bool = False) -> None:
         if value is not None and (value < 0 or (value == 0 and not allow_zero)):
@@ -229,8 +146,6 @@ def _check_ranges(p: Params) -> None:
     positive(p.evaluate.batch_size, "evaluate.batch_size")
     if not p.models:
         raise ConfigError("models: at least one model must be defined")
-    from chromapipe.models.registry import validate_model  # late: the registry imports torch
-
     for name, m in p.models.items():
         key = f"models.{name}"
         if (m.steps is None) == (m.epochs is None):
@@ -242,7 +157,6 @@ def _check_ranges(p: Params) -> None:
         positive(m.lr_min, f"{key}.lr_min", allow_zero=True)
         if m.resolution > p.data.size:
             raise ConfigError(f"{key}.resolution: {m.resolution} exceeds data.size {p.data.size}")
-        validate_model(name, m)
 
 
 def parse_params(raw: dict[str, Any]) -> Params:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from chromapipe.color import lab_to_rgb_uint8, rgb_uint8_to_lab
 from chromapipe.config import DataConfig, resolve_path, to_dict
 from chromapipe.data.decode import SkipImage, decode_rgb, grayscale_spread
-from chromapipe.evaluation.colorfulness import colorfulness_per_image
+from chromapipe.metrics.colorfulness import colorfulness_per_image
 from chromapipe.data.shards import LAB_DTYPE, ShardWriter
 from chromapipe.data.sources import SourceImage, list_sources
 from chromapipe.data.splits import SPLITS, assign_splits

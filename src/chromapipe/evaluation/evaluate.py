@@ -25,7 +25,7 @@ from tqdm import tqdm
 from chromapipe.color import join_lab, lab_to_rgb_uint8
 from chromapipe.config import Params, resolve_path, to_dict, tracking_uri
 from chromapipe.data.shards import LabShardDataset, read_manifest
-from chromapipe.evaluation.metrics import MetricSuite
+from chromapipe.metrics.suite import MetricSuite
 from chromapipe.models.base import Recipe
 from chromapipe.models.checkpoint import load_generator
 

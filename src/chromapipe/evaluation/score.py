@@ -99,7 +99,7 @@ def score(pred: Path, target: Path, *, device: str = "auto", lpips_net: str = "a
     """Score matched images; returns ``{"protocol", "metrics", "unavailable", "details"}``."""
     import torch
 
-    from .metrics import AVERAGING, MetricSuite, resolve_device, versions
+    from chromapipe.metrics.suite import AVERAGING, MetricSuite, resolve_device, versions
 
     pairs = pair_inputs(pred, target)
     sizes = check_sizes(pairs)

@@ -1,9 +1,9 @@
 """What the generator is conditioned on besides L*: nothing, a reference photo's palette, or sampled palettes.
 
-Each output of one input file has a file-name tag and extra keyword arguments for ``recipe.colorize``:
+Each output of one input file has a file-name tag and extra keyword arguments for ``recipe.predict``:
 plain colorization is one untagged output; ``--samples N`` gives N outputs tagged ``_sample1`` …
-``_sampleN``. Only recipes with ``reference_palette`` (the PalGAN family) accept palettes; for the others
-the options are refused up front instead of being silently ignored.
+``_sampleN``. Only recipes with ``has_palette`` (the PalGAN family) accept palettes; for the others the
+options are refused up front instead of being silently ignored.
 """
 
 from __future__ import annotations
@@ -23,14 +23,10 @@ from chromapipe.inference.source import UsageError
 @dataclasses.dataclass
 class Conditioning:
     """The outputs made per input file: ``tags`` (appended to the output stem) and, per network batch,
-    the extra ``recipe.colorize`` keyword arguments for each tag."""
+    the extra ``recipe.predict`` keyword arguments for each tag."""
 
     tags: list[str]
     batch_kwargs: Callable[[Any, torch.nn.Module, torch.Tensor], list[dict[str, Any]]]  # (recipe, G, L) -> per tag
-
-
-def supports_palettes(recipe: Any) -> bool:
-    return callable(getattr(recipe, "reference_palette", None))
 
 
 def reference_palette(recipe: Any, path: str, max_pixels: int, device: torch.device) -> torch.Tensor:
@@ -46,11 +42,8 @@ def reference_palette(recipe: Any, path: str, max_pixels: int, device: torch.dev
 
 
 def predicted_palette(recipe: Any, G: torch.nn.Module, L: torch.Tensor) -> torch.Tensor:
-    """The palette the model itself predicts for L (PalGAN's E: the generator's ``"palette"`` output)."""
-    out = G(recipe.encode_L(L))
-    if "palette" not in out:
-        raise RuntimeError(f"{type(recipe).__name__}'s generator returns no 'palette' to sample around")
-    return out["palette"].float()
+    """The palette the model itself predicts for L (PalGAN's E), from the same ``predict`` call as any use."""
+    return recipe.predict(G, L)["palette"]
 
 
 def sampled(base: Callable[[Any, torch.nn.Module, torch.Tensor], torch.Tensor], n: int, seed: int) -> Callable[..., list[dict[str, Any]]]:
@@ -73,9 +66,9 @@ def build_conditioning(recipe: Any, *, reference: str | None, samples: int | Non
     else around the model's own predicted palette)."""
     if reference is None and samples is None:
         return Conditioning([""], lambda recipe, G, L: [{}])
-    if not supports_palettes(recipe):
+    if not recipe.has_palette:
         opt = "--reference" if reference is not None else "--samples"
-        raise UsageError(f"{opt} needs a PalGAN-family model (a recipe with reference_palette); this checkpoint is {type(recipe).__name__}")
+        raise UsageError(f"{opt} needs a PalGAN-family model (a recipe with has_palette); this checkpoint is {type(recipe).__name__}")
     ref = reference_palette(recipe, reference, max_pixels, device) if reference is not None else None
     if samples is None:
         return Conditioning([""], lambda recipe, G, L: [{"palette": ref.expand(L.shape[0], -1)}])

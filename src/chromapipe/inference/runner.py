@@ -99,7 +99,7 @@ class Colorizer:
         try:
             with torch.inference_mode():
                 kwargs = self.conditioning.batch_kwargs(self.recipe, self.G, L)
-                preds = [self.recipe.colorize(self.G, L, **kw).float().cpu() for kw in kwargs]
+                preds = [self.recipe.predict(self.G, L, **kw)["ab"].cpu() for kw in kwargs]
         except Exception as exc:  # noqa: BLE001
             if len(batch) > 1:  # e.g. out of GPU memory: retry one image at a time
                 log.warning("generator failed on a batch of %d (%s: %s); retrying one by one", len(batch), type(exc).__name__, exc)

@@ -12,6 +12,8 @@ Conventions every recipe follows:
 - A generator's ``forward`` returns a dict with at least ``"ab"`` (the network's own scaling); other
   keys (``"logits"``, ``"class_probs"``, ``"palette"``) carry auxiliary outputs. Dicts pass through DDP.
 - Losses are computed in the network's own scaling, so the papers' loss weights mean what they meant.
+- :meth:`Recipe.predict` is the one way to colorize: the evaluate stage, validation during training and
+  ``chromapipe colorize`` all call it, so a model is scored exactly as it is used.
 """
 
 from __future__ import annotations
@@ -21,15 +23,27 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 Batch = dict[str, torch.Tensor]
-Logs = dict[str, float]
+Logs = dict[str, torch.Tensor | float]  # detached 0-dim tensors (no host sync per step) or floats
+#: ``predict``'s result: ``"ab"`` (B,2,H,W) a*b* in Lab units at the input's size; ``"palette"`` (B,256)
+#: where the model predicts one (PalGAN family).
+Prediction = dict[str, torch.Tensor]
 
 
 def unwrap(module: nn.Module) -> nn.Module:
     """The plain module inside a DDP wrapper (used for the generator-step D call and gradient penalties)."""
     return module.module if hasattr(module, "module") and isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def resize_to(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bilinear, antialiased resize of (B,C,H,W) to ``size`` (square if an int); a no-op at that size."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -46,6 +60,9 @@ class Recipe(ABC):
 
     arch: ClassVar[str]
     Options: ClassVar[type] = NoOptions
+    #: True for recipes whose generator predicts a palette and accepts one (``predict(..., palette=…)``);
+    #: they implement :meth:`palette_target` and :meth:`reference_palette`.
+    has_palette: ClassVar[bool] = False
     #: loss term name -> default weight; params may override weights but not add unknown terms
     default_loss: ClassVar[dict[str, float]] = {}
 
@@ -99,9 +116,23 @@ class Recipe(ABC):
 
     # -- inference ----------------------------------------------------------------------------------------
     @torch.no_grad()
-    def colorize(self, G: nn.Module, L: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Predict a*b* (Lab units) for L* in [0, 100] at the model's resolution (B,1,R,R) -> (B,2,R,R)."""
-        return self.decode_ab(G(self.encode_L(L), **kwargs)["ab"]).float()
+    def predict(self, G: nn.Module, L: torch.Tensor, **conditioning: Any) -> Prediction:
+        """Colorize L* in [0, 100] (B,1,H,W) at any size: the network sees L resized to the model's
+        resolution; its a*b* (Lab units) come back resized to (H, W), to be joined with the full L*.
+        ``conditioning``: extra generator inputs (``palette=`` for recipes with :attr:`has_palette`)."""
+        out = G(self.encode_L(resize_to(L, self.resolution)), **conditioning)
+        prediction = {"ab": resize_to(self.decode_ab(out["ab"]).float(), tuple(L.shape[-2:]))}
+        if "palette" in out:
+            prediction["palette"] = out["palette"].float()
+        return prediction
+
+    def palette_target(self, ab: torch.Tensor) -> torch.Tensor:
+        """(B,2,H,W) a*b* in Lab units -> (B, bins) ground-truth palette (recipes with :attr:`has_palette`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no palette")
+
+    def reference_palette(self, rgb01: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) sRGB in [0, 1] of a reference photo -> (B, bins) palette for ``predict(..., palette=…)``."""
+        raise NotImplementedError(f"{type(self).__name__} has no palette")
 
     def describe(self) -> dict[str, Any]:
         """What is recorded with a run beyond params: weights sources, teachers, label sources."""

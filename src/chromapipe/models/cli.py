@@ -15,7 +15,7 @@ import torch
 
 from chromapipe.config import ConfigError, load_params, to_dict
 from chromapipe.models.base import count_parameters
-from chromapipe.models.registry import build_recipe
+from chromapipe.models.registry import build_recipe, validate_models
 
 COLUMNS = ("model", "arch", "resolution", "generator", "discriminator", "inference")
 
@@ -52,7 +52,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        params = load_params(args.params)
+        params = validate_models(load_params(args.params))
         rows = [model_summary(name, cfg) for name, cfg in params.models.items()]
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}")

@@ -312,6 +312,7 @@ class PalGANRecipe(Recipe):
 
     arch = "palgan"
     Options = Options
+    has_palette = True
     default_loss = {"adv": 1.0, "l1": 10.0, "palette": 1.0}
 
     def __init__(self, options: Options, loss: dict[str, float], resolution: int) -> None:
@@ -343,17 +344,12 @@ class PalGANRecipe(Recipe):
         return pal.palette_histogram(ab, sigma=self.options.palette_sigma)
 
     def reference_palette(self, rgb01: torch.Tensor) -> torch.Tensor:
-        """(B,3,H,W) sRGB in [0, 1] of a reference photo -> (B,256) palette for ``colorize(G, L, palette=…)``."""
+        """(B,3,H,W) sRGB in [0, 1] of a reference photo -> (B,256) palette for ``predict(G, L, palette=…)``."""
         return pal.rgb_palette(rgb01, sigma=self.options.palette_sigma)
 
     def sample_palettes(self, h: torch.Tensor, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
         """``n`` diverse palettes around ``h`` (B,256) -> (n,B,256); see :func:`palette.sample_palettes`."""
         return pal.sample_palettes(h, n, generator=generator, temperature=temperature)
-
-    @torch.no_grad()
-    def colorize(self, G: nn.Module, L: torch.Tensor, palette: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
-        """ab (Lab units) for L* in [0, 100]; ``palette`` (B,256) or (1,256) replaces E's prediction."""
-        return self.decode_ab(G(self.encode_L(L), palette=palette, **kwargs)["ab"]).float()
 
     # training
     def prepare_batch(self, batch: Batch) -> Batch:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from typing import TYPE_CHECKING
 
-from chromapipe.config import ConfigError, build_dataclass
+from chromapipe.schema import ConfigError, build_dataclass
 
 if TYPE_CHECKING:
-    from chromapipe.config import ModelConfig
+    from chromapipe.config import ModelConfig, Params
     from chromapipe.models.base import Recipe
 
 # arch -> "module:Class"; imported lazily so `chromapipe --help` does not pay for every model
@@ -52,12 +51,17 @@ def validate_model(name: str, cfg: "ModelConfig") -> None:
         raise ConfigError(f"{key}: {exc}") from None
 
 
+def validate_models(params: "Params") -> "Params":
+    """Check every ``models.<name>`` against its recipe; returns ``params`` so loaders can chain it.
+
+    ``config.load_params`` validates everything that does not need the models (it stays torch-free);
+    the stage entry points and commands call this right after it."""
+    for name, cfg in params.models.items():
+        validate_model(name, cfg)
+    return params
+
+
 def build_recipe(cfg: "ModelConfig") -> "Recipe":
     cls = recipe_class(cfg.arch)
     options = build_dataclass(cls.Options, cfg.options, "options")
     return cls(options=options, loss=dict(cfg.loss), resolution=cfg.resolution)
-
-
-def options_dict(cfg: "ModelConfig") -> dict:
-    cls = recipe_class(cfg.arch)
-    return dataclasses.asdict(build_dataclass(cls.Options, cfg.options, "options"))

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from chromapipe.evaluation.provenance import pkg_version
+from chromapipe.metrics.provenance import pkg_version
 from chromapipe.weights import WeightsUnavailable, alexnet_features_state_dict, vgg16_features_state_dict
 from chromapipe.weights.registry import LPIPS_LIN
 from chromapipe.weights.resolver import resolve_file
