@@ -5,6 +5,7 @@ import sys
 from _stage import run_stage
 
 from chromapipe.evaluation.evaluate import evaluate
+from chromapipe.metrics.record import GRAY
 
 if __name__ == "__main__":
-    run_stage(lambda params: evaluate(params, sys.argv[1]))
+    run_stage(lambda params: evaluate(params, sys.argv[1], ground_truth=sys.argv[1] == GRAY))

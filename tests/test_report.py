@@ -305,13 +305,14 @@ def test_page_renders_in_headless_chromium(built, tmp_path):
 
 
 def test_fid_cell_rules():
-    from chromapipe.reporting.tables import Footnotes, ModelEval, measured_cell, metric_label, short_reason
+    from chromapipe.metrics.record import MetricsRecord
+    from chromapipe.reporting.tables import Footnotes, measured_cell, metric_label, short_reason
 
     notes = Footnotes()
-    big = ModelEval("m", protocol={"n_images": 5000}, metrics={"fid": 12.345, "fd_effnetlite0": 3.5})
+    big = MetricsRecord("m", protocol={"n_images": 5000}, metrics={"fid": 12.345, "fd_effnetlite0": 3.5})
     assert measured_cell(big, "fid", notes) == "12.35 (n=5000)" and not notes.items
-    small = ModelEval("m", protocol={"n_images": 100}, metrics={"fid": 80.0}, details={"fid": {"n_samples": 90}})
+    small = MetricsRecord("m", protocol={"n_images": 100}, metrics={"fid": 80.0}, details={"fid": {"n_samples": 90}})
     assert measured_cell(small, "fid", notes).startswith("80.00 (n=90) ⚠ [1]")
-    assert measured_cell(ModelEval("m"), "lpips", notes).startswith("n/a: not computed")
+    assert measured_cell(MetricsRecord("m"), "lpips", notes).startswith("n/a: not computed")
     assert "FID" not in metric_label("fd_effnetlite0").split("(")[0] and "proxy" in metric_label("fd_effnetlite0")
     assert short_reason("Inception weights pt_inception-2015-12-05 not found locally; more") == "Inception weights not found locally"

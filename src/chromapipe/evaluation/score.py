@@ -99,7 +99,8 @@ def score(pred: Path, target: Path, *, device: str = "auto", lpips_net: str = "a
     """Score matched images; returns ``{"protocol", "metrics", "unavailable", "details"}``."""
     import torch
 
-    from chromapipe.metrics.suite import AVERAGING, MetricSuite, resolve_device, versions
+    from chromapipe.devices import resolve_device
+    from chromapipe.metrics.suite import AVERAGING, MetricSuite, versions
 
     pairs = pair_inputs(pred, target)
     sizes = check_sizes(pairs)

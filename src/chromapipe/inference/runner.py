@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from chromapipe import devices
 from chromapipe.config import ConfigError
 from chromapipe.inference import fullres
 from chromapipe.inference.conditioning import Conditioning, build_conditioning
@@ -52,11 +53,10 @@ class Summary:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device available (use --device cpu or auto)")
-    return torch.device(name)
+    try:
+        return devices.resolve_device(name)
+    except devices.DeviceUnavailable as exc:
+        raise UsageError(f"--device {name}: {exc}") from None
 
 
 class Colorizer:

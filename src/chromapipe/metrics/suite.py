@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from chromapipe.devices import resolve_device
 from chromapipe.weights import WeightsUnavailable
 
 from . import frechet
@@ -43,12 +44,6 @@ class MetricReport:
         """JSON-safe (non-finite floats become None)."""
         clean = {k: (v if v is None or math.isfinite(v) else None) for k, v in self.metrics.items()}
         return {"metrics": clean, "unavailable": dict(self.unavailable), "details": dict(self.details)}
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _mean(values: list[float]) -> float | None:

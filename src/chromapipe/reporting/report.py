@@ -10,7 +10,6 @@ that was deleted, a run id the store does not know — and the report still buil
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from pathlib import Path
@@ -21,7 +20,8 @@ import pandas as pd
 from chromapipe.config import Params, load_params, project_root, tracking_uri
 from chromapipe.reporting import figures as figs
 from chromapipe.reporting.render import FigureRef, ReportData, RunInfo, write_report
-from chromapipe.reporting.tables import ModelEval, build_tables, metric_label, metrics_long, protocol_text
+from chromapipe.metrics.record import MetricsRecord
+from chromapipe.reporting.tables import build_tables, metric_label, metrics_long, protocol_text
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +40,14 @@ def evaluation_dir(params: Params, root: Path) -> Path:
     return _under(root, params.evaluate.out)
 
 
-def load_evaluations(eval_dir: Path, missing: list[str]) -> list[ModelEval]:
+def load_evaluations(eval_dir: Path, missing: list[str]) -> list[MetricsRecord]:
     """Parse every ``*/metrics.json``; a malformed file is skipped and reported, not fatal."""
     evals = []
     for path in sorted(eval_dir.glob("*/metrics.json")):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict):
-                raise ValueError("top level is not a JSON object")
+            evals.append(MetricsRecord.read(path.parent))
         except (OSError, ValueError) as exc:
             missing.append(f"{path}: unreadable ({exc}); model {path.parent.name} left out of the report.")
-            continue
-        evals.append(ModelEval.from_json(data, path.parent.name, path.parent))
     if not evals:
         missing.append(f"No evaluation results: no */metrics.json under {eval_dir}. Run the evaluate stage first.")
     elif not any(ev.is_baseline for ev in evals):
@@ -67,7 +63,7 @@ def _sqlite_file(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):].split("?")[0])
 
 
-def load_runs(uri: str, experiment_name: str, evals: list[ModelEval], missing: list[str]) -> dict[str, RunInfo]:
+def load_runs(uri: str, experiment_name: str, evals: list[MetricsRecord], missing: list[str]) -> dict[str, RunInfo]:
     """Each evaluated model's MLflow run and loss history; models without one keep a RunInfo saying why."""
     runs = {ev.name: RunInfo(ev.name, ev.run_id) for ev in evals}
     db = _sqlite_file(uri)
@@ -103,7 +99,7 @@ def load_runs(uri: str, experiment_name: str, evals: list[ModelEval], missing: l
     return runs
 
 
-def _fill_run(client, experiment, ev: ModelEval, run: RunInfo) -> None:
+def _fill_run(client, experiment, ev: MetricsRecord, run: RunInfo) -> None:
     from mlflow.exceptions import MlflowException
 
     if not run.run_id:
@@ -134,7 +130,7 @@ def _pngs(folder: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(folder.glob("*.png"))} if folder.is_dir() else {}
 
 
-def comparison_columns(eval_dir: Path, evals: list[ModelEval], n: int, missing: list[str]) -> tuple[list[tuple[str, dict[str, Path]]], list[str]]:
+def comparison_columns(eval_dir: Path, evals: list[MetricsRecord], n: int, missing: list[str]) -> tuple[list[tuple[str, dict[str, Path]]], list[str]]:
     """Grid columns (gray input, ground truth, each model) and the first ``n`` sample names."""
     gray = _pngs(eval_dir / "gray" / "samples")
     truth = _pngs(eval_dir / "gray" / "ground_truth")
@@ -154,7 +150,7 @@ def comparison_columns(eval_dir: Path, evals: list[ModelEval], n: int, missing: 
     return columns, names[:n]
 
 
-def load_palettes(eval_dir: Path, evals: list[ModelEval], missing: list[str]) -> dict[str, dict[str, np.ndarray]]:
+def load_palettes(eval_dir: Path, evals: list[MetricsRecord], missing: list[str]) -> dict[str, dict[str, np.ndarray]]:
     """``palettes.npz`` (pred, gt: (N,16,16) or (N,256)) of each PalGAN-family model; bad or absent files noted."""
     out = {}
     for ev in evals:
@@ -181,7 +177,7 @@ def _bar_metrics(long: pd.DataFrame) -> list[tuple[str, str]]:
     return [(k, metric_label(k)) for k in keys]
 
 
-def _plots(evals: list[ModelEval], runs: dict[str, RunInfo]) -> dict[str, pd.DataFrame]:
+def _plots(evals: list[MetricsRecord], runs: dict[str, RunInfo]) -> dict[str, pd.DataFrame]:
     long = metrics_long(evals)
     wide = pd.DataFrame(columns=["model"])
     if not long.empty:

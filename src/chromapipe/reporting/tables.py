@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from chromapipe.metrics.record import MEASURED, MetricsRecord, is_proxy
 from chromapipe.reporting import published as pub
 
 FID_MIN_SAMPLES = 2048
 NOT_EVALUATED = "—"  # a row that was not evaluated on this column group's dataset
 REPORTED = "reported"
-MEASURED = "measured"
 
 _LABELS = {
     "psnr": "PSNR↑",
@@ -39,67 +37,6 @@ _LABELS = {
 }
 _DECIMALS = {"psnr": 2, "ssim": 3, "lpips": 3, "fid": 2, "cf": 1, "cf_gt": 1, "delta_cf": 1}
 MAIN_METRICS = ("psnr", "ssim", "lpips", "fid")
-
-
-@dataclass
-class ModelEval:
-    """One ``evaluation/<model>/metrics.json`` (ARCHITECTURE.md format), parsed leniently."""
-
-    name: str
-    arch: str = ""
-    kind: str = MEASURED
-    run_id: str | None = None
-    protocol: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    unavailable: dict[str, str] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], name: str, path: Path | None = None) -> "ModelEval":
-        def mapping(key: str) -> dict:
-            value = data.get(key)
-            return dict(value) if isinstance(value, dict) else {}
-
-        kind = str(data.get("kind") or MEASURED)
-        if name == "gray":
-            kind = "baseline"
-        return cls(
-            name=str(data.get("model") or name),
-            arch=str(data.get("arch") or ""),
-            kind=kind,
-            run_id=data.get("run_id") or None,
-            protocol=mapping("protocol"),
-            metrics=mapping("metrics"),
-            unavailable={str(k): str(v) for k, v in mapping("unavailable").items()},
-            details=mapping("details"),
-            path=path,
-        )
-
-    @property
-    def is_baseline(self) -> bool:
-        return self.kind == "baseline" or self.name == "gray"
-
-    @property
-    def label(self) -> str:
-        return "gray input (ab = 0) baseline" if self.is_baseline else self.name
-
-    def n_samples(self, metric: str) -> int | None:
-        """Images behind a metric: the metric's own detail if it has one, else the protocol's n_images."""
-        detail = self.details.get(metric)
-        for source in (detail if isinstance(detail, dict) else {}, self.protocol):
-            for key in ("n_samples", "n_images"):
-                if isinstance(source.get(key), (int, float)) and not isinstance(source.get(key), bool):
-                    return int(source[key])
-        return None
-
-    def proxies(self) -> list[str]:
-        return sorted(k for k in set(self.metrics) | set(self.unavailable) if is_proxy(k))
-
-
-def is_proxy(metric: str) -> bool:
-    """``fd_<net>``: a Fréchet distance on a non-Inception network — a proxy, never FID."""
-    return metric.startswith("fd_")
 
 
 def metric_label(metric: str) -> str:
@@ -142,7 +79,7 @@ class Footnotes:
         return f"[{self.items.index(text) + 1}]"
 
 
-def protocol_text(ev: ModelEval) -> str:
+def protocol_text(ev: MetricsRecord) -> str:
     """One line naming what a measured number means: data, split, size, resolution, color space, averaging."""
     p = ev.protocol
     if not p:
@@ -158,7 +95,7 @@ def protocol_text(ev: ModelEval) -> str:
     return ", ".join(parts)
 
 
-def protocols_summary(evals: list[ModelEval]) -> str:
+def protocols_summary(evals: list[MetricsRecord]) -> str:
     """Each distinct measured protocol once, with the models measured under it."""
     groups: dict[str, list[str]] = {}
     for ev in evals:
@@ -168,7 +105,7 @@ def protocols_summary(evals: list[ModelEval]) -> str:
     return "; ".join(f"{text} ({', '.join(models)})" for text, models in groups.items())
 
 
-def measured_cell(ev: ModelEval, metric: str, notes: Footnotes) -> str:
+def measured_cell(ev: MetricsRecord, metric: str, notes: Footnotes) -> str:
     """A measured value, or why there is none; FID/FD with sample count and small-sample warning."""
     value = ev.metrics.get(metric)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -219,7 +156,7 @@ def _frame(rows: list[dict[tuple[str, str], str]]) -> pd.DataFrame:
     return frame.fillna(NOT_EVALUATED).astype(str)
 
 
-def _append_measured(rows: list, kinds: list, link_rows: dict, ev: "ModelEval", head: dict, cols, runs, notes) -> None:
+def _append_measured(rows: list, kinds: list, link_rows: dict, ev: "MetricsRecord", head: dict, cols, runs, notes) -> None:
     """Append one measured row (source, run link, metric cells, protocol) after ``head``'s identifying cells."""
     text, url = _run_cell(ev, runs)
     row = {**head, ("", "source"): "measured (this run)", ("", "run"): text}
@@ -231,7 +168,7 @@ def _append_measured(rows: list, kinds: list, link_rows: dict, ev: "ModelEval", 
     kinds.append(MEASURED)
 
 
-def _run_cell(ev: ModelEval, runs: RunLinks, short: bool = True) -> tuple[str, str | None]:
+def _run_cell(ev: MetricsRecord, runs: RunLinks, short: bool = True) -> tuple[str, str | None]:
     """The run cell: the run id (first 8 characters in the paper-layout tables, to keep them narrow) and its link."""
     text, url = runs.get(ev.name, (ev.run_id or "no run id", None))
     if short and len(text) > 12:
@@ -239,7 +176,7 @@ def _run_cell(ev: ModelEval, runs: RunLinks, short: bool = True) -> tuple[str, s
     return text, url
 
 
-def _measured_rows_order(evals: list[ModelEval]) -> list[ModelEval]:
+def _measured_rows_order(evals: list[MetricsRecord]) -> list[MetricsRecord]:
     """Models first (PalGAN family, then alphabetical), the gray baseline last."""
     return sorted(evals, key=lambda e: (e.is_baseline, not e.name.startswith("palgan"), e.name))
 
@@ -250,12 +187,12 @@ def _finish(key: str, title: str, caption: str, rows: list[dict], kinds: list[st
     return Table(key, title, caption, frame, kinds, links, notes.items)
 
 
-def _measured_group(ev: ModelEval) -> str:
+def _measured_group(ev: MetricsRecord) -> str:
     p = ev.protocol
     return f"this run: {p.get('dataset', '?')} / {p.get('split', '?')} (measured)"
 
 
-def palgan_main_table(evals: list[ModelEval], runs: RunLinks) -> Table:
+def palgan_main_table(evals: list[MetricsRecord], runs: RunLinks) -> Table:
     """Table 1: PalGAN's main table layout, paper rows (reported) then this run's models (measured)."""
     notes = Footnotes()
     records = [r for r in pub.published_records() if r.table == pub.PALGAN_MAIN]
@@ -301,14 +238,14 @@ def palgan_main_table(evals: list[ModelEval], runs: RunLinks) -> Table:
     return _finish("table1", "Table 1 — PalGAN main table layout (PSNR↑ SSIM↑ LPIPS↓ FID↓ per dataset)", caption, rows, kinds, link_rows, notes)
 
 
-def _metric_columns(measured: list[ModelEval], metrics: tuple[str, ...], with_proxies: bool = True) -> list[str]:
+def _metric_columns(measured: list[MetricsRecord], metrics: tuple[str, ...], with_proxies: bool = True) -> list[str]:
     cols = list(metrics)
     if with_proxies:
         cols += sorted({p for ev in measured for p in ev.proxies()})
     return cols
 
 
-def thesis_table(evals: list[ModelEval], runs: RunLinks) -> Table:
+def thesis_table(evals: list[MetricsRecord], runs: RunLinks) -> Table:
     """Table 2: the thesis' configurations ① ② ③ × FID, SSIM, PSNR, LPIPS, reported then measured."""
     notes = Footnotes()
     records = [r for r in pub.published_records() if r.table == pub.THESIS_TABLE]
@@ -350,7 +287,7 @@ def thesis_table(evals: list[ModelEval], runs: RunLinks) -> Table:
     return _finish("table2", "Table 2 — thesis (pix2pix + classification): reported vs measured", caption, rows, kinds, link_rows, notes)
 
 
-def chromagan_table(evals: list[ModelEval], runs: RunLinks) -> Table:
+def chromagan_table(evals: list[MetricsRecord], runs: RunLinks) -> Table:
     """Table 3: ChromaGAN's PSNR comparison, reported rows then this run's matching models and the gray baseline."""
     notes = Footnotes()
     records = [r for r in pub.published_records() if r.table == pub.CHROMAGAN_PSNR]
@@ -375,7 +312,7 @@ def chromagan_table(evals: list[ModelEval], runs: RunLinks) -> Table:
     return _finish("table3", "Table 3 — ChromaGAN PSNR comparison: reported vs measured", caption, rows, kinds, link_rows, notes)
 
 
-def ca_ablation_table(evals: list[ModelEval], runs: RunLinks) -> Table | None:
+def ca_ablation_table(evals: list[MetricsRecord], runs: RunLinks) -> Table | None:
     """PalGAN's chromatic-attention ablation; None unless at least one CA variant was trained and evaluated."""
     by_model = {ev.name: ev for ev in evals}
     if not any(m in by_model for m in pub.CA_VARIANTS if m != "palgan"):
@@ -413,7 +350,7 @@ ALL_METRICS_ORDER = ("psnr", "ssim", "lpips", "fid")
 COLOR_METRICS = ("cf", "cf_gt", "delta_cf")
 
 
-def all_measured_table(evals: list[ModelEval], runs: RunLinks) -> Table:
+def all_measured_table(evals: list[MetricsRecord], runs: RunLinks) -> Table:
     """Every measured model × every metric it has (nothing dropped), with n_images and the protocol."""
     notes = Footnotes()
     measured = _measured_rows_order(evals)
@@ -441,7 +378,7 @@ def all_measured_table(evals: list[ModelEval], runs: RunLinks) -> Table:
     return _finish("measured", "All measured models × all metrics", caption, rows, [MEASURED] * len(rows), link_rows, notes)
 
 
-def build_tables(evals: list[ModelEval], runs: RunLinks) -> list[Table]:
+def build_tables(evals: list[MetricsRecord], runs: RunLinks) -> list[Table]:
     """All report tables in display order (the CA ablation only when its variants were trained)."""
     tables = [palgan_main_table(evals, runs), thesis_table(evals, runs), chromagan_table(evals, runs)]
     ca = ca_ablation_table(evals, runs)
@@ -451,7 +388,7 @@ def build_tables(evals: list[ModelEval], runs: RunLinks) -> list[Table]:
     return tables
 
 
-def metrics_long(evals: list[ModelEval]) -> pd.DataFrame:
+def metrics_long(evals: list[MetricsRecord]) -> pd.DataFrame:
     """Measured metrics as a tidy frame (model, metric, value, n_images): the DVC plots file and the bar chart."""
     rows = []
     for ev in _measured_rows_order(evals):

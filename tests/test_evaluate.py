@@ -1,0 +1,88 @@
+"""The evaluate stage called directly: the record it writes, samples, palettes, and the resize round trip
+of a model whose resolution differs from the data's (ChromaGAN's 224 on 256-px data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from chromapipe.config import ModelConfig, load_params
+from chromapipe.data.prepare import prepare
+from chromapipe.data.shards import LabShardDataset
+from chromapipe.evaluation.evaluate import evaluate
+from chromapipe.metrics.record import MetricsRecord
+from chromapipe.models.checkpoint import save_generator
+from chromapipe.models.palette import GRID
+from tests.conftest import quick_params
+from tests.tiny_recipe import TinyPaletteRecipe, TinyRecipe
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """64-px sample crops and two generators at 32 px (half the data's size): a plain and a palette one."""
+    root = tmp_path_factory.mktemp("eval")
+    params = load_params(quick_params(root, evaluate={"samples": 3}))
+    prepare(params.data)
+    for name, cls in (("tiny", TinyRecipe), ("tiny_palette", TinyPaletteRecipe)):
+        torch.manual_seed(0)
+        cfg = ModelConfig(arch=cls.arch, resolution=32, steps=1)
+        save_generator(root / "models" / name / "generator.pt", name, cfg, cls(None, {}, 32).build_generator(), meta={})
+    return root
+
+
+def test_model_record_samples_and_protocol(project: Path) -> None:
+    params = load_params(project / "params.yaml")
+    record = evaluate(params, "tiny")
+    n_test = len(LabShardDataset(project / "data", "test"))
+    assert record.protocol["n_images"] == n_test == 8
+    assert record.protocol["resolution"] == 64 and record.kind == "measured" and record.arch == TinyRecipe.arch
+    on_disk = MetricsRecord.read(project / "evaluation" / "tiny")
+    assert on_disk.to_json() == json.loads(json.dumps(record.to_json()))  # what is written is what is returned
+    assert json.loads((project / "evaluation/tiny/scores.json").read_text())["n_images"] == 8
+    assert len(list((project / "evaluation/tiny/samples").glob("*.png"))) == 3
+    assert not (project / "evaluation/tiny/ground_truth").exists()  # only the baseline stage writes those
+    assert not (project / "evaluation/tiny/palettes.npz").exists()  # a model without a palette writes none
+    assert 5 < record.metrics["psnr"] < 60 and record.metrics["cf"] > 1  # random weights: colored, wrong
+
+
+def test_gray_baseline_is_a_predictor_like_any_other(project: Path) -> None:
+    params = load_params(project / "params.yaml")
+    record = evaluate(params, "gray", ground_truth=True)
+    assert record.kind == "baseline" and record.run_id is None
+    assert record.metrics["cf"] < 0.5  # ab = 0 is gray up to sRGB rounding
+    truths = sorted((project / "evaluation/gray/ground_truth").glob("*.png"))
+    assert len(truths) == 3
+
+
+def test_palette_model_writes_its_palettes(project: Path) -> None:
+    params = load_params(project / "params.yaml")
+    evaluate(params, "tiny_palette")
+    palettes = np.load(project / "evaluation/tiny_palette/palettes.npz")
+    assert palettes["pred"].shape == palettes["gt"].shape == (3, GRID, GRID)
+    np.testing.assert_allclose(palettes["gt"].sum(axis=(1, 2)), 1.0, atol=1e-5)
+    # the ground-truth palettes are those of the first test images' true colors
+    data = LabShardDataset(project / "data", "test")
+    truth = torch.stack([data[i]["ab"] for i in range(3)])
+    expected = TinyPaletteRecipe(None, {}, 32).palette_target(truth).numpy().reshape(3, GRID, GRID)
+    np.testing.assert_allclose(palettes["gt"], expected, atol=1e-6)
+
+
+def test_predict_resizes_to_the_model_and_back() -> None:
+    """A model at 32 px scores 64-px data: its input is L resized to 32, its ab comes back at 64, and a
+    spatially constant prediction survives the round trip exactly."""
+    recipe = TinyRecipe(None, {}, 32)
+    seen = {}
+
+    class Constant(torch.nn.Module):
+        def forward(self, L: torch.Tensor) -> dict[str, torch.Tensor]:
+            seen["shape"] = tuple(L.shape)
+            return {"ab": torch.full((L.shape[0], 2, *L.shape[-2:]), 0.25)}
+
+    out = recipe.predict(Constant(), torch.rand(2, 1, 64, 64) * 100)
+    assert seen["shape"] == (2, 1, 32, 32)
+    assert out["ab"].shape == (2, 2, 64, 64) and "palette" not in out
+    torch.testing.assert_close(out["ab"], torch.full((2, 2, 64, 64), 0.25 * 128.0))
