@@ -9,16 +9,15 @@ from collections.abc import Callable
 from chromapipe.config import ConfigError, Params, load_params
 
 
-def run_stage(body: Callable[[Params], object], *, check_models: bool = True) -> None:
-    """Run ``body`` on the validated params. ``check_models``: also validate every model's options
-    against its recipe (imports torch and the models; the report stage needs neither)."""
+def run_stage(body: Callable[[Params], object], check: Callable[[Params], object] | None = None) -> None:
+    """Run ``body`` on the validated params. ``check``: more validation before any work (the train and
+    evaluate stages check every model's options against its recipe; prepare and report import no model
+    code, so a change there does not rerun them)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         params = load_params()
-        if check_models:
-            from chromapipe.models.registry import validate_models
-
-            validate_models(params)
+        if check is not None:
+            check(params)
         body(params)
     except ConfigError as exc:
         print(f"params.yaml: {exc}", file=sys.stderr)

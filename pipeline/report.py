@@ -6,4 +6,4 @@ from chromapipe.config import project_root
 from chromapipe.reporting.report import build_report
 
 if __name__ == "__main__":
-    run_stage(lambda params: build_report(params, project_root()), check_models=False)
+    run_stage(lambda params: build_report(params, project_root()))

@@ -36,7 +36,7 @@ def prepared(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in SHIPPED])
 def test_two_worker_ray_training(prepared: Path, name: str) -> None:
     model = {**SHIPPED[name], "steps": 2 * SHIPPED[name].get("n_critic", 1), "batch_size": 2}
-    train = {"resources_per_worker": {"CPU": 1.0}, "checkpoint_every": model["steps"]}
+    train = {"resources_per_worker": {"CPU": 1.0}, "checkpoint_every": model["steps"], "keep_checkpoints": True}
     path = quick_params(prepared, models={name: model}, data={"size": 256, "crops_per_image": 2}, train=train)
     try:
         summary = train_model(load_params(path), name)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from chromapipe.config import load_params
@@ -15,7 +16,6 @@ from chromapipe.hashing import source_fingerprint
 from chromapipe.models.checkpoint import CheckpointError, load_generator
 from chromapipe.training import run
 from chromapipe.training.run import train_model
-from chromapipe.training.tracking import find_or_create_run
 from tests.conftest import quick_params
 
 
@@ -45,11 +45,19 @@ def test_two_worker_training_logs_to_mlflow_and_resumes(project: Path) -> None:
     artifacts = {a.path for a in client.list_artifacts(first["run_id"])}
     assert {"generator", "train.json"} <= artifacts
     assert {a.path for a in client.list_artifacts(first["run_id"], "generator")} == {"generator/generator.pt", "generator/preprocessing.json"}
-    assert any("preview" in a.path for a in client.list_artifacts(first["run_id"], "images")) or "images" in artifacts
+    assert any("preview" in a.path for a in client.list_artifacts(first["run_id"], "images"))
+    # validation during training: the gray baseline once, the model at the last step (validate_every 50 > 8)
+    assert [m.step for m in client.get_metric_history(first["run_id"], "val/psnr")] == [8]
+    assert [m.step for m in client.get_metric_history(first["run_id"], "val_gray/psnr")] == [0]
+    assert {"val/ssim", "val/lpips", "val/cf", "val/delta_cf", "val/seconds"} <= set(run.data.metrics) | set(client.get_run(first["run_id"]).data.metrics)
+    assert not list((project / "ray").glob("tiny-*")), "the finished run's resume checkpoints are dropped once exported"
 
-    again = train_model(params, "tiny")  # same params: Ray resumes the finished run, no new steps
-    assert again["resumed"] and again["run_id"] == first["run_id"] and again["steps"] == 8
-    assert len(client.get_metric_history(first["run_id"], "train/g_total")) == 4
+    (project / "models" / "tiny" / "generator.pt").unlink()
+    again = train_model(params, "tiny")  # same params: the finished run's generator comes back from MLflow
+    assert again["resumed"] and again["restored_from_mlflow"] and again["run_id"] == first["run_id"] and again["steps"] == 8
+    assert len(client.get_metric_history(first["run_id"], "train/g_total")) == 4  # nothing was trained again
+    _, G_again, _ = load_generator(project / "models" / "tiny" / "generator.pt")
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G_again.state_dict().values()))
 
 
 def test_changed_code_trains_afresh(project: Path, monkeypatch) -> None:
@@ -77,13 +85,41 @@ def test_source_fingerprint_follows_names_and_contents(tmp_path: Path) -> None:
     assert source_fingerprint(pkg) not in (first, edited)
 
 
-def test_changed_params_start_a_fresh_run(project: Path) -> None:
-    params = load_params(project / "params.yaml")
-    client = MlflowClient(params.tracking.uri)
-    a, resumed_a = find_or_create_run(client, "exp", "m", "hash-a", {"x": 1}, {})
-    b, resumed_b = find_or_create_run(client, "exp", "m", "hash-b", {"x": 2}, {})
-    a2, resumed_a2 = find_or_create_run(client, "exp", "m", "hash-a", {"x": 1}, {})
-    assert a != b and a2 == a and (resumed_a, resumed_b, resumed_a2) == (False, False, True)
+def test_changed_params_start_a_fresh_run(tmp_path: Path, project: Path) -> None:
+    """The run a stage resumes is found from the real params: the same params find the same run, any
+    changed model value (here lr_g) names a new one."""
+    base = {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 2, "steps": 8}
+    store = {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    paths = {}
+    for lr in (2e-4, 1e-3):
+        (tmp_path / str(lr)).mkdir()
+        paths[lr] = quick_params(tmp_path / str(lr), models={"tiny": {**base, "lr_g": lr}}, data={"out": str(project / "data")}, tracking=store)
+    a = run.start(load_params(paths[2e-4]), "tiny")
+    b = run.start(load_params(paths[1e-3]), "tiny")
+    a2 = run.start(load_params(paths[2e-4]), "tiny")
+    assert a.config_hash != b.config_hash and a2.config_hash == a.config_hash
+    assert b.run_id != a.run_id and a2.run_id == a.run_id
+    assert (a.resumed, b.resumed, a2.resumed) == (False, False, True) and not a2.finished
+
+
+def test_global_batch_gives_the_same_optimisation_for_1_and_2_workers(tmp_path: Path, project: Path) -> None:
+    """batch_size is the global batch: 1 and 2 workers run the same number of optimiser steps (epochs-based
+    length) with the same learning-rate trajectory."""
+    model = {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 4, "epochs": 1.0,
+             "schedule": "cosine", "lr_min": 1e-5}
+    histories = {}
+    for workers in (1, 2):
+        tmp = tmp_path / f"w{workers}"
+        tmp.mkdir()
+        path = quick_params(tmp, models={"tiny": model}, data={"out": str(project / "data")},
+                            train={"num_workers": workers, "log_every": 1, "resources_per_worker": {"CPU": 1.0}, "validate_every": 0})
+        summary = train_model(load_params(path), "tiny")
+        client = MlflowClient(load_params(path).tracking.uri)
+        histories[workers] = [(m.step, round(m.value, 12)) for m in client.get_metric_history(summary["run_id"], "train/lr_g")]
+        assert summary["global_batch"] == 4 and summary["images_seen"] == 4 * summary["steps"]
+    n_train = json.loads((project / "data" / "manifest.json").read_text())["splits"]["train"]["n_images"]
+    assert len(histories[1]) == -(-n_train // 4)  # ceil(1 epoch x n_train / global batch 4) steps
+    assert histories[1] == histories[2]
 
 
 def test_dead_worker_is_restarted_from_the_last_checkpoint(project: Path, tmp_path: Path, monkeypatch) -> None:

@@ -53,7 +53,10 @@ class DataConfig:
     splits: SplitConfig = field(default_factory=SplitConfig)
     seed: int = 123456
     shard_size: int = 512  # images per shard file: bounds the writer's memory
-    workers: int = 1  # decoding processes (results stay in source order)
+    workers: int | Literal["auto"] = "auto"  # local engine: processes; auto = every local core (results stay in source order)
+    engine: Literal["local", "ray", "auto"] = "auto"  # auto: ray when RAY_ADDRESS names a cluster, else local
+    encoding: Literal["float16", "lab8", "rgb8"] = "float16"  # shard pixels: float16 Lab 6 B/px, 8-bit Lab or sRGB 3 B/px
+    role: Literal["train", "eval"] = "train"  # eval: keep every readable image (upscale, keep gray), all in test
     max_images: int | None = None  # cap on source images (quick runs); None: all
     out: str = "data/prepared"
 
@@ -68,10 +71,15 @@ class TrainConfig:
     checkpoint_every: int = 50  # steps
     log_every: int = 5  # steps
     image_every: int = 50  # steps: grid of sample colorizations logged to MLflow
-    amp: bool = False  # torch.autocast + GradScaler on GPU
+    validate_every: int = 50  # steps: rank 0 scores a fixed val subset (val/psnr, val/lpips, ...); 0 = never
+    validate_images: int = 16  # size of that subset (first images of the val split)
+    keep_checkpoints: bool = False  # keep Ray's resume checkpoints after the generator is exported
+    amp: bool = False  # bf16 autocast on GPU (no loss scaling needed)
     loader_workers: int = 0
     torch_threads: int = 0  # 0: leave torch's default
     out: str = "models"
+    channels_last: bool = False  # NHWC weights and batches (training.performance): same maths, faster convs on GPU
+    compile: bool = False  # torch.compile G (and D unless its loss has a gradient penalty); slow first steps
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,7 @@ class ModelConfig:
 
     arch: str
     resolution: int = 256
-    batch_size: int = 8
+    batch_size: int = 8  # the global batch (the paper's): each of N Ray workers takes batch_size / N
     steps: int | None = None  # training length in optimiser steps; exactly one of steps/epochs
     epochs: float | None = None
     lr_g: float = 2e-4
@@ -140,9 +148,14 @@ def _check_ranges(p: Params) -> None:
     for key in ("size", "crops_per_image", "shard_size", "max_pixels"):
         positive(getattr(p.data, key), f"data.{key}")
     positive(p.data.max_images, "data.max_images")
+    if p.data.workers != "auto":
+        positive(p.data.workers, "data.workers")
+    if p.data.role == "eval" and p.data.crops_per_image != 1:
+        raise ConfigError(f"data.crops_per_image: must be 1 when data.role is 'eval' (one view per evaluated image), got {p.data.crops_per_image}")
     positive(p.train.num_workers, "train.num_workers")
-    for key in ("checkpoint_every", "log_every", "image_every"):
+    for key in ("checkpoint_every", "log_every", "image_every", "validate_images"):
         positive(getattr(p.train, key), f"train.{key}")
+    positive(p.train.validate_every, "train.validate_every", allow_zero=True)
     positive(p.evaluate.batch_size, "evaluate.batch_size")
     if not p.models:
         raise ConfigError("models: at least one model must be defined")
@@ -154,6 +167,9 @@ def _check_ranges(p: Params) -> None:
         positive(m.epochs, f"{key}.epochs")
         for k in ("resolution", "batch_size", "lr_g", "lr_d", "n_critic"):
             positive(getattr(m, k), f"{key}.{k}")
+        if m.batch_size % p.train.num_workers:
+            raise ConfigError(f"{key}.batch_size: {m.batch_size} is the global batch and must divide evenly over "
+                              f"train.num_workers = {p.train.num_workers}")
         positive(m.lr_min, f"{key}.lr_min", allow_zero=True)
         if m.resolution > p.data.size:
             raise ConfigError(f"{key}.resolution: {m.resolution} exceeds data.size {p.data.size}")

@@ -3,61 +3,100 @@
 What is here is what the papers share: Adam with their betas, constant or cosine learning rate,
 D updated every iteration and G every ``n_critic``-th (5 for WGAN-GP), separate DDP wrappers for G and
 D, optional bf16 autocast on GPU, checkpoints every ``checkpoint_every`` steps (resumed automatically by
-Ray on restart), and MLflow logging from rank 0. Losses come from the recipe.
+Ray on restart), validation and MLflow logging from rank 0. Losses come from the recipe.
+
+The batch is global: each of the N workers draws ``batch_size / N`` images per step, so steps and
+schedules are the same for any number of workers. Losses stay on the device between log steps (no host
+synchronisation per step); a non-finite generator or discriminator loss stops training at the next log step.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow.fs
 import ray.train
 import ray.train.torch
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from chromapipe.config import ModelConfig, build_dataclass
+from chromapipe.config import ModelConfig, TrainConfig
 from chromapipe.data.shards import LabShardDataset
 from chromapipe.models.base import Batch, Recipe, unwrap
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.step import train_step
+from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, discriminator_compilable
+from chromapipe.training.schedule import make_scheduler, per_worker_batch, total_steps
+from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 from chromapipe.training.tracking import RunLogger
+from chromapipe.training.validation import Validator
 
 log = logging.getLogger("chromapipe.train")
 
 CHECKPOINT_FILE = "state.pt"
+PREVIEW_IMAGES = 4
 
 
-def model_config_from_dict(raw: dict[str, Any]) -> ModelConfig:
-    raw = dict(raw)
-    raw["betas"] = tuple(raw["betas"])
-    return build_dataclass(ModelConfig, raw, "model")
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a training worker needs, typed; Ray pickles it to every worker as it is."""
+
+    name: str
+    model: ModelConfig
+    train: TrainConfig
+    seed: int
+    data_root: Path
+    tracking_uri: str
+    run_id: str
+    lpips_net: str = "alex"
 
 
-def total_steps(cfg: ModelConfig, n_train: int, world_batch: int) -> int:
-    """Training length in iterations: ``steps`` as given, or ``epochs`` passes over the training split."""
-    if cfg.steps is not None:
-        return cfg.steps
-    assert cfg.epochs is not None
-    return max(1, math.ceil(cfg.epochs * n_train / world_batch))
+@dataclass
+class Networks:
+    """The state a checkpoint holds."""
 
+    G: nn.Module
+    D: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sched_g: torch.optim.lr_scheduler.LRScheduler
+    sched_d: torch.optim.lr_scheduler.LRScheduler
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: ModelConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps), eta_min=cfg.lr_min)
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    def save(self, path: Path, step: int) -> None:
+        torch.save(
+            {
+                "G": unwrap(self.G).state_dict(), "D": unwrap(self.D).state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
+                "step": step,
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            path,
+        )
+
+    def load(self, path: Path, device: torch.device) -> int:
+        state = torch.load(path, map_location=device, weights_only=True)
+        unwrap(self.G).load_state_dict(state["G"])
+        unwrap(self.D).load_state_dict(state["D"])
+        for key in ("opt_g", "opt_d", "sched_g", "sched_d"):
+            getattr(self, key).load_state_dict(state[key])
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+        return int(state["step"])
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def _infinite(loader: DataLoader, sampler: DistributedSampler, start_epoch: int):
+def _infinite(loader: DataLoader, sampler: DistributedSampler, start_epoch: int) -> Iterator[dict[str, torch.Tensor]]:
     epoch = start_epoch
     while True:
         sampler.set_epoch(epoch)
@@ -65,38 +104,7 @@ def _infinite(loader: DataLoader, sampler: DistributedSampler, start_epoch: int)
         epoch += 1
 
 
-def _save_state(path: Path, G, D, opt_g, opt_d, sched_g, sched_d, step: int) -> None:
-    torch.save(
-        {
-            "G": unwrap(G).state_dict(),
-            "D": unwrap(D).state_dict(),
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
-            "sched_g": sched_g.state_dict(),
-            "sched_d": sched_d.state_dict(),
-            "step": step,
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        path,
-    )
-
-
-def _load_state(path: Path, G, D, opt_g, opt_d, sched_g, sched_d, device: torch.device) -> int:
-    state = torch.load(path, map_location=device, weights_only=True)
-    unwrap(G).load_state_dict(state["G"])
-    unwrap(D).load_state_dict(state["D"])
-    opt_g.load_state_dict(state["opt_g"])
-    opt_d.load_state_dict(state["opt_d"])
-    sched_g.load_state_dict(state["sched_g"])
-    sched_d.load_state_dict(state["sched_d"])
-    torch.set_rng_state(state["rng_cpu"].cpu())
-    if state["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
-    return int(state["step"])
-
-
-def _report(metrics: dict[str, float], save: Any | None, step: int) -> None:
+def _report(metrics: dict[str, float], save: Callable[[Path], None] | None, step: int) -> None:
     """Every rank reports the same number of times; only rank 0 attaches the checkpoint.
 
     On a local or shared (NFS) storage path rank 0 writes the checkpoint straight into Ray's run
@@ -119,75 +127,120 @@ def _report(metrics: dict[str, float], save: Any | None, step: int) -> None:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point. ``config`` holds only JSON-able values (built by ``training.run``)."""
+def _build_networks(recipe: Recipe, cfg: ModelConfig, tc: TrainConfig, steps: int) -> Networks:
+    G = apply_performance_options(recipe.build_generator(), channels_last=tc.channels_last, compile=tc.compile)
+    D = apply_performance_options(recipe.build_discriminator(), channels_last=tc.channels_last,
+                                  compile=tc.compile and discriminator_compilable(recipe))
+    G, D = ray.train.torch.prepare_model(G), ray.train.torch.prepare_model(D)
+    opt_g, opt_d = build_optimizers(G, D, cfg)
+    return Networks(G, D, opt_g, opt_d, make_scheduler(opt_g, cfg, steps), make_scheduler(opt_d, cfg, steps))
+
+
+class RankZero:
+    """What only rank 0 does: MLflow logging, preview grids and validation."""
+
+    def __init__(self, wc: WorkerConfig, recipe: Recipe, device: torch.device) -> None:
+        self.wc, self.recipe = wc, recipe
+        self.logger = RunLogger(wc.tracking_uri, wc.run_id)
+        preview = LabShardDataset(wc.data_root, "val", limit=PREVIEW_IMAGES)
+        if len(preview) == 0:
+            preview = LabShardDataset(wc.data_root, "train", limit=PREVIEW_IMAGES)
+        self.preview = {k: torch.stack([preview[i][k] for i in range(len(preview))]).to(device) for k in ("L", "ab")}
+        self.validator = None
+        if wc.train.validate_every:
+            validator = Validator(wc.data_root, recipe, wc.train.validate_images, device, wc.lpips_net)
+            if validator.n:
+                self.validator = validator
+            else:
+                log.warning("%s: the val split is empty: no validation during training", wc.name)
+
+    def start(self, step: int) -> None:
+        """The gray baseline's validation values, once per run (the reference lines)."""
+        if self.validator is not None and step == 0:
+            self.logger.log_metrics({f"val_gray/{k}": v for k, v in self.validator.gray().items()}, 0)
+
+    def after_step(self, G: nn.Module, step: int, steps: int) -> None:
+        tc = self.wc.train
+        last = step == steps
+        if step % tc.image_every == 0 or last:
+            was_training = G.training
+            G.eval()
+            ab = self.recipe.predict(unwrap(G), self.preview["L"])["ab"]
+            G.train(was_training)
+            self.logger.log_preview(self.preview["L"], ab, self.preview["ab"], step)
+        if self.validator is not None and (step % tc.validate_every == 0 or last):
+            scores = self.validator(unwrap(G))
+            self.logger.log_metrics({f"val/{k}": v for k, v in scores.items()}, step)
+            log.info("%s step %d validation: %s", self.wc.name, step, {k: round(v, 4) for k, v in scores.items()})
+
+
+def train_loop_per_worker(wc: WorkerConfig) -> None:
+    """Ray Train entry point: ``train_loop_config`` is the :class:`WorkerConfig` itself."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    if config.get("torch_threads"):
-        torch.set_num_threads(config["torch_threads"])
-    cfg = model_config_from_dict(config["model"])
-    torch.manual_seed(config["seed"] + rank)
+    cfg, tc = wc.model, wc.train
+    if tc.torch_threads:
+        torch.set_num_threads(tc.torch_threads)
+    torch.manual_seed(wc.seed + rank)
     device = ray.train.torch.get_device()
     recipe: Recipe = build_recipe(cfg)
     recipe.setup(device)
 
-    dataset = LabShardDataset(Path(config["data_root"]), "train", resolution=cfg.resolution, hflip=cfg.hflip)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=config["seed"], drop_last=True)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=True, num_workers=config["loader_workers"], pin_memory=device.type == "cuda")
+    dataset = LabShardDataset(wc.data_root, "train", resolution=cfg.resolution, hflip=cfg.hflip)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=wc.seed, drop_last=True)
+    loader = DataLoader(dataset, batch_size=per_worker_batch(cfg, world), sampler=sampler, drop_last=True,
+                        num_workers=tc.loader_workers, pin_memory=device.type == "cuda",
+                        persistent_workers=tc.loader_workers > 0)
     if len(loader) == 0:
-        raise ValueError(f"batch_size {cfg.batch_size} x {world} workers exceeds the {len(dataset)} training images: lower models.*.batch_size")
-    steps = total_steps(cfg, len(dataset), cfg.batch_size * world)
-
-    G = ray.train.torch.prepare_model(recipe.build_generator())
-    D = ray.train.torch.prepare_model(recipe.build_discriminator())
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas, fused=True)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas, fused=True)
-    sched_g, sched_d = make_scheduler(opt_g, cfg, steps), make_scheduler(opt_d, cfg, steps)
+        raise ValueError(f"the global batch {cfg.batch_size} exceeds the {len(dataset)} training images: lower models.{wc.name}.batch_size")
+    steps = total_steps(cfg, len(dataset))
+    nets = _build_networks(recipe, cfg, tc, steps)
 
     step = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
-            step = _load_state(Path(d) / CHECKPOINT_FILE, G, D, opt_g, opt_d, sched_g, sched_d, device)
+            step = nets.load(Path(d) / CHECKPOINT_FILE, device)
         log.info("resumed from checkpoint at step %d", step)
 
-    amp = bool(config["amp"]) and device.type == "cuda"
-    logger = RunLogger(config["tracking_uri"], config["run_id"]) if rank == 0 else None
-    preview = None
-    if rank == 0:
-        val = LabShardDataset(Path(config["data_root"]), "val", resolution=cfg.resolution, limit=4)
-        if len(val) == 0:
-            val = LabShardDataset(Path(config["data_root"]), "train", resolution=cfg.resolution, limit=4)
-        preview = {k: torch.stack([val[i][k] for i in range(len(val))]).to(device) for k in ("L", "ab")}
-
-    batches = _infinite(loader, sampler, start_epoch=step // max(1, len(loader)))
+    amp = tc.amp and device.type == "cuda"
+    chief = RankZero(wc, recipe, device) if rank == 0 else None
+    if chief:
+        chief.start(step)
+    guard = NonFiniteGuard(step)
+    batches = _infinite(loader, sampler, start_epoch=step // len(loader))
     window_start, window_images, logs = time.time(), 0, {}
+    nets.G.train()
+    nets.D.train()
     while step < steps:
-        G.train()
-        D.train()
         batch = recipe.prepare_batch(_to_device(next(batches), device))
+        if tc.channels_last:
+            batch = batch_to_channels_last(batch)
         g_step = (step + 1) % cfg.n_critic == 0  # n_critic D steps, on fresh batches, per G step
-        logs.update(train_step(recipe, G, D, opt_g, opt_d, batch, g_step, amp))
-        sched_g.step()
-        sched_d.step()
+        logs.update(train_step(recipe, nets.G, nets.D, nets.opt_g, nets.opt_d, batch, g_step, amp))
+        guard.update(logs)
+        nets.sched_g.step()
+        nets.sched_d.step()
         step += 1
-        window_images += cfg.batch_size * world
-
-        if not math.isfinite(logs["d_total"]):
-            raise FloatingPointError(f"step {step}: discriminator loss is {logs['d_total']}; lower the learning rate")
-        if step % config["log_every"] == 0 or step == steps:
+        window_images += cfg.batch_size
+        log_now = step % tc.log_every == 0 or step == steps
+        save_now = step % tc.checkpoint_every == 0 or step == steps
+        if log_now or save_now:
+            guard.check(step)  # one host sync: losses are read only here
+            values = logs_to_floats(logs)
+        if log_now:
             elapsed = max(time.time() - window_start, 1e-9)
             rate = window_images / elapsed
-            if logger:
-                logger.log_metrics({f"train/{k}": v for k, v in logs.items()} | {"train/lr_g": sched_g.get_last_lr()[0], "train/images_per_s": rate}, step)
-                eta = (steps - step) * (elapsed / max(1, window_images / (cfg.batch_size * world)))
-                log.info("%s step %d/%d  g=%.4f d=%.4f  %.2f img/s  eta %.0fs", config["name"], step, steps, logs.get("g_total", float("nan")), logs["d_total"], rate, eta)
+            if chief:
+                chief.logger.log_metrics({f"train/{k}": v for k, v in values.items()}
+                                         | {"train/lr_g": nets.sched_g.get_last_lr()[0], "train/images_per_s": rate}, step)
+                eta = (steps - step) * elapsed / max(1, window_images / cfg.batch_size)
+                log.info("%s step %d/%d  g=%.4f d=%.4f  %.2f img/s  eta %.0fs", wc.name, step, steps,
+                         values.get("g_total", float("nan")), values["d_total"], rate, eta)
             window_start, window_images = time.time(), 0
-        if logger and preview is not None and (step % config["image_every"] == 0 or step == steps):
-            G.eval()
-            ab = recipe.colorize(unwrap(G), preview["L"])
-            logger.log_preview(preview["L"], ab, preview["ab"], step)
-        if step % config["checkpoint_every"] == 0 or step == steps:
-            save = (lambda p: _save_state(p, G, D, opt_g, opt_d, sched_g, sched_d, step)) if rank == 0 else None
-            _report({"step": step, **{k: float(v) for k, v in logs.items()}}, save, step)
+        if chief:
+            chief.after_step(nets.G, step, steps)
+        if save_now:
+            save = (lambda p: nets.save(p, step)) if rank == 0 else None
+            _report({"step": step, **values}, save, step)

@@ -1,9 +1,11 @@
-"""The train stage's driver: connect to Ray, run the TorchTrainer, export the generator.
+"""The train stage's driver, in three steps: start (name the run), fit (Ray Train), export (the generator).
 
 The Ray run is named after a hash of everything that determines the training (model config, data
-manifest, seed, world size, the model and training code): rerunning an interrupted stage resumes that
-run's last checkpoint, while a change of params or code gets a new name and starts fresh instead of
-silently resuming an old run.
+manifest, seed, world size, the project code the training imports): rerunning an interrupted stage resumes
+that run's last checkpoint, while a change of params or code gets a new name and starts fresh instead of
+silently resuming an old run. A run that already finished is not trained again: its generator is restored
+from the MLflow run it was logged to, so Ray's multi-GB resume checkpoints can be deleted once the
+generator is exported (``train.keep_checkpoints: false``, the default).
 """
 
 from __future__ import annotations
@@ -12,25 +14,31 @@ import inspect
 import json
 import logging
 import os
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
 import torch
 from mlflow.tracking import MlflowClient
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, FailureConfig, Result, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from chromapipe.config import Params, artifact_location, config_hash, resolve_path, to_dict, tracking_uri
+from chromapipe.codedeps import import_closure
+from chromapipe.config import ModelConfig, Params, artifact_location, config_hash, resolve_path, to_dict, tracking_uri
 from chromapipe.data.shards import read_manifest
 from chromapipe.hashing import source_fingerprint
+from chromapipe.models.base import Recipe
 from chromapipe.models.checkpoint import save_generator
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.loop import CHECKPOINT_FILE, train_loop_per_worker
-from chromapipe.training.tracking import find_or_create_run, flatten, set_tags
+from chromapipe.training.loop import CHECKPOINT_FILE, WorkerConfig, train_loop_per_worker
+from chromapipe.training.tracking import find_or_create_run, flatten, link_or_log_artifact, set_tags
 
 log = logging.getLogger(__name__)
+
+GENERATOR_ARTIFACT = "generator/generator.pt"
 
 
 def _connect_ray(num_cpus_needed: float) -> bool:
@@ -62,14 +70,32 @@ def _data_fingerprint(manifest: dict[str, Any]) -> dict[str, Any]:
     return {"params": manifest["params"], "shards": [s["sha256"] for s in manifest["splits"]["train"]["shards"]]}
 
 
-def _code_fingerprint(recipe: Any) -> str:
-    """The training and model code, plus the recipe's own module (a ``module:Class`` arch may live outside)."""
-    package = Path(__file__).resolve().parents[1]
-    return source_fingerprint(package / "training", package / "models", Path(inspect.getfile(type(recipe))).resolve())
+def _code_fingerprint(recipe: Recipe) -> str:
+    """The project code the train stage runs — the same import closure its DVC deps cover, so DVC reruns
+    the stage exactly when this changes — plus the recipe's own module (a ``module:Class`` arch may live
+    outside the package)."""
+    stage_script = Path(__file__).resolve().parents[3] / "pipeline" / "train.py"
+    entry = [stage_script] if stage_script.is_file() else [Path(__file__).resolve()]
+    return source_fingerprint(*sorted(import_closure(entry)), Path(inspect.getfile(type(recipe))).resolve())
 
 
-def train_model(params: Params, name: str) -> dict[str, Any]:
-    """Train model ``name``; write ``<train.out>/<name>/generator.pt`` and ``train.json``; return the summary."""
+@dataclass
+class TrainingRun:
+    """A model's training, named: what start() decided and fit()/export() use."""
+
+    name: str
+    cfg: ModelConfig
+    recipe: Recipe
+    config_hash: str
+    run_id: str
+    resumed: bool
+    finished: bool  # the MLflow run already holds this configuration's generator
+    data_root: Path
+    tracking_uri: str
+
+
+def start(params: Params, name: str) -> TrainingRun:
+    """Name the run after its configuration and find or create its MLflow run."""
     cfg = params.model(name)
     tc = params.train
     data_root = resolve_path(params.data.out)
@@ -79,83 +105,105 @@ def train_model(params: Params, name: str) -> dict[str, Any]:
     uri = tracking_uri(params)
     client = MlflowClient(uri)
     run_id, resumed = find_or_create_run(
-        client,
-        params.tracking.experiment,
-        name,
-        h,
+        client, params.tracking.experiment, name, h,
         params={"model": to_dict(cfg), "train": to_dict(tc), "data": manifest["params"], "seed": params.seed,
                 "data_counts": {k: v["n_images"] for k, v in manifest["splits"].items()}},
         tags={"chromapipe.arch": cfg.arch},
         artifact_location=artifact_location(params),
     )
+    finished = resumed and any(a.path == GENERATOR_ARTIFACT for a in client.list_artifacts(run_id, "generator"))
     set_tags(uri, run_id, {f"chromapipe.{k}": v for k, v in flatten(recipe.describe()).items()})
+    return TrainingRun(name, cfg, recipe, h, run_id, resumed, finished, data_root, uri)
 
+
+def fit(params: Params, run: TrainingRun) -> tuple[dict[str, torch.Tensor], dict[str, Any], Path]:
+    """Train under Ray Train; returns (generator state dict, cluster facts, Ray's run directory)."""
+    tc = params.train
     started_ray = _connect_ray(tc.num_workers * tc.resources_per_worker.get("CPU", 1.0))
-    t0 = time.time()
     try:
+        worker = WorkerConfig(name=run.name, model=run.cfg, train=tc, seed=params.seed, data_root=run.data_root,
+                              tracking_uri=run.tracking_uri, run_id=run.run_id, lpips_net=params.evaluate.lpips_net)
         trainer = TorchTrainer(
             train_loop_per_worker,
-            train_loop_config={
-                "name": name,
-                "model": to_dict(cfg),
-                "seed": params.seed,
-                "data_root": str(data_root),
-                "tracking_uri": uri,
-                "run_id": run_id,
-                "log_every": tc.log_every,
-                "image_every": tc.image_every,
-                "checkpoint_every": tc.checkpoint_every,
-                "amp": tc.amp,
-                "loader_workers": tc.loader_workers,
-                "torch_threads": tc.torch_threads,
-            },
+            train_loop_config=worker,
             scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker=dict(tc.resources_per_worker)),
             run_config=RunConfig(
-                name=f"{name}-{h}",
+                name=f"{run.name}-{run.config_hash}",
                 storage_path=str(resolve_path(tc.storage_path)),
                 failure_config=FailureConfig(max_failures=tc.max_failures),
                 checkpoint_config=CheckpointConfig(num_to_keep=2),
             ),
         )
-        result = trainer.fit()
+        result: Result = trainer.fit()
         cluster = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": sum(1 for n in ray.nodes() if n["Alive"])}
     finally:
         if started_ray:
             ray.shutdown()
-    wall = time.time() - t0
     if result.checkpoint is None:
-        raise RuntimeError(f"training {name} produced no checkpoint (see the Ray logs above)")
+        raise RuntimeError(f"training {run.name} produced no checkpoint (see the Ray logs above)")
     with result.checkpoint.as_directory() as d:
         state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    G = recipe.build_generator()
-    G.load_state_dict(state["G"])
-    out_dir = resolve_path(tc.out) / name
+    return {"G": state["G"], "step": int(state["step"])}, cluster, Path(result.path)
+
+
+def _restore_finished(run: TrainingRun, generator_file: Path) -> int:
+    """The generator a finished run logged, copied back from MLflow (no retraining); returns its steps."""
+    generator_file.parent.mkdir(parents=True, exist_ok=True)
+    local = MlflowClient(run.tracking_uri).download_artifacts(run.run_id, GENERATOR_ARTIFACT, str(generator_file.parent / ".restore"))
+    shutil.move(local, generator_file)
+    shutil.rmtree(generator_file.parent / ".restore", ignore_errors=True)
+    blob = torch.load(generator_file, map_location="cpu", weights_only=True, mmap=True)
+    return int(blob["meta"].get("steps", 0))
+
+
+def export(params: Params, run: TrainingRun, state: dict[str, Any], cluster: dict[str, Any], wall: float) -> dict[str, Any]:
+    """Write ``<train.out>/<name>/generator.pt`` and ``train.json``; log them to the MLflow run."""
+    tc = params.train
+    out_dir = resolve_path(tc.out) / run.name
     generator_file = out_dir / "generator.pt"
-    describe = recipe.describe()
-    save_generator(generator_file, name, cfg, G, meta={"run_id": run_id, "config_hash": h, "steps": int(state["step"]), "describe": describe})
-    client.log_artifact(run_id, str(generator_file), artifact_path="generator")
-    client.log_dict(run_id, preprocessing_spec(cfg, describe), "generator/preprocessing.json")
-    images = int(state["step"]) * cfg.batch_size * tc.num_workers
+    describe = run.recipe.describe()
+    client = MlflowClient(run.tracking_uri)
+    if state:
+        G = run.recipe.build_generator()
+        G.load_state_dict(state["G"])
+        save_generator(generator_file, run.name, run.cfg, G, meta={"run_id": run.run_id, "config_hash": run.config_hash, "steps": state["step"], "describe": describe})
+        link_or_log_artifact(client, run.run_id, generator_file, "generator")
+        client.log_dict(run.run_id, preprocessing_spec(run.cfg, describe), "generator/preprocessing.json")
+        steps = state["step"]
+    else:
+        steps = _restore_finished(run, generator_file)
     summary = {
-        "model": name,
-        "arch": cfg.arch,
-        "run_id": run_id,
-        "config_hash": h,
-        "resumed": resumed,
-        "steps": int(state["step"]),
-        "wall_s": round(wall, 1),
-        "images_per_s_incl_startup": round(images / wall, 3),
-        "resolution": cfg.resolution,
-        "num_workers": tc.num_workers,
-        "use_gpu": tc.use_gpu,
-        "ray": cluster,
-        "describe": describe,
+        "model": run.name, "arch": run.cfg.arch, "run_id": run.run_id, "config_hash": run.config_hash,
+        "resumed": run.resumed, "restored_from_mlflow": not state, "steps": steps,
+        "global_batch": run.cfg.batch_size, "images_seen": steps * run.cfg.batch_size,
+        "wall_s": round(wall, 1), "images_per_s_incl_startup": round(steps * run.cfg.batch_size / max(wall, 1e-9), 3),
+        "resolution": run.cfg.resolution, "num_workers": tc.num_workers, "use_gpu": tc.use_gpu,
+        "ray": cluster, "describe": describe,
     }
     (out_dir / "train.json").write_text(json.dumps(summary, indent=1, default=str))
-    client.log_dict(run_id, summary, "train.json")
-    client.set_terminated(run_id)
-    log.info("trained %s: %d steps in %.1fs -> %s", name, summary["steps"], wall, generator_file)
+    client.log_dict(run.run_id, summary, "train.json")
+    client.set_terminated(run.run_id)
     return summary
+
+
+def train_model(params: Params, name: str) -> dict[str, Any]:
+    """Train model ``name`` (or restore its finished run); write the generator and ``train.json``."""
+    run = start(params, name)
+    t0 = time.time()
+    state, cluster, ray_dir = ({}, {}, None) if run.finished else fit(params, run)
+    summary = export(params, run, state, cluster, time.time() - t0)
+    if ray_dir is not None and not params.train.keep_checkpoints:
+        _drop_checkpoints(ray_dir)
+    log.info("trained %s: %d steps in %.1fs -> %s", name, summary["steps"], summary["wall_s"], resolve_path(params.train.out) / name)
+    return summary
+
+
+def _drop_checkpoints(ray_dir: Path) -> None:
+    """Delete a finished run's Ray directory: its resume checkpoints (generator + discriminator + Adam
+    moments, up to 2 GB each) and the checkpoint manager's index of them. The exported generator and the
+    MLflow run hold everything used afterwards; a rerun of the same configuration restores from MLflow."""
+    if ray_dir.is_dir():  # local or NFS storage; a remote store keeps its own lifecycle rules
+        shutil.rmtree(ray_dir, ignore_errors=True)
 
 
 def preprocessing_spec(cfg: Any, describe: dict[str, Any]) -> dict[str, Any]:

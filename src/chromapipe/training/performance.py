@@ -1,0 +1,72 @@
+"""Opt-in speed options for training (``train.channels_last``, ``train.compile``): same maths, other kernels.
+
+- channels_last (NHWC) stores 4-D weights and activations pixel-major. cuDNN's tensor-core convolutions
+  and oneDNN on CPU are written for that layout; in the default NCHW layout they transpose around every
+  convolution. Applied to the module's weights (and, for clarity, to the batch's images): a convolution
+  whose weight is channels_last produces channels_last output, so the whole network follows.
+- compile = ``torch.compile`` of the module *in place* (``nn.Module.compile``): the module keeps its class,
+  its ``state_dict`` keys and its place inside DDP, so checkpoints, ``unwrap`` and the generator export
+  are unchanged. Kernels are generated on the first call of each mode (train / eval, with / without
+  autograd): the first steps are slow, which benchmarks must count as warm-up.
+
+Neither changes what the networks compute; results differ only by floating-point reordering (tested in
+``tests/test_fast_path.py``). One limit: a module compiled by ``torch.compile`` cannot be differentiated
+twice ("aot_autograd does not currently support double backward"), and the WGAN-GP gradient penalty does
+exactly that through the critic. :func:`discriminator_compilable` says whether a recipe's critic may be
+compiled; the generator always may.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from chromapipe.models.base import Batch, Recipe
+
+
+def apply_performance_options(module: nn.Module, *, channels_last: bool, compile: bool) -> nn.Module:
+    """Return ``module`` (the same object) with the chosen options applied.
+
+    Call before ``ray.train.torch.prepare_model`` / DDP and before building the optimisers: moving to a
+    device keeps the channels_last layout, and DDP then wraps the compiled module.
+    """
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    if compile:
+        module.compile()
+    return module
+
+
+def batch_to_channels_last(batch: Batch) -> Batch:
+    """The batch with every 4-D tensor (images, targets) in channels_last layout; other tensors as they are.
+
+    Not needed for correctness (a channels_last convolution weight makes its output channels_last), but it
+    saves one layout conversion per network input when the image has more than one channel.
+    """
+    return {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in batch.items()}
+
+
+def discriminator_compilable(recipe: Recipe) -> bool:
+    """False when the recipe's critic loss has a gradient penalty (needs a double backward through D).
+
+    A recipe declares a gradient penalty by a ``gp`` loss weight above 0 (pix2pix ③ and ChromaGAN); pix2pix
+    keeps a ``gp`` weight in its BCE configurations too, where its ``wgan`` property is False. An unknown
+    recipe with a ``gp`` weight is treated as having a penalty: not compiling is the safe side.
+    """
+    return not (recipe.loss.get("gp", 0.0) > 0 and getattr(recipe, "wgan", True))
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations ``fn()`` runs, counted by ``torch.utils.flop_counter.FlopCounterMode``.
+
+    What it counts: matrix multiplications and convolutions (forward and backward, a multiply-add = 2
+    FLOPs), the work that bounds a GPU's throughput; element-wise ops, normalisation and the optimiser
+    are not counted. Run it on modules that are not compiled: it intercepts eager operators.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
