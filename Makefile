@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# One local Ray instance serves every train stage (a cluster: set RAY_ADDRESS and run `dvc repro` directly).
 repro: setup
-	$(BIN)/dvc repro
+	$(BIN)/chromapipe ray-local -- $(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 
 test: setup

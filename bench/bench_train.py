@@ -1,70 +1,142 @@
 """Training throughput per model: images/s of the trainer's own iteration (D step + G every n_critic).
 
-Runs `chromapipe.training.loop.train_step` on random batches at each model's resolution, on CPU or GPU,
-optionally with bf16 autocast, and writes bench/results/train-<device>.json. Models and their settings
-come from a params file (default: params.yaml); --batch-size overrides every model's batch size.
+Runs `chromapipe.training.step.train_step` with the trainer's optimisers (`build_optimizers`) on random
+batches at each model's resolution, on CPU or GPU, optionally with bf16 autocast and the fast-path
+options (`--channels-last`, `--compile`: `chromapipe.training.performance`), and writes
+bench/results/train-<device>[-bf16][-cl][-compile][-b<batch>].json. Models and their settings come from a
+params file (default: params.yaml); --batch-size overrides every model's batch size.
 
-    python bench/bench_train.py [--params params.yaml] [--device cpu|cuda] [--amp] [--steps 5] [--models a,b]
+Wall time is what counts, but on a shared machine other processes inflate it: each model also records
+the process's CPU seconds per step (all threads), which other load inflates far less. Besides the speed it records the model FLOPs of one training iteration per image (FlopCounterMode:
+convolutions and matmuls, forward + backward of G and D, averaged over n_critic iterations) and the
+achieved TFLOP/s; on CUDA also the model FLOP utilisation (MFU) against the device's dense peak: given
+with --peak-tflops, else from PEAK_TFLOPS below (bf16 tensor-core peak with --amp; TF32 peak without,
+since cuDNN runs fp32 convolutions in TF32 by default and convolutions are nearly all the FLOPs).
+
+    python bench/bench_train.py --device cpu --threads 2 --steps 5 --warmup 1
+    python bench/bench_train.py --params params-paper.yaml --device cuda --amp --batch-size 32 --channels-last --compile
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from chromapipe.config import load_params
-from chromapipe.models.base import count_parameters
+from chromapipe.config import ModelConfig, load_params
+from chromapipe.models.base import Recipe, count_parameters
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.step import train_step
+from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, count_flops, discriminator_compilable
+from chromapipe.training.step import build_optimizers, train_step
+
+#: dense (no sparsity) peak TFLOP/s by device-name fragment: (bf16 tensor core, TF32 tensor core).
+#: NVIDIA datasheets: H100 SXM5 989.4 / 494.7 (the "H100 80GB HBM3" torch reports is the SXM part),
+#: H100 PCIe 756.5 / 378.0, H200 (SXM) 989.4 / 494.7 (same compute as H100 SXM, more and faster memory).
+PEAK_TFLOPS = {
+    "H200": (989.4, 494.7),
+    "H100 PCIe": (756.5, 378.0),
+    "H100": (989.4, 494.7),
+}
 
 
-def bench_model(cfg, batch_size: int, device: torch.device, steps: int, warmup: int, amp: bool) -> dict:
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def peak_tflops(name: str, amp: bool, given: float | None) -> tuple[float | None, str]:
+    """The dense peak to divide by, and a sentence saying where it came from."""
+    if given:
+        return given, f"{given} TFLOP/s given with --peak-tflops"
+    for fragment, (bf16, tf32) in PEAK_TFLOPS.items():
+        if fragment in name:
+            kind = "bf16" if amp else "TF32 (cuDNN's default for fp32 convolutions)"
+            return (bf16 if amp else tf32), f"{fragment} dense {kind} peak, NVIDIA datasheet (SXM figure unless the name says PCIe)"
+    return None, f"no peak known for {name!r}: pass --peak-tflops"
+
+
+def random_batch(recipe: Recipe, batch_size: int, resolution: int, device: torch.device, gen: torch.Generator, channels_last: bool) -> dict[str, torch.Tensor]:
+    batch = recipe.prepare_batch({
+        "L": (torch.rand(batch_size, 1, resolution, resolution, generator=gen) * 100).to(device),
+        "ab": (torch.randn(batch_size, 2, resolution, resolution, generator=gen) * 25).to(device),
+        "label": torch.zeros(batch_size, dtype=torch.long).to(device),
+    })  # fmt: skip
+    return batch_to_channels_last(batch) if channels_last else batch
+
+
+def flops_per_image(recipe: Recipe, G, D, opts, batch: dict[str, torch.Tensor], n_critic: int, amp: bool) -> int:
+    """Model FLOPs of an average training iteration per image: one generator iteration (D step + G step)
+    and n_critic - 1 critic-only iterations, over n_critic. Runs real steps (the weights move; harmless)."""
+    with_g = count_flops(lambda: train_step(recipe, G, D, *opts, batch, True, amp))
+    critic_only = count_flops(lambda: train_step(recipe, G, D, *opts, batch, False, amp)) if n_critic > 1 else 0
+    return round((with_g + (n_critic - 1) * critic_only) / n_critic / batch["L"].shape[0])
+
+
+def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: int, warmup: int, amp: bool, channels_last: bool, compile: bool) -> dict:
     recipe = build_recipe(cfg)
     recipe.setup(device)
     G, D = recipe.build_generator().to(device), recipe.build_discriminator().to(device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas, fused=True)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas, fused=True)
-    r = cfg.resolution
+    opts = build_optimizers(G, D, cfg)
     gen = torch.Generator().manual_seed(0)
-
-    def batch() -> dict[str, torch.Tensor]:
-        return recipe.prepare_batch({
-            "L": (torch.rand(batch_size, 1, r, r, generator=gen) * 100).to(device),
-            "ab": (torch.randn(batch_size, 2, r, r, generator=gen) * 25).to(device),
-            "label": torch.zeros(batch_size, dtype=torch.long).to(device),
-        })
+    batch = lambda: random_batch(recipe, batch_size, cfg.resolution, device, gen, channels_last)  # noqa: E731
+    flops = flops_per_image(recipe, G, D, opts, batch(), cfg.n_critic, amp)  # before compiling: eager ops only
+    compile_d = compile and discriminator_compilable(recipe)
+    G = apply_performance_options(G, channels_last=channels_last, compile=compile)
+    D = apply_performance_options(D, channels_last=channels_last, compile=compile_d)
+    if compile:  # every kind of iteration (critic-only, generator) must be compiled before timing
+        warmup = max(warmup, cfg.n_critic + 1)
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     for i in range(warmup):
-        train_step(recipe, G, D, opt_g, opt_d, batch(), (i + 1) % cfg.n_critic == 0, amp)
+        train_step(recipe, G, D, *opts, batch(), (i + 1) % cfg.n_critic == 0, amp)
     sync()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for i in range(steps):
-        train_step(recipe, G, D, opt_g, opt_d, batch(), (i + 1) % cfg.n_critic == 0, amp)
+        train_step(recipe, G, D, *opts, batch(), (i + 1) % cfg.n_critic == 0, amp)
     sync()
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
+    images_per_s = steps * batch_size / seconds
     return {
         "arch": cfg.arch,
-        "resolution": r,
+        "resolution": cfg.resolution,
         "batch_size": batch_size,
         "n_critic": cfg.n_critic,
         "steps": steps,
+        "warmup": warmup,
+        "compiled": {"G": compile, "D": compile_d},
         "seconds_per_step": round(seconds / steps, 4),
-        "images_per_s": round(steps * batch_size / seconds, 3),
+        "cpu_seconds_per_step": round(cpu_seconds / steps, 4),  # this process, all threads: what other load does not inflate as much
+        "images_per_s": round(images_per_s, 3),
+        "model_gflops_per_image": round(flops / 1e9, 2),
+        "achieved_tflops": round(flops * images_per_s / 1e12, 4),
         "generator_params": count_parameters(G),
         "discriminator_params": count_parameters(D),
         "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None,
     }
+
+
+def default_out(args: argparse.Namespace, device: torch.device) -> Path:
+    parts = [f"train-{device.type}", "-bf16" * args.amp, "-cl" * args.channels_last, "-compile" * args.compile, f"-b{args.batch_size}" if args.batch_size else ""]
+    return Path("bench/results") / ("".join(parts) + ".json")
 
 
 def main() -> None:
@@ -72,31 +144,48 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
+    ap.add_argument("--channels-last", action="store_true", help="NHWC weights and batches")
+    ap.add_argument("--compile", action="store_true", help="torch.compile G (and D unless its loss has a gradient penalty)")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
+    ap.add_argument("--peak-tflops", type=float, help="dense peak of the device for the MFU (default: PEAK_TFLOPS)")
     ap.add_argument("--models", help="comma-separated subset of the params' models")
-    ap.add_argument("--out", help="output JSON (default bench/results/train-<device>[-amp].json)")
+    ap.add_argument("--out", help="output JSON (default bench/results/train-<device>[-bf16][-cl][-compile][-b<batch>].json)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     params = load_params(args.params)
     device = torch.device(args.device)
     names = args.models.split(",") if args.models else list(params.models)
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    name = device_name(device)
+    peak, peak_source = peak_tflops(name, args.amp, args.peak_tflops) if device.type == "cuda" or args.peak_tflops else (None, "CPU: no peak assumed")
     results = {
-        "device": device_name,
+        "device": name,
         "device_type": device.type,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "dtype": "bf16 autocast" if args.amp else "fp32",
         "amp_bf16": args.amp,
+        "channels_last": args.channels_last,
+        "compile": args.compile,
         "params_file": args.params,
-        "command": "python bench/bench_train.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False)),
+        "peak_tflops": peak,
+        "peak_assumption": peak_source,
+        "flops_note": "model FLOPs = convolutions + matmuls of G and D, forward + backward, per image, per average iteration (FlopCounterMode)",
+        "command": shlex.join(["python", "bench/bench_train.py", *sys.argv[1:]]),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],  # a shared machine's other load slows every figure
         "models": {},
     }
-    for name in names:
-        cfg = params.model(name)
-        results["models"][name] = bench_model(cfg, args.batch_size or cfg.batch_size, device, args.steps, args.warmup, args.amp)
-        print(name, results["models"][name], flush=True)
-    out = Path(args.out or f"bench/results/train-{device.type}{'-amp' if args.amp else ''}.json")
+    for model in names:
+        cfg = params.model(model)
+        row = bench_model(cfg, args.batch_size or cfg.batch_size, device, args.steps, args.warmup, args.amp, args.channels_last, args.compile)
+        row["mfu"] = round(row["achieved_tflops"] / peak, 4) if peak else None
+        results["models"][model] = row
+        print(model, row, flush=True)
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    out = Path(args.out) if args.out else default_out(args, device)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     print("wrote", out)

@@ -1,8 +1,10 @@
-"""DVC stage `prepare`: source images -> L*a*b* shards + manifest (data/prepared)."""
+"""DVC stage `prepare@<dataset>`: source images -> L*a*b* shards + manifest (data/prepared/<dataset>)."""
+
+import sys
 
 from _stage import run_stage
 
 from chromapipe.data.prepare import prepare
 
 if __name__ == "__main__":
-    run_stage(lambda params: prepare(params.data))
+    run_stage(lambda params: prepare(params.dataset(sys.argv[1])))

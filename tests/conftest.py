@@ -17,16 +17,22 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def quick_params(tmp: Path, models: dict | None = None, **sections) -> Path:
-    """Write a params.yaml for a seconds-long run: 64² sample crops, the tiny recipe, 2 Ray workers."""
+    """Write a params.yaml for a seconds-long run: 64² sample crops (dataset ``sample``, prepared into
+    ``tmp/data``), the tiny recipe, 2 Ray workers. ``data=`` overrides the sample dataset's settings."""
     params = {
-        "data": {"size": 64, "crops_per_image": 4, "out": str(tmp / "data"), "splits": {"train": 0.7, "val": 0.1, "test": 0.2}},
+        "datasets": {"sample": {"size": 64, "crops_per_image": 4, "out": str(tmp / "data"), "splits": {"train": 0.7, "val": 0.1, "test": 0.2}, "workers": 1}},
         "train": {"num_workers": 2, "log_every": 2, "image_every": 4, "checkpoint_every": 4, "storage_path": str(tmp / "ray"), "out": str(tmp / "models")},
         "evaluate": {"out": str(tmp / "evaluation"), "batch_size": 4, "fid": False},
         "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}"},
         "models": models or {"tiny": {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 2, "steps": 8}},
     }
+    for spec in params["models"].values():
+        spec.setdefault("dataset", "sample")
     for key, value in sections.items():
-        params[key] = {**params.get(key, {}), **value}
+        if key == "data":
+            params["datasets"]["sample"].update(value)
+        else:
+            params[key] = {**params.get(key, {}), **value}
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path

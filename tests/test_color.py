@@ -37,3 +37,18 @@ def test_batched_and_uint8_roundtrip_is_exact_on_real_images() -> None:
     back = lab_to_rgb_uint8(rgb_to_lab(rgb.float() / 255.0).half().float())  # the shards' float16
     assert back.shape == rgb.shape
     assert int((back.int() - rgb.int()).abs().max()) <= 1
+
+
+def test_uint8_lookup_table_path_matches_the_formula_on_every_color() -> None:
+    """The prepare stage's LUT conversion agrees with rgb_to_lab on a million sRGB colors spread over the
+    whole cube (every 17th code: 17 is prime to 256, so every value of every channel occurs), and on batches."""
+    from chromapipe.color import rgb_uint8_to_lab, rgb_uint8_to_lab_fast
+
+    code = torch.arange(0, 17 * 64 * 15420, 17, dtype=torch.int64)  # < 256**3
+    rgb = torch.stack([code // 65536, (code // 256) % 256, code % 256]).to(torch.uint8).view(3, 64, 15420)
+    fast = rgb_uint8_to_lab_fast(rgb)
+    assert float((fast - rgb_uint8_to_lab(rgb)).abs().max()) < 3e-4
+    batch = rgb.reshape(3, 4, 16, 15420).movedim(1, 0)  # (4, 3, 16, W)
+    assert torch.equal(rgb_uint8_to_lab_fast(batch), fast.reshape(3, 4, 16, 15420).movedim(1, 0))
+    ref = skimage.color.rgb2lab(rgb[:, :16].permute(1, 2, 0).numpy())
+    assert np.abs(fast[:, :16].permute(1, 2, 0).numpy() - ref).max() < 3e-4

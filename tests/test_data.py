@@ -175,3 +175,154 @@ def test_exif_orientation_is_applied() -> None:
     img.save(buf, "JPEG", exif=exif, quality=95)
     rgb = decode_rgb(buf.getvalue(), max_pixels=10**8)
     assert tuple(rgb.shape) == (3, 100, 60)  # displayed upright: taller than wide
+
+
+# --- splits that meet the ratios ---------------------------------------------------------------------
+
+
+def _counts(assignment: dict[str, str], groups: list[tuple[str, int]] | None = None, label: int | None = None) -> dict[str, int]:
+    names = [s for g, s in assignment.items() if label is None or (g, label) in set(groups or [])]
+    return {s: names.count(s) for s in ("train", "val", "test")}
+
+
+def test_one_photo_per_class_meets_the_ratios_within_one_photo() -> None:
+    """ImageNet-sample shape: 800 classes of one photo each. Per-class rounding sent all 800 to train."""
+    groups = [(f"n{c:05d}/photo.jpg", c) for c in range(800)]
+    ratios = SplitConfig(0.8, 0.1, 0.1)
+    a = assign_splits(groups, ratios, seed=123456)
+    assert a == assign_splits(list(reversed(groups)), ratios, seed=123456)
+    counts = _counts(a)
+    assert all(abs(counts[s] - 800 * getattr(ratios, s)) <= 1 for s in counts), counts
+    for n in (1, 2, 3, 7, 10, 33, 101):  # any size: each split within one photo of n * ratio
+        c = _counts(assign_splits(groups[:n], SplitConfig(0.7, 0.1, 0.2), seed=1))
+        assert abs(c["train"] - 0.7 * n) <= 1 and abs(c["val"] - 0.1 * n) <= 1 and abs(c["test"] - 0.2 * n) <= 1, (n, c)
+
+
+def test_large_classes_stay_stratified_beside_small_ones() -> None:
+    big = [(f"c{c}/img{i}", c) for c, n in ((0, 50), (1, 30), (2, 120)) for i in range(n)]
+    singles = [(f"s{c}/only", 100 + c) for c in range(40)]
+    for groups in (big, big + singles):
+        a = assign_splits(groups, SplitConfig(0.8, 0.1, 0.1), seed=3)
+        total = _counts(a)
+        assert all(abs(total[s] - len(groups) * r) <= 1 for s, r in (("train", 0.8), ("val", 0.1), ("test", 0.1))), total
+        for c, n in ((0, 50), (1, 30), (2, 120)):
+            per_class = [a[g] for g, label in groups if label == c]
+            for s, r in (("train", 0.8), ("val", 0.1), ("test", 0.1)):
+                assert abs(per_class.count(s) - n * r) < 2, (c, s, per_class.count(s))
+
+
+def test_a_zero_ratio_gives_its_split_nothing() -> None:
+    for n in range(1, 40):
+        groups = [(f"g{i}", i % 3) for i in range(n)]
+        assert _counts(assign_splits(groups, SplitConfig(0.9, 0.0, 0.1), seed=5))["val"] == 0
+        assert _counts(assign_splits(groups, SplitConfig(1.0, 0.0, 0.0), seed=5)) == {"train": n, "val": 0, "test": 0}
+        assert _counts(assign_splits(groups, SplitConfig(0.0, 0.5, 0.5), seed=5))["train"] == 0
+
+
+# --- encodings -----------------------------------------------------------------------------------------
+
+
+def test_every_encoding_reads_back_the_same_lab_within_its_stated_bound(tmp_path: Path) -> None:
+    """Real photos (the sample set) in each encoding: the manifest says what is stored, the dataset returns
+    float L*a*b* for all, and every pixel converts back to the source crop's sRGB within ROUNDTRIP_BOUND
+    (rgb8 holds the source crop itself, so it is the reference)."""
+    from chromapipe.data.encoding import ROUNDTRIP_BOUND
+
+    base = dict(size=48, crops_per_image=4, splits=SplitConfig(1.0, 0.0, 0.0), workers=1)
+    manifests = {enc: prepare(DataConfig(**base, encoding=enc, out=str(tmp_path / enc))) for enc in ("rgb8", "float16", "lab8")}
+    source = np.concatenate([np.load(tmp_path / "rgb8/train" / s["lab"]) for s in manifests["rgb8"]["splits"]["train"]["shards"]])
+    assert source.dtype == np.uint8 and source.shape == (36, 3, 48, 48)
+    reference = LabShardDataset(tmp_path / "float16", "train")
+    for enc, manifest in manifests.items():
+        storage = manifest["storage"]
+        assert (storage["encoding"], storage["dtype"]) == (enc, "float16" if enc == "float16" else "uint8")
+        assert storage["bytes_per_image"] == 48 * 48 * 3 * (2 if enc == "float16" else 1)
+        assert manifest["lab_roundtrip_max_abs_uint8"] <= ROUNDTRIP_BOUND[enc]
+        ds = LabShardDataset(tmp_path / enc, "train")
+        assert len(ds) == 36
+        worst = 0
+        for i in range(len(ds)):
+            item = ds[i]
+            assert item["L"].dtype == torch.float32 and item["ab"].shape == (2, 48, 48)
+            back = lab_to_rgb_uint8(torch.cat([item["L"], item["ab"]]))
+            worst = max(worst, int((back.int() - torch.from_numpy(source[i]).int()).abs().max()))
+            gap = (torch.cat([item["L"], item["ab"]]) - torch.cat([reference[i]["L"], reference[i]["ab"]])).abs().max()
+            assert float(gap) < (0.7 if enc == "lab8" else 0.07)  # lab8: half a step; float16 rounding otherwise
+        assert worst <= ROUNDTRIP_BOUND[enc], (enc, worst)
+
+
+def test_shards_do_not_depend_on_the_number_of_workers(tmp_path: Path) -> None:
+    """In-process and a two-process pool write byte-identical shards and manifests (but for ``run``)."""
+    base = dict(size=48, crops_per_image=4, shard_size=5, splits=SplitConfig(0.7, 0.1, 0.2), out=str(tmp_path / "out"))
+    one = prepare(DataConfig(**base, workers=1))
+    (tmp_path / "out").rename(tmp_path / "one")
+    two = prepare(DataConfig(**base, workers=2))
+    assert (one["run"]["workers"], two["run"]["workers"]) == (1, 2)
+    assert {k: v for k, v in one.items() if k != "run"} == {k: v for k, v in two.items() if k != "run"}
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.npy"))
+    assert len(files) == 2 * sum(len(s["shards"]) for s in one["splits"].values())
+    assert all((tmp_path / "one" / f).read_bytes() == (tmp_path / "out" / f).read_bytes() for f in files)
+    assert "workers" not in one["params"] and "engine" not in one["params"]
+
+
+# --- evaluation sets -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("resize", ["resize", "center_crop"])
+def test_eval_role_keeps_every_readable_listed_image(tmp_path: Path, resize: str) -> None:
+    """role eval: a small photo is upscaled, gray ones are kept, nothing is filtered; a listed file that is
+    missing or damaged is recorded with its reason; everything goes to test; the counts add up."""
+    root = tmp_path / "set"
+    coffee = Image.fromarray(skimage.data.coffee())
+    _save(coffee.resize((120, 80)), root / "a/wide.jpg", "JPEG", quality=90)
+    _save(coffee.resize((40, 30)), root / "a/small.png", "PNG")
+    _save(coffee.resize((70, 70)).convert("L"), root / "b/gray.png", "PNG")
+    _save(coffee.resize((80, 64)).convert("L").convert("RGB"), root / "b/gray_rgb.jpg", "JPEG", quality=90)
+    _save(Image.fromarray(skimage.data.chelsea()).resize((500, 400)), root / "b/large.jpg", "JPEG", quality=90)
+    (root / "b/broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
+    listed = ["a/wide.jpg", "a/small.png", "b/gray.png", "b/gray_rgb.jpg", "b/large.jpg", "b/broken.jpg", "b/gone.jpg"]
+    (tmp_path / "list.txt").write_text("\n".join(listed) + "\n")
+    cfg = DataConfig(source="folder", root=str(root), file_list=str(tmp_path / "list.txt"), role="eval", size=64, resize=resize,
+                     min_colorfulness=50.0, out=str(tmp_path / "out"), workers=1)
+    manifest = prepare(cfg)
+    assert (manifest["role"], manifest["n_listed"], manifest["n_unreadable"]) == ("eval", 7, 2)
+    assert {s["source"]: s["reason"] for s in manifest["skipped"]} == {"b/broken.jpg": "corrupt", "b/gone.jpg": "missing"}
+    assert (manifest["n_upscaled"], manifest["n_grayscale"]) == (1, 2)
+    splits = manifest["splits"]
+    assert splits["train"]["n_images"] == splits["val"]["n_images"] == 0
+    assert splits["test"]["n_images"] == manifest["n_listed"] - manifest["n_unreadable"] == 5
+    kept = [i for s in splits["test"]["shards"] for i in s["ids"]]
+    assert kept == ["a/wide.jpg", "a/small.png", "b/gray.png", "b/gray_rgb.jpg", "b/large.jpg"]  # listing order
+    ds = LabShardDataset(tmp_path / "out", "test")
+    assert all(ds[i]["L"].shape == (1, 64, 64) for i in range(len(ds)))
+    assert float(ds[2]["ab"].abs().max()) < 1.0  # the gray photo stays gray
+
+
+def test_eval_role_rejects_several_crops_per_image() -> None:
+    from chromapipe.config import ConfigError, parse_params
+
+    base = {"datasets": {"hold": {"role": "eval", "crops_per_image": 4}, "sample": {"size": 64}},
+            "models": {"m": {"arch": "pix2pix", "dataset": "sample", "resolution": 64, "steps": 1}}}
+    with pytest.raises(ConfigError, match="crops_per_image: must be 1"):
+        parse_params(base)
+    base["datasets"]["hold"].update(crops_per_image=1, workers=0)
+    with pytest.raises(ConfigError, match="workers: must be > 0"):
+        parse_params(base)
+    base["datasets"]["hold"].update(workers="auto", engine="ray", encoding="rgb8")
+    assert parse_params(base).dataset("hold").workers == "auto"
+
+
+def test_reduced_jpeg_decoding_keeps_the_needed_size() -> None:
+    """A JPEG much larger than the target is decoded at 1/2..1/8 scale, never below the needed side,
+    EXIF orientation still applied; the result is deterministic."""
+    img = Image.fromarray(skimage.data.astronaut()).resize((1000, 600))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif, quality=92)
+    full = decode_rgb(buf.getvalue(), max_pixels=10**8)
+    reduced = decode_rgb(buf.getvalue(), max_pixels=10**8, min_short=140)
+    assert tuple(full.shape) == (3, 1000, 600) and tuple(reduced.shape) == (3, 250, 150)  # 1/4: 600 -> 150 >= 140
+    assert torch.equal(reduced, decode_rgb(buf.getvalue(), max_pixels=10**8, min_short=140))
+    small = torch.nn.functional.interpolate(full[None].float(), size=(250, 150), mode="area")[0]
+    assert float((reduced.float() - small).abs().mean()) < 4  # the same picture, reduced

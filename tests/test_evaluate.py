@@ -25,8 +25,9 @@ from tests.tiny_recipe import TinyPaletteRecipe, TinyRecipe
 def project(tmp_path_factory) -> Path:
     """64-px sample crops and two generators at 32 px (half the data's size): a plain and a palette one."""
     root = tmp_path_factory.mktemp("eval")
-    params = load_params(quick_params(root, evaluate={"samples": 3}))
-    prepare(params.data)
+    models = {name: {"arch": cls.arch, "resolution": 32, "batch_size": 2, "steps": 1} for name, cls in (("tiny", TinyRecipe), ("tiny_palette", TinyPaletteRecipe))}
+    params = load_params(quick_params(root, models=models, evaluate={"samples": 3}))
+    prepare(params.dataset("sample"))
     for name, cls in (("tiny", TinyRecipe), ("tiny_palette", TinyPaletteRecipe)):
         torch.manual_seed(0)
         cfg = ModelConfig(arch=cls.arch, resolution=32, steps=1)
@@ -36,32 +37,33 @@ def project(tmp_path_factory) -> Path:
 
 def test_model_record_samples_and_protocol(project: Path) -> None:
     params = load_params(project / "params.yaml")
-    record = evaluate(params, "tiny")
+    (record,) = evaluate(params, "tiny")
     n_test = len(LabShardDataset(project / "data", "test"))
     assert record.protocol["n_images"] == n_test == 8
     assert record.protocol["resolution"] == 64 and record.kind == "measured" and record.arch == TinyRecipe.arch
-    on_disk = MetricsRecord.read(project / "evaluation" / "tiny")
+    assert record.dataset == "sample" and record.protocol["role"] == "train" and record.protocol["dataset_label"] is None
+    on_disk = MetricsRecord.read(project / "evaluation" / "tiny" / "sample")
     assert on_disk.to_json() == json.loads(json.dumps(record.to_json()))  # what is written is what is returned
-    assert json.loads((project / "evaluation/tiny/scores.json").read_text())["n_images"] == 8
-    assert len(list((project / "evaluation/tiny/samples").glob("*.png"))) == 3
-    assert not (project / "evaluation/tiny/ground_truth").exists()  # only the baseline stage writes those
-    assert not (project / "evaluation/tiny/palettes.npz").exists()  # a model without a palette writes none
+    assert json.loads((project / "evaluation/scores/tiny.json").read_text())["sample"]["n_images"] == 8
+    assert len(list((project / "evaluation/tiny/sample/samples").glob("*.png"))) == 3
+    assert not (project / "evaluation/tiny/sample/ground_truth").exists()  # only the baseline stage writes those
+    assert not (project / "evaluation/tiny/sample/palettes.npz").exists()  # a model without a palette writes none
     assert 5 < record.metrics["psnr"] < 60 and record.metrics["cf"] > 1  # random weights: colored, wrong
 
 
 def test_gray_baseline_is_a_predictor_like_any_other(project: Path) -> None:
     params = load_params(project / "params.yaml")
-    record = evaluate(params, "gray", ground_truth=True)
+    (record,) = evaluate(params, "gray", ground_truth=True)
     assert record.kind == "baseline" and record.run_id is None
     assert record.metrics["cf"] < 0.5  # ab = 0 is gray up to sRGB rounding
-    truths = sorted((project / "evaluation/gray/ground_truth").glob("*.png"))
+    truths = sorted((project / "evaluation/gray/sample/ground_truth").glob("*.png"))
     assert len(truths) == 3
 
 
 def test_palette_model_writes_its_palettes(project: Path) -> None:
     params = load_params(project / "params.yaml")
     evaluate(params, "tiny_palette")
-    palettes = np.load(project / "evaluation/tiny_palette/palettes.npz")
+    palettes = np.load(project / "evaluation/tiny_palette/sample/palettes.npz")
     assert palettes["pred"].shape == palettes["gt"].shape == (3, GRID, GRID)
     np.testing.assert_allclose(palettes["gt"].sum(axis=(1, 2)), 1.0, atol=1e-5)
     # the ground-truth palettes are those of the first test images' true colors
@@ -86,3 +88,39 @@ def test_predict_resizes_to_the_model_and_back() -> None:
     assert seen["shape"] == (2, 1, 32, 32)
     assert out["ab"].shape == (2, 2, 64, 64) and "palette" not in out
     torch.testing.assert_close(out["ab"], torch.full((2, 2, 64, 64), 0.25 * 128.0))
+
+
+def test_evaluation_matrix_with_a_fixed_eval_set(tmp_path: Path, project: Path) -> None:
+    """A model scored on its training set and on an eval-role set built from a file list, resized whole to
+    224² as ChromaGAN's protocol does: every listed image is scored (a small one and a grayscale one
+    included), each (model, set) has its own record, and the gray baseline is scored on both sets."""
+    from PIL import Image
+
+    root = tmp_path / "holdout"
+    photos = {"a/wide.png": (300, 200, "RGB"), "a/small.png": (90, 60, "RGB"), "b/gray.png": (256, 256, "L"), "b/unlisted.png": (256, 256, "RGB")}
+    rng = np.random.default_rng(0)
+    for rel, (w, h, mode) in photos.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).convert(mode).save(root / rel)
+    (tmp_path / "list.txt").write_text("a/wide.png\na/small.png\nb/gray.png\n")
+    path = quick_params(tmp_path, models={"tiny": {"arch": TinyRecipe.arch, "resolution": 32, "batch_size": 2, "steps": 1}},
+                        data={"out": str(project / "data")},
+                        train={"out": str(project / "models")},
+                        evaluate={"sets": {"tiny": ["sample", "holdout"]}, "samples": 2})
+    raw = __import__("yaml").safe_load(path.read_text())
+    raw["datasets"]["holdout"] = {"source": "folder", "root": str(root), "file_list": str(tmp_path / "list.txt"), "role": "eval",
+                                  "size": 224, "resize": "resize", "label": "ILSVRC2012 (1,000 images)", "workers": 1}
+    path.write_text(__import__("yaml").safe_dump(raw))
+    params = load_params(path)
+    manifest = prepare(params.dataset("holdout"))
+    assert manifest["splits"]["test"]["n_images"] == 3  # every listed image, the small and the gray one too
+
+    records = {r.dataset: r for r in evaluate(params, "tiny")}
+    assert set(records) == {"sample", "holdout"}
+    held = records["holdout"].protocol
+    assert (held["n_images"], held["resolution"], held["resize"], held["role"], held["dataset_label"]) == (3, 224, "resize", "eval", "ILSVRC2012 (1,000 images)")
+    assert records["sample"].protocol["resolution"] == 64
+    assert MetricsRecord.read(tmp_path / "evaluation" / "tiny" / "holdout").metrics["psnr"] == records["holdout"].metrics["psnr"]
+    assert set(json.loads((tmp_path / "evaluation/scores/tiny.json").read_text())) == {"sample", "holdout"}
+    gray = {r.dataset for r in evaluate(params, "gray", ground_truth=True)}
+    assert gray == {"sample", "holdout"}

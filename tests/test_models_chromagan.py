@@ -1,4 +1,4 @@
-"""ChromaGAN recipe: architecture sizes, scaling, backbone-weights fallback, KL term, a training step.
+"""ChromaGAN recipe: architecture sizes, scaling, the backbone-weights error, KL term, a training step.
 
 The 171 M generator is built once per module. The fixture uses ``backbone_weights: random`` so the tests
 never depend on which weight files a machine has; the ImageNet path is tested with a stubbed resolver.
@@ -125,20 +125,22 @@ def test_imagenet_backbone_loaded_when_resolver_serves_it(monkeypatch):
     assert all(torch.all(v == 0.5) for v in backbone.state_dict().values())
 
 
-def test_missing_backbone_weights_fall_back_to_random_and_say_so(monkeypatch):
+def test_missing_backbone_weights_stop_with_a_clear_error(monkeypatch):
     def unavailable():
         raise WeightsUnavailable("vgg16_features", "not in the cache")
 
     monkeypatch.setattr(chromagan, "vgg16_features_state_dict", unavailable)
     monkeypatch.setattr(chromagan, "ChromaGANGenerator", lambda: _SmallGenerator())
     r = build_recipe(ModelConfig(arch="chromagan", resolution=RES, steps=1))
-    r.build_generator()
-    info = r.describe()["backbone"]
-    assert info["requested"] == "imagenet" and info["weights"].startswith("random") and "not in the cache" in info["reason"]
+    with pytest.raises(WeightsUnavailable, match="not in the cache.*chromapipe weights fetch.*backbone_weights: random"):
+        r.build_generator()  # never a silent random backbone
+    asked = build_recipe(ModelConfig(arch="chromagan", resolution=RES, steps=1, options={"backbone_weights": "random"}))
+    asked.build_generator()
+    assert asked.describe()["backbone"]["weights"] == "random"
 
 
 class _SmallGenerator(torch.nn.Module):
-    """Just a ``backbone`` attribute: enough for the weights-fallback path without building 171 M params."""
+    """Just a ``backbone`` attribute: enough for the weights path without building 171 M params."""
 
     def __init__(self) -> None:
         super().__init__()

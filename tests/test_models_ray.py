@@ -29,7 +29,7 @@ FAST = {"pix2pix_wgan_class", "palgan"}
 def prepared(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("ray_models")
     params = load_params(quick_params(tmp, data={"size": 256, "crops_per_image": 2}))
-    prepare(params.data)
+    prepare(params.dataset("sample"))
     return tmp
 
 

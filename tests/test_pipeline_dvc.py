@@ -30,10 +30,10 @@ TINY_PROFILE = {  # DVC requires every params section that dvc.yaml tracks to be
     "seed": 0,
     "report": {"out": "reports"},
     "tracking": {"experiment": "chromapipe"},
-    "data": {"size": 64, "crops_per_image": 4, "splits": {"train": 0.7, "val": 0.1, "test": 0.2}},
+    "datasets": {"sample": {"size": 64, "crops_per_image": 4, "splits": {"train": 0.7, "val": 0.1, "test": 0.2}, "workers": 1}},
     "train": {"num_workers": 2, "resources_per_worker": {"CPU": 1}, "log_every": 2, "image_every": 4, "checkpoint_every": 4},
     "evaluate": {"batch_size": 4, "samples": 3},
-    "models": {"tiny": {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 2, "steps": 6}},
+    "models": {"tiny": {"arch": "tests.tiny_recipe:TinyRecipe", "dataset": "sample", "resolution": 32, "batch_size": 2, "steps": 6}},
 }
 
 
@@ -53,19 +53,19 @@ def repro(tmp_path_factory) -> Path:
 
 
 def test_repro_builds_every_output(repro: Path) -> None:
-    manifest = json.loads((repro / "data/prepared/manifest.json").read_text())
+    manifest = json.loads((repro / "data/prepared/sample/manifest.json").read_text())
     assert manifest["splits"]["train"]["n_images"] == 24 and manifest["splits"]["test"]["n_images"] == 8
     assert (repro / "models/tiny/generator.pt").exists()
-    metrics = json.loads((repro / "evaluation/tiny/metrics.json").read_text())
-    assert metrics["protocol"]["n_images"] == 8 and metrics["protocol"]["split"] == "test"
+    metrics = json.loads((repro / "evaluation/tiny/sample/metrics.json").read_text())
+    assert metrics["protocol"]["n_images"] == 8 and metrics["protocol"]["split"] == "test" and metrics["protocol"]["dataset"] == "sample"
     assert 5 < metrics["metrics"]["psnr"] < 60 and 0 < metrics["metrics"]["ssim"] <= 1
     if inception_available():
         assert metrics["details"]["fid"]["n_samples"] == 8
     else:  # offline: FID is recorded as unavailable with its reason, never faked
         assert metrics["metrics"]["fid"] is None and "Inception" in metrics["unavailable"]["fid"]
-    gray = json.loads((repro / "evaluation/gray/metrics.json").read_text())
+    gray = json.loads((repro / "evaluation/gray/sample/metrics.json").read_text())
     assert gray["kind"] == "baseline" and gray["metrics"]["cf"] < 0.5  # ab = 0 is gray up to sRGB rounding
-    assert len(list((repro / "evaluation/tiny/samples").glob("*.png"))) == 3
+    assert len(list((repro / "evaluation/tiny/sample/samples").glob("*.png"))) == 3
     html = (repro / "reports/index.html").read_text()
     assert "tiny" in html and (repro / "reports/results.md").exists()
 
@@ -73,13 +73,13 @@ def test_repro_builds_every_output(repro: Path) -> None:
 def test_metrics_and_runs_are_tracked(repro: Path) -> None:
     shown = json.loads(_dvc(repro, "metrics", "show", "--json"))
     flat = json.dumps(shown)
-    assert "evaluation/tiny/scores.json" in flat and "psnr" in flat and "details" not in flat
+    assert "evaluation/scores/tiny.json" in flat and "psnr" in flat and "details" not in flat
     client = MlflowClient(f"sqlite:///{repro / 'mlflow.db'}")
     exp = client.get_experiment_by_name("chromapipe")
     runs = client.search_runs([exp.experiment_id], filter_string="tags.`chromapipe.model` = 'tiny'")
     assert len(runs) == 1
     run = runs[0]
-    assert run.data.metrics["eval/psnr"] == pytest.approx(json.loads((repro / "evaluation/tiny/metrics.json").read_text())["metrics"]["psnr"])
+    assert run.data.metrics["eval/sample/psnr"] == pytest.approx(json.loads((repro / "evaluation/tiny/sample/metrics.json").read_text())["metrics"]["psnr"])
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/g_total")] == [2, 4, 6]
 
 
@@ -109,8 +109,8 @@ def test_code_changes_rerun_the_stages_that_run_that_code(repro: Path) -> None:
     """Touching color.py outdates every stage that converts colors; config.py every stage; the report's
     code only the report."""
     expect = {
-        "src/chromapipe/color.py": {"prepare", "train@tiny", "evaluate@tiny", "baseline"},
-        "src/chromapipe/config.py": {"prepare", "train@tiny", "evaluate@tiny", "baseline", "report"},
+        "src/chromapipe/color.py": {"prepare@sample", "train@tiny", "evaluate@tiny", "baseline"},
+        "src/chromapipe/config.py": {"prepare@sample", "train@tiny", "evaluate@tiny", "baseline", "report"},
         "src/chromapipe/reporting/tables.py": {"report"},
     }
     for rel, stages in expect.items():
@@ -149,7 +149,7 @@ def test_experiment_in_a_temporary_copy(tmp_path: Path) -> None:
     exps = _experiments(project)
     data = exps["four-steps"]
     assert data["params"]["params.yaml"]["data"]["models"]["tiny"]["steps"] == 4
-    assert 5 < data["metrics"]["evaluation/tiny/scores.json"]["data"]["psnr"] < 60
+    assert 5 < data["metrics"]["evaluation/scores/tiny.json"]["data"]["sample"]["psnr"] < 60
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("chromapipe").experiment_id])
@@ -174,7 +174,7 @@ def test_queued_experiments(tmp_path: Path) -> None:
 
     exps = _experiments(project)
     assert {name: exps[name]["params"]["params.yaml"]["data"]["models"]["tiny"]["steps"] for name in ("steps4", "steps6")} == {"steps4": 4, "steps6": 6}
-    assert all("psnr" in exps[name]["metrics"]["evaluation/tiny/scores.json"]["data"] for name in ("steps4", "steps6"))
+    assert all("psnr" in exps[name]["metrics"]["evaluation/scores/tiny.json"]["data"]["sample"] for name in ("steps4", "steps6"))
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("chromapipe").experiment_id])

@@ -23,7 +23,7 @@ from tests.conftest import quick_params
 def project(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("train")
     params = load_params(quick_params(tmp))
-    prepare(params.data)
+    prepare(params.dataset("sample"))
     return tmp
 
 

@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "chromapipe.evaluation.score",
     "chromapipe.inference.colorize",
     "chromapipe.reporting.report",
+    "chromapipe.training.local_cluster",
 )
 
 

@@ -8,6 +8,8 @@ Tensors are (..., 3, H, W): RGB in [0, 1]; L in [0, 100], a and b roughly [-128,
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 _RGB_TO_XYZ = torch.tensor(
@@ -64,3 +66,48 @@ def rgb_uint8_to_lab(rgb: torch.Tensor) -> torch.Tensor:
 def join_lab(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     """Concatenate L (…,1,H,W) and ab (…,2,H,W)."""
     return torch.cat([L, ab], dim=-3)
+
+
+# --- uint8 fast path (data preparation) -------------------------------------------------------------
+# The prepare stage converts millions of 8-bit crops; there the per-pixel power functions of
+# rgb_to_lab dominate. An 8-bit channel has only 256 values, so sRGB -> linear is a table lookup (the
+# table is computed in float64: no less exact than the float32 formula); the white point is folded into
+# the matrix; and the CIE f() uses a branch-free form. Results agree with rgb_uint8_to_lab to 3e-4.
+
+_EPSILON = 0.008856  # CIE f(): cube root above, the tangent line 7.787 t + 16/116 below
+
+
+@functools.cache
+def srgb_uint8_linear_lut() -> torch.Tensor:
+    """(256,) float32: sRGB code value -> linear RGB."""
+    v = torch.arange(256, dtype=torch.float64) / 255.0
+    return torch.where(v > 0.04045, ((v + 0.055) / 1.055) ** 2.4, v / 12.92).float()
+
+
+_RGB_TO_XYZ_WHITE = (_RGB_TO_XYZ / _WHITE_D65[:, None]).float()  # XYZ already divided by the white point
+
+
+def _cie_f_(t: torch.Tensor) -> torch.Tensor:
+    """CIE f(t) in place, without a per-element branch: cbrt(max(t, eps)) + 7.787 * min(t - eps, 0).
+
+    The line 7.787 t + 16/116 is tangent to t^(1/3) at eps (that is how CIE chose its constants), so
+    below eps the second term turns cbrt(eps) into exactly that line (to 1e-6). exp(log(t)/3) is the
+    fastest vectorised cube root in torch on CPU (torch.pow with 1/3 is ~2x slower).
+    """
+    low = torch.sub(t, _EPSILON).clamp_max_(0.0)
+    return t.clamp_min_(_EPSILON).log_().mul_(1.0 / 3.0).exp_().add_(low, alpha=7.787)
+
+
+def rgb_uint8_to_lab_fast(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB uint8 (..., 3, H, W) -> L*a*b* float32, via a 256-entry lookup table (see above)."""
+    if rgb.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 sRGB, got {rgb.dtype}")
+    lead, (h, w) = rgb.shape[:-3], rgb.shape[-2:]
+    planes = rgb.movedim(-3, 0).reshape(-1)  # channel-major; a view for a single contiguous (3, H, W) image
+    lin = srgb_uint8_linear_lut().index_select(0, planes.int()).view(3, -1)
+    fx, fy, fz = _cie_f_(torch.mm(_RGB_TO_XYZ_WHITE, lin))
+    lab = torch.empty_like(lin)
+    torch.mul(fy, 116.0, out=lab[0]).sub_(16.0)
+    torch.sub(fx, fy, out=lab[1]).mul_(500.0)
+    torch.sub(fy, fz, out=lab[2]).mul_(200.0)
+    return lab.view(3, *lead, h, w).movedim(0, -3)

@@ -41,6 +41,10 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    """One named dataset (``datasets.<name>``): where its images come from, how they are prepared, and its
+    role — ``train`` (split by photo into train/val/test) or ``eval`` (a fixed evaluation set: every listed
+    image is kept). Prepared into ``out`` (default ``data/prepared/<name>``) by the ``prepare@<name>`` stage."""
+
     source: Literal["sample", "folder"] = "sample"
     root: str | None = None  # folder source: ImageFolder tree (class = subfolder)
     file_list: str | None = None  # optional: relative paths (e.g. ImageNet ctest10k.txt) restricting root
@@ -58,7 +62,8 @@ class DataConfig:
     encoding: Literal["float16", "lab8", "rgb8"] = "float16"  # shard pixels: float16 Lab 6 B/px, 8-bit Lab or sRGB 3 B/px
     role: Literal["train", "eval"] = "train"  # eval: keep every readable image (upscale, keep gray), all in test
     max_images: int | None = None  # cap on source images (quick runs); None: all
-    out: str = "data/prepared"
+    label: str | None = None  # the name the papers give this set ("ImageNet ctest10k"): the report's column
+    out: str | None = None  # None: data/prepared/<dataset name>
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    split: Literal["train", "val", "test"] = "test"
+    split: Literal["train", "val", "test"] = "test"  # the split scored on a train-role dataset (eval sets: all)
+    #: the evaluation matrix: model -> the datasets it is scored on. A model not listed is scored on its
+    #: training dataset. Lives here, not in the model's settings, so adding a set never retrains a model.
+    sets: dict[str, list[str]] = field(default_factory=dict)
     batch_size: int = 8
     max_images: int | None = None
     lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
@@ -104,6 +112,7 @@ class ModelConfig:
     """One trained colorizer. ``arch`` picks the recipe; ``options`` and ``loss`` are the recipe's own."""
 
     arch: str
+    dataset: str | None = None  # the training dataset's name (``datasets.<name>``, role train); required in params
     resolution: int = 256
     batch_size: int = 8  # the global batch (the paper's): each of N Ray workers takes batch_size / N
     steps: int | None = None  # training length in optimiser steps; exactly one of steps/epochs
@@ -123,7 +132,7 @@ class ModelConfig:
 class Params:
     seed: int = 0
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    datasets: dict[str, DataConfig] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
@@ -134,24 +143,39 @@ class Params:
             raise ConfigError(f"models.{name}: no such model; params.yaml defines {sorted(self.models)}")
         return self.models[name]
 
+    def dataset(self, name: str) -> DataConfig:
+        if name not in self.datasets:
+            raise ConfigError(f"datasets.{name}: no such dataset; params.yaml defines {sorted(self.datasets)}")
+        return self.datasets[name]
+
+    def dataset_dir(self, name: str) -> Path:
+        """Where dataset ``name`` is prepared (its manifest and shards)."""
+        return resolve_path(self.dataset(name).out or f"data/prepared/{name}")
+
+    def training_set(self, model: str) -> str:
+        dataset = self.model(model).dataset
+        assert dataset is not None  # parse_params requires it
+        return dataset
+
+    def evaluation_sets(self, model: str) -> list[str]:
+        """The datasets model ``model`` is scored on (the evaluation matrix's row)."""
+        return self.evaluate.sets.get(model) or [self.training_set(model)]
+
+    def evaluated_sets(self) -> list[str]:
+        """Every dataset some model is scored on (the gray baseline is scored on each), in params order."""
+        wanted = {s for m in self.models for s in self.evaluation_sets(m)}
+        return [name for name in self.datasets if name in wanted]
+
 
 def _check_ranges(p: Params) -> None:
     def positive(value: float | int | None, key: str, allow_zero: bool = False) -> None:
         if value is not None and (value < 0 or (value == 0 and not allow_zero)):
             raise ConfigError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
-    s = p.data.splits
-    if abs(s.train + s.val + s.test - 1.0) > 1e-6 or min(s.train, s.val, s.test) < 0:
-        raise ConfigError(f"data.splits: ratios must be >= 0 and sum to 1, got {s}")
-    if p.data.source == "folder" and not p.data.root:
-        raise ConfigError("data.root: required when data.source is 'folder'")
-    for key in ("size", "crops_per_image", "shard_size", "max_pixels"):
-        positive(getattr(p.data, key), f"data.{key}")
-    positive(p.data.max_images, "data.max_images")
-    if p.data.workers != "auto":
-        positive(p.data.workers, "data.workers")
-    if p.data.role == "eval" and p.data.crops_per_image != 1:
-        raise ConfigError(f"data.crops_per_image: must be 1 when data.role is 'eval' (one view per evaluated image), got {p.data.crops_per_image}")
+    if not p.datasets:
+        raise ConfigError("datasets: at least one dataset must be defined")
+    for name, d in p.datasets.items():
+        _check_dataset(f"datasets.{name}", d, positive)
     positive(p.train.num_workers, "train.num_workers")
     for key in ("checkpoint_every", "log_every", "image_every", "validate_images"):
         positive(getattr(p.train, key), f"train.{key}")
@@ -171,8 +195,34 @@ def _check_ranges(p: Params) -> None:
             raise ConfigError(f"{key}.batch_size: {m.batch_size} is the global batch and must divide evenly over "
                               f"train.num_workers = {p.train.num_workers}")
         positive(m.lr_min, f"{key}.lr_min", allow_zero=True)
-        if m.resolution > p.data.size:
-            raise ConfigError(f"{key}.resolution: {m.resolution} exceeds data.size {p.data.size}")
+        train_sets = [n for n, d in p.datasets.items() if d.role == "train"]
+        if m.dataset not in train_sets:
+            what = "required" if m.dataset is None else f"{m.dataset!r} is not a dataset with role 'train'"
+            raise ConfigError(f"{key}.dataset: {what}; expected one of {', '.join(map(repr, train_sets)) or '(none defined)'}")
+        size = p.datasets[m.dataset].size
+        if m.resolution > size:
+            raise ConfigError(f"{key}.resolution: {m.resolution} exceeds datasets.{m.dataset}.size {size}")
+        for set_name in p.evaluation_sets(name):
+            if set_name not in p.datasets:
+                raise ConfigError(f"evaluate.sets.{name}: {set_name!r} is not a dataset; expected one of {', '.join(map(repr, p.datasets))}")
+    for name in p.evaluate.sets:
+        if name not in p.models:
+            raise ConfigError(f"evaluate.sets.{name}: no such model; expected one of {', '.join(map(repr, p.models))}")
+
+
+def _check_dataset(key: str, d: DataConfig, positive) -> None:
+    s = d.splits
+    if abs(s.train + s.val + s.test - 1.0) > 1e-6 or min(s.train, s.val, s.test) < 0:
+        raise ConfigError(f"{key}.splits: ratios must be >= 0 and sum to 1, got {s}")
+    if d.source == "folder" and not d.root:
+        raise ConfigError(f"{key}.root: required when source is 'folder'")
+    for field_name in ("size", "crops_per_image", "shard_size", "max_pixels"):
+        positive(getattr(d, field_name), f"{key}.{field_name}")
+    positive(d.max_images, f"{key}.max_images")
+    if d.workers != "auto":
+        positive(d.workers, f"{key}.workers")
+    if d.role == "eval" and d.crops_per_image != 1:
+        raise ConfigError(f"{key}.crops_per_image: must be 1 when role is 'eval' (one view per evaluated image), got {d.crops_per_image}")
 
 
 def parse_params(raw: dict[str, Any]) -> Params:
@@ -183,9 +233,13 @@ def parse_params(raw: dict[str, Any]) -> Params:
     models_raw = raw.pop("models", None) or {}
     if not isinstance(models_raw, dict):
         raise ConfigError("models: expected a mapping of model name to settings")
+    if "data" in raw:
+        raise ConfigError("data: the data section is now `datasets: {<name>: {...}}` (one entry per dataset, "
+                          "each with a role), and every model names its training dataset (`models.<m>.dataset`)")
     params = build_dataclass(Params, raw, "")
     models = {name: build_dataclass(ModelConfig, spec, f"models.{name}") for name, spec in models_raw.items()}
-    params = dataclasses.replace(params, models=models)
+    datasets = {name: d if d.out else dataclasses.replace(d, out=f"data/prepared/{name}") for name, d in params.datasets.items()}
+    params = dataclasses.replace(params, models=models, datasets=datasets)
     _check_ranges(params)
     return params
 

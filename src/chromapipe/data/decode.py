@@ -10,7 +10,9 @@ reason code, so the manifest can count and list them.
 from __future__ import annotations
 
 import io
+import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -69,23 +71,81 @@ def _decode_with_pillow(data: bytes) -> torch.Tensor:
     return _composite_on_white(arr) if arr.shape[0] == 4 else arr
 
 
-def decode_rgb(data: bytes, max_pixels: int) -> torch.Tensor:
-    """Bytes of an image file -> (3, H, W) uint8 sRGB. Raises SkipImage for unreadable or oversized input."""
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the file header says, read before any pixel is decoded (cheap: no decompression)."""
+
+    width: int
+    height: int
+    mode: str
+    format: str | None
+    alpha: bool
+
+    @property
+    def single_channel(self) -> bool:
+        """A gray-only pixel format (L, LA, 16-bit, bilevel …): grayscale without looking at a pixel."""
+        return self.mode in _SINGLE_CHANNEL_MODES
+
+
+_SINGLE_CHANNEL_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def read_header(data: bytes, max_pixels: int) -> ImageHeader:
+    """The header of an image file; raises SkipImage for a file that is no image, damaged, or too large."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as header:
-                width, height = header.size
-                alpha = _has_alpha(header)
+            with Image.open(io.BytesIO(data)) as img:
+                header = ImageHeader(img.size[0], img.size[1], img.mode, img.format, _has_alpha(img))
     except UnidentifiedImageError:
         if _looks_like_image(data):
             raise SkipImage("corrupt", "image signature present but the file cannot be parsed") from None
         raise SkipImage("not_an_image", "no known image format") from None
     except Exception as exc:  # noqa: BLE001 - any header failure means the file is unusable
         raise SkipImage("corrupt", f"unreadable header ({exc})") from None
-    if width * height > max_pixels:
-        raise SkipImage("too_large", f"{width}x{height} exceeds max_pixels={max_pixels}")
-    mode = ImageReadMode.RGB_ALPHA if alpha else ImageReadMode.RGB
+    if header.width * header.height > max_pixels:
+        raise SkipImage("too_large", f"{header.width}x{header.height} exceeds max_pixels={max_pixels}")
+    return header
+
+
+def _draft_request(header: ImageHeader, min_short: int | None) -> tuple[int, int] | None:
+    """The size to ask libjpeg for when a DCT-domain reduction (1/2, 1/4, 1/8) keeps the shorter side
+    >= ``min_short``; None when no reduction applies (not a plain JPEG, or not at least 2x larger)."""
+    if min_short is None or header.format != "JPEG" or header.mode not in ("RGB", "L"):
+        return None
+    short = min(header.width, header.height)
+    if short < 2 * min_short:
+        return None
+    return math.ceil(header.width * min_short / short), math.ceil(header.height * min_short / short)
+
+
+def _decode_jpeg_reduced(data: bytes, request: tuple[int, int]) -> torch.Tensor:
+    """JPEG decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself (deterministic; the IDCT does the
+    downscaling, so far fewer pixels are decoded), EXIF orientation applied, as (3, H, W) uint8."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.draft(img.mode, request)
+            img = ImageOps.exif_transpose(img)
+            rgb = img if img.mode == "RGB" else img.convert("RGB")
+            with warnings.catch_warnings():  # a read-only view is fine: nothing writes into the pixels
+                warnings.simplefilter("ignore")
+                return torch.from_numpy(np.asarray(rgb)).permute(2, 0, 1)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise SkipImage("corrupt", str(exc)) from None
+
+
+def decode_rgb(data: bytes, max_pixels: int, header: ImageHeader | None = None, min_short: int | None = None) -> torch.Tensor:
+    """Bytes of an image file -> (3, H, W) uint8 sRGB. Raises SkipImage for unreadable or oversized input.
+
+    ``min_short``: the shorter side the caller needs; a JPEG at least twice that size is decoded at a
+    reduced scale (the result's shorter side stays >= ``min_short``). ``header``: from
+    :func:`read_header`, when the caller already has it.
+    """
+    header = header or read_header(data, max_pixels)
+    request = _draft_request(header, min_short)
+    if request is not None:
+        return _decode_jpeg_reduced(data, request)
+    mode = ImageReadMode.RGB_ALPHA if header.alpha else ImageReadMode.RGB
     buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:
         img = decode_image(buf, mode=mode, apply_exif_orientation=True)
@@ -102,13 +162,23 @@ def decode_rgb(data: bytes, max_pixels: int) -> torch.Tensor:
     return _composite_on_white(img) if img.shape[0] == 4 else img
 
 
+#: pixels the grayscale test looks at: a strided subsample of about this many keeps it cheap on any size
+GRAY_SAMPLE_PIXELS = 16_384
+
+
 def grayscale_spread(rgb: torch.Tensor) -> float:
     """The 99th percentile over pixels of (max - min) across channels: ~0 for gray images.
 
     A percentile rather than the maximum keeps a gray JPEG with a few chroma-noise pixels gray, and a
-    subsample keeps it cheap on large images.
+    strided subsample keeps it cheap on large images. The percentile is read off a 256-bin histogram
+    of the uint8 spreads (linear interpolation between order statistics, as torch.quantile does):
+    no float copy of the image and no sort.
     """
-    step = max(1, int((rgb.shape[1] * rgb.shape[2] / 250_000) ** 0.5))
-    sub = rgb[:, ::step, ::step].to(torch.int16)
-    spread = (sub.max(dim=0).values - sub.min(dim=0).values).flatten().float()
-    return float(torch.quantile(spread, 0.99))
+    step = max(1, round((rgb.shape[-2] * rgb.shape[-1] / GRAY_SAMPLE_PIXELS) ** 0.5))
+    sub = rgb[:, ::step, ::step]
+    spread = (sub.amax(dim=0) - sub.amin(dim=0)).reshape(-1)  # uint8: max >= min, no overflow
+    cumulative = torch.bincount(spread, minlength=256).cumsum(0)
+    position = 0.99 * (spread.numel() - 1)
+    lo = math.floor(position)
+    v_lo, v_hi = (int(torch.searchsorted(cumulative, k, right=True)) for k in (lo, min(lo + 1, spread.numel() - 1)))
+    return v_lo + (position - lo) * (v_hi - v_lo)

@@ -1,167 +1,196 @@
-"""The prepare stage: source images -> decoded, filtered, cropped, L*a*b* shards per split + manifest.
+"""The prepare stage: source images -> decoded, filtered, cropped, encoded shards per split + manifest.
 
-Images stream through one at a time (optionally across a process pool, results kept in source order
-so shard contents and hashes are deterministic); only one shard per split is ever buffered.
+The per-image work (:mod:`chromapipe.data.process`) runs on an engine (:mod:`chromapipe.data.engines`:
+this process, a local process pool, or a Ray cluster) in chunks of consecutive sources; results come
+back in source order, so shard contents, names and hashes do not depend on the engine or the number of
+workers. Only one shard per split is ever buffered.
+
+The manifest describes the data and nothing else, except its ``run`` entry: engine, workers, the node
+that computed each chunk, timing. Two runs with the same params give manifests equal but for ``run``,
+and byte-identical shards. ``params`` leaves out ``workers``, ``engine``, ``out`` and ``label`` (they
+change how fast or where, not what), so training's data fingerprint does not change with them either.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import multiprocessing
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from chromapipe.color import lab_to_rgb_uint8, rgb_uint8_to_lab
 from chromapipe.config import DataConfig, resolve_path, to_dict
-from chromapipe.data.decode import SkipImage, decode_rgb, grayscale_spread
-from chromapipe.metrics.colorfulness import colorfulness_per_image
-from chromapipe.data.shards import LAB_DTYPE, ShardWriter
+from chromapipe.data.encoding import ROUNDTRIP_STEP, storage_format
+from chromapipe.data.engines import chunk_size, chunked, connect_ray, local_workers, ray_parallelism, resolve_engine, run_local, run_ray
+from chromapipe.data.process import ChunkResult, ImageResult, crops, process_image  # noqa: F401 - re-exported
+from chromapipe.data.shards import ShardWriter
 from chromapipe.data.sources import SourceImage, list_sources
 from chromapipe.data.splits import SPLITS, assign_splits
 
 log = logging.getLogger(__name__)
 
-
-def _resize_short_side(rgb: torch.Tensor, short: int) -> torch.Tensor:
-    h, w = rgb.shape[-2:]
-    scale = short / min(h, w)
-    size = (max(short, round(h * scale)), max(short, round(w * scale)))
-    if size == (h, w):
-        return rgb
-    out = F.interpolate(rgb[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-    return out.round().clamp(0, 255).to(torch.uint8)
+#: DataConfig fields that change how or where the stage runs, or what the report calls the set, not the
+#: shards' contents: kept out of manifest["params"] (and so out of training's data fingerprint)
+NON_CONTENT_PARAMS = ("workers", "engine", "out", "label")
+#: skip reasons meaning "no image could be read from this listed file" (the only skips of role eval)
+UNREADABLE = frozenset({"missing", "unreadable", "corrupt", "not_an_image", "too_large", "unsupported"})
 
 
-def _grid_positions(n: int, h_room: int, w_room: int) -> list[tuple[int, int]]:
-    """``n`` top-left corners spread evenly over the room left for a crop (row-major grid)."""
-    side = math.ceil(math.sqrt(n))
-    ys = [round(h_room * i / (side - 1)) if side > 1 else h_room // 2 for i in range(side)]
-    xs = [round(w_room * j / (side - 1)) if side > 1 else w_room // 2 for j in range(side)]
-    return [(y, x) for y in ys for x in xs][:n]
+def content_params(cfg: DataConfig) -> dict[str, Any]:
+    """The params that determine the shards' contents (the manifest's ``params``)."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in NON_CONTENT_PARAMS}
 
 
-def crops(rgb: torch.Tensor, cfg: DataConfig) -> list[torch.Tensor]:
-    """The square training views of one photo (uint8 (3, S, S) each).
-
-    ``resize``: the whole photo squashed to S×S. ``center_crop``: shorter side to S, centre crop. With
-    ``crops_per_image`` = n > 1 the shorter side goes to min(2S, original) and n crops are taken on a
-    grid, which turns a handful of large photos (the sample set) into a usable training set without
-    upsampling any of them.
-    """
-    s = cfg.size
-    if cfg.resize == "resize":
-        out = F.interpolate(rgb[None].float(), size=(s, s), mode="bilinear", antialias=True, align_corners=False)[0]
-        return [out.round().clamp(0, 255).to(torch.uint8)]
-    n = cfg.crops_per_image
-    short = s if n == 1 else max(s, min(2 * s, min(rgb.shape[-2:])))
-    img = _resize_short_side(rgb, short)
-    h, w = img.shape[-2:]
-    positions = [((h - s) // 2, (w - s) // 2)] if n == 1 else _grid_positions(n, h - s, w - s)
-    return [img[:, y : y + s, x : x + s].contiguous() for y, x in positions]
+def split_assignment(sources: Sequence[SourceImage], cfg: DataConfig) -> dict[str, str]:
+    """Group -> split: role eval puts everything in ``test``; role train splits by the ratios."""
+    if cfg.role == "eval":
+        return {s.group: "test" for s in sources}
+    return assign_splits(((s.group, s.label) for s in sources), cfg.splits, cfg.seed)
 
 
-def process_image(item: SourceImage, cfg: DataConfig) -> tuple[list[torch.Tensor], int] | tuple[None, tuple[str, str]]:
-    """Decode + filter + crop + convert one source.
+@dataclass
+class _Run:
+    """What the chunks report besides their images: the round-trip error, and where they ran (the
+    manifest's ``run`` entry, apart from timing)."""
 
-    Returns (Lab tensors, max sRGB round-trip error of their float16 form) or (None, (reason, detail)).
-    """
-    try:
+    engine: str
+    workers: int
+    chunk_size: int
+    nodes: list[str] = field(default_factory=list)
+    chunk_nodes: list[int] = field(default_factory=list)
+    chunk_seconds: float = 0.0
+    roundtrip: int = 0
+
+    def record(self, result: ChunkResult) -> None:
+        self.roundtrip = max(self.roundtrip, result.roundtrip)
+        if result.node not in self.nodes:
+            self.nodes.append(result.node)
+        self.chunk_nodes.append(self.nodes.index(result.node))
+        self.chunk_seconds += result.seconds
+
+
+@contextmanager
+def _engine(sources: list[SourceImage], cfg: DataConfig) -> Iterator[tuple[_Run, list[Sequence[SourceImage]], Iterator[ChunkResult]]]:
+    """The chunks and their results (in order) from the configured engine; Ray is disconnected after
+    if this call connected it."""
+    if resolve_engine(cfg) == "ray":
+        started = connect_ray()
         try:
-            data = item.path.read_bytes()
-        except OSError as exc:
-            raise SkipImage("unreadable", str(exc)) from None
-        rgb = decode_rgb(data, cfg.max_pixels)
-        h, w = rgb.shape[-2:]
-        if min(h, w) < cfg.size:
-            raise SkipImage("too_small", f"{w}x{h} is smaller than data.size={cfg.size}")
-        spread = grayscale_spread(rgb)
-        if spread <= cfg.grayscale_tolerance:
-            raise SkipImage("grayscale", f"channel spread {spread:.1f} <= grayscale_tolerance={cfg.grayscale_tolerance}")
-        if cfg.min_colorfulness > 0:
-            cf = float(colorfulness_per_image(rgb[None])[0])
-            if cf < cfg.min_colorfulness:
-                raise SkipImage("low_colorfulness", f"colorfulness {cf:.1f} < min_colorfulness={cfg.min_colorfulness}")
-        views = crops(rgb, cfg)
-        labs = [rgb_uint8_to_lab(c) for c in views]
-        return labs, max(roundtrip_error(lab, c) for lab, c in zip(labs, views))
-    except SkipImage as skip:
-        return None, (skip.code, skip.detail)
+            parallelism = ray_parallelism()
+            size = chunk_size(len(sources), parallelism)
+            chunks = chunked(sources, size)
+            yield _Run("ray", parallelism, size), chunks, run_ray(chunks, cfg)
+        finally:
+            if started:
+                import ray
 
-
-def _process_star(args: tuple[SourceImage, DataConfig]) -> Any:
-    torch.set_num_threads(1)
-    return process_image(*args)
-
-
-def _results(items: list[SourceImage], cfg: DataConfig) -> Iterator[Any]:
-    workers = cfg.workers
-    if workers <= 1:
-        yield from (process_image(it, cfg) for it in items)
+                ray.shutdown()
         return
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(_process_star, ((it, cfg) for it in items), chunksize=4)
+    workers = local_workers(cfg, len(sources))
+    size = chunk_size(len(sources), workers)
+    chunks = chunked(sources, size)
+    results = run_local(chunks, cfg, workers)
+    try:
+        yield _Run("local", workers, size), chunks, results
+    finally:
+        results.close()  # stops a process pool early if writing failed
 
 
-def roundtrip_error(lab: torch.Tensor, rgb_reference: torch.Tensor) -> int:
-    """Max |Δ| (0-255) between sRGB uint8 and its float16 L*a*b* shard value converted back."""
-    back = lab_to_rgb_uint8(lab.to(torch.float16).float())
-    return int((back.int() - rgb_reference.int()).abs().max())
+@dataclass
+class _Tally:
+    """What the manifest counts, accumulated image by image in source order."""
+
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    n_upscaled: int = 0
+    n_grayscale: int = 0
+
+    def add(self, item: SourceImage, result: ImageResult, writer: ShardWriter) -> None:
+        self.n_grayscale += result.grayscale
+        if result.pixels is None:
+            code, detail = result.skip or ("unknown", "")
+            self.skipped.append({"source": item.id, "reason": code, "detail": detail})
+            log.info("skipped %s: %s (%s)", item.id, code, detail)
+            return
+        self.n_upscaled += result.upscaled
+        n = len(result.pixels)
+        for k in range(n):
+            writer.add_encoded(result.pixels[k], item.label, f"{item.id}#{k}" if n > 1 else item.id)
+
+    @property
+    def n_unreadable(self) -> int:
+        return sum(s["reason"] in UNREADABLE for s in self.skipped)
+
+
+def _split_entries(writers: dict[str, ShardWriter], assignment: dict[str, str], skipped_ids: set[str]) -> dict[str, Any]:
+    groups: dict[str, set[str]] = {name: set() for name in SPLITS}
+    for group, name in assignment.items():
+        groups[name].add(group)
+    return {name: {"n_images": w.count, "n_sources": len(groups[name] - skipped_ids), "shards": w.shards} for name, w in writers.items()}
+
+
+def _check(manifest: dict[str, Any], cfg: DataConfig) -> None:
+    """Refuse a useless result; for an evaluation set, check that every readable listed image is in."""
+    splits = manifest["splits"]
+    if cfg.role == "train" and splits["train"]["n_images"] == 0:
+        raise RuntimeError(f"prepare: no usable training images out of {manifest['n_listed']} sources; skipped: {manifest['skipped_by_reason']}")
+    if cfg.role == "eval":
+        other = sorted(set(manifest["skipped_by_reason"]) - UNREADABLE)
+        expected = manifest["n_listed"] - manifest["n_unreadable"]
+        if other or splits["test"]["n_images"] != expected or splits["train"]["n_images"] or splits["val"]["n_images"]:
+            raise RuntimeError(f"prepare (role eval): {splits['test']['n_images']} test images for {expected} readable listed files; skipped: {manifest['skipped_by_reason']}")
+        if expected == 0:
+            raise RuntimeError(f"prepare (role eval): none of the {manifest['n_listed']} listed files is readable: {manifest['skipped_by_reason']}")
 
 
 def prepare(cfg: DataConfig) -> dict[str, Any]:
     """Run the prepare stage; returns the manifest (also written to ``<out>/manifest.json``)."""
-    start = time.time()
-    out = resolve_path(cfg.out)
+    start = time.perf_counter()
+    out = resolve_path(cfg.out or "data/prepared")  # Params fills in data/prepared/<name>
     if out.exists():
         shutil.rmtree(out)  # a DVC output is rebuilt whole: no stale shard survives a params change
     sources, classes = list_sources(cfg)
-    assignment = assign_splits(((s.group, s.label) for s in sources), cfg.splits, cfg.seed)
-    writers = {name: ShardWriter(out / name, cfg.shard_size) for name in SPLITS}
-    skipped: list[dict[str, str]] = []
-    roundtrip = 0
-    for item, (labs, info) in tqdm(zip(sources, _results(sources, cfg)), total=len(sources), desc="prepare", unit="img"):
-        if labs is None:
-            code, detail = info
-            skipped.append({"source": item.id, "reason": code, "detail": detail})
-            log.info("skipped %s: %s (%s)", item.id, code, detail)
-            continue
-        split = assignment[item.group]
-        roundtrip = max(roundtrip, info)
-        for k, lab in enumerate(labs):
-            writers[split].add(lab, item.label, f"{item.id}#{k}" if len(labs) > 1 else item.id)
+    assignment = split_assignment(sources, cfg)
+    writers = {name: ShardWriter(out / name, cfg.shard_size, cfg.encoding) for name in SPLITS}
+    tally = _Tally()
+    with _engine(sources, cfg) as (run, chunks, results), tqdm(total=len(sources), desc="prepare", unit="img") as bar:
+        for chunk, result in zip(chunks, results):
+            run.record(result)
+            for item, image in zip(chunk, result.results):
+                tally.add(item, image, writers[assignment[item.group]])
+            bar.update(len(chunk))
     for w in writers.values():
         w.flush()
-    bytes_per_image = 3 * cfg.size * cfg.size * LAB_DTYPE().itemsize
+    seconds = time.perf_counter() - start
     manifest = {
-        "format": "chromapipe-lab-shards/1",
-        "params": to_dict(cfg),
+        "format": "chromapipe-shards/2",
+        "params": content_params(cfg),
+        "role": cfg.role,
         "classes": classes,
         "n_sources": len(sources),
-        "splits": {
-            name: {
-                "n_images": w.count,
-                "n_sources": len({g for g, s in assignment.items() if s == name} - {s["source"] for s in skipped}),
-                "shards": w.shards,
-            }
-            for name, w in writers.items()
+        "n_listed": len(sources),
+        "splits": _split_entries(writers, assignment, {s["source"] for s in tally.skipped}),
+        "skipped": tally.skipped,
+        "skipped_by_reason": dict(Counter(s["reason"] for s in tally.skipped)),
+        "n_unreadable": tally.n_unreadable,
+        "n_grayscale": tally.n_grayscale,
+        "n_upscaled": tally.n_upscaled,
+        "storage": storage_format(cfg.encoding).describe(cfg.size),
+        "lab_roundtrip_max_abs_uint8": run.roundtrip,
+        "roundtrip_sample": f"every {ROUNDTRIP_STEP}th row and column of every stored image",
+        "run": {
+            "engine": run.engine, "workers": run.workers, "chunk_size": run.chunk_size, "nodes": run.nodes,
+            "chunk_nodes": run.chunk_nodes, "seconds": round(seconds, 2),
+            "images_per_s": round(len(sources) / seconds, 1) if seconds > 0 else None,
+            "worker_seconds": round(run.chunk_seconds, 2),
         },
-        "skipped": skipped,
-        "skipped_by_reason": dict(Counter(s["reason"] for s in skipped)),
-        "storage": {"dtype": "float16", "layout": "N,3,S,S (L*, a*, b*)", "bytes_per_image": bytes_per_image},
-        "lab_roundtrip_max_abs_uint8": roundtrip,
-        "seconds": round(time.time() - start, 2),
     }
-    if manifest["splits"]["train"]["n_images"] == 0:
-        raise RuntimeError(f"prepare: no usable training images out of {len(sources)} sources; skipped: {manifest['skipped_by_reason']}")
+    _check(manifest, cfg)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    log.info("prepared %s images (%s skipped) into %s", {k: v["n_images"] for k, v in manifest["splits"].items()}, len(skipped), out)
+    log.info("prepared %s images (%s skipped) into %s", {k: v["n_images"] for k, v in manifest["splits"].items()}, len(tally.skipped), out)
     return manifest

@@ -1,73 +1,144 @@
-"""Memory-mappable L*a*b* shards: the on-disk form of a prepared split.
+"""Memory-mappable image shards: the on-disk form of a prepared split.
 
-Format: ``shard-NNNNN.lab.npy`` float16 (N, 3, S, S) holding L* in [0, 100] and a*, b* in Lab units,
-and ``shard-NNNNN.labels.npy`` int64 (N,). Plain ``.npy`` files open with ``np.load(mmap_mode="r")``,
-so a training worker touches only the images it reads. float16 is 6 bytes per pixel
-(393,216 bytes per 256² image); its rounding (≤ 0.03 in L*, ≤ 0.06 in a*b*) is below one step of
-8-bit sRGB, so L*a*b* -> sRGB uint8 reproduces the source pixels (tests assert the exact bound).
+Format: ``shard-NNNNN.<suffix>.npy`` (N, 3, S, S) in the dataset's encoding (see
+:mod:`chromapipe.data.encoding`: ``.lab.npy`` float16 L*a*b*, ``.lab8.npy`` OpenCV 8-bit Lab,
+``.rgb8.npy`` sRGB uint8) and ``shard-NNNNN.labels.npy`` int64 (N,). Plain ``.npy`` files open with
+``np.load(mmap_mode="r")``, so a training worker touches only the images it reads. Whatever the
+encoding, :class:`LabShardDataset` returns float L*a*b*. The manifest's shard entry names the pixel file
+under ``"lab"`` (for every encoding: the key predates the others) and the labels under ``"labels"``.
+float16 is 6 bytes per pixel (393,216 bytes per 256² image); its rounding (≤ 0.03 in L*, ≤ 0.06 in a*b*)
+is below one step of 8-bit sRGB, so L*a*b* -> sRGB uint8 reproduces the source pixels (tests assert the
+exact bound for every encoding).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from chromapipe.data.encoding import decode_to_lab, encode_lab, storage_format
 from chromapipe.hashing import sha256_file
 
-LAB_DTYPE = np.float16
+LAB_DTYPE = np.float16  # the float16 encoding's dtype (kept for callers of the original format)
+
+
+def npy_header(dtype: type, shape: tuple[int, ...]) -> bytes:
+    """The ``.npy`` header ``np.save`` writes for an array of this dtype and shape. NumPy pads it so
+    that its length does not depend on the first dimension's digits, which lets a shard file be written
+    before its final length is known and its header patched in place."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape})
+    return buf.getvalue()
 
 
 @dataclass
 class ShardWriter:
-    """Buffers at most ``shard_size`` images, then writes a shard: memory is bounded by one shard."""
+    """Streams images into the open shard file, ``shard_size`` per file; hashes them on the way.
+
+    Nothing is buffered but the labels and ids: each image goes straight to the file (the bytes are
+    those ``np.save`` would write for the stacked shard) and into its SHA-256, so the writer's memory
+    does not grow with ``shard_size`` and no image is copied or read back. The header is written for a
+    full shard; a last, shorter shard has its header patched and is hashed from the file.
+    Images arrive already encoded (:meth:`add_encoded`, what the prepare stage does) or as float
+    L*a*b* (:meth:`add`).
+    """
 
     directory: Path
     shard_size: int
+    encoding: str = "float16"
     shards: list[dict[str, Any]] = field(default_factory=list)
-    _lab: list[np.ndarray] = field(default_factory=list)
+    _file: BinaryIO | None = None
+    _hash: Any = None
+    _shape: tuple[int, ...] | None = None
+    _n: int = 0
     _labels: list[int] = field(default_factory=list)
     _ids: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.format = storage_format(self.encoding)
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def add(self, lab: torch.Tensor, label: int, ident: str) -> None:
-        self._lab.append(lab.to(torch.float16).numpy())
+        """One image as float L*a*b* (3, S, S), encoded here."""
+        self.add_encoded(encode_lab(lab, self.encoding), label, ident)
+
+    def add_encoded(self, pixels: np.ndarray, label: int, ident: str) -> None:
+        """One image (3, S, S) already in this writer's encoding."""
+        if pixels.dtype != self.format.dtype:
+            raise TypeError(f"{self.encoding} shards hold {np.dtype(self.format.dtype).name}, got {pixels.dtype}")
+        if self._shape is not None and pixels.shape != self._shape:
+            raise ValueError(f"image shape {pixels.shape} differs from the shard's {self._shape}")
+        self._shape = pixels.shape
+        if self._file is None:
+            self._open()
+        assert self._file is not None
+        data = memoryview(np.ascontiguousarray(pixels)).cast("B")
+        self._file.write(data)
+        self._hash.update(data)
+        self._n += 1
         self._labels.append(label)
         self._ids.append(ident)
-        if len(self._lab) >= self.shard_size:
+        if self._n >= self.shard_size:
             self.flush()
 
+    def _stem(self) -> str:
+        return f"shard-{len(self.shards):05d}"
+
+    def _open(self) -> None:
+        assert self._shape is not None
+        header = npy_header(self.format.dtype, (self.shard_size, *self._shape))
+        self._file = open(self.directory / f"{self._stem()}.{self.format.suffix}.npy", "wb")
+        self._file.write(header)
+        self._hash = hashlib.sha256(header)
+
+    def _close_file(self) -> str:
+        """Close the pixel file; its SHA-256 (patching the header of a shorter last shard)."""
+        assert self._file is not None and self._shape is not None
+        path = Path(self._file.name)
+        if self._n < self.shard_size:
+            self._file.seek(0)
+            self._file.write(npy_header(self.format.dtype, (self._n, *self._shape)))
+            self._file.close()
+            digest = sha256_file(path)
+        else:
+            self._file.close()
+            digest = self._hash.hexdigest()
+        self._file = None
+        return digest
+
     def flush(self) -> None:
-        if not self._lab:
+        """Finish the current shard (the next image starts a new one)."""
+        if not self._n:
             return
-        stem = f"shard-{len(self.shards):05d}"
-        lab_path = self.directory / f"{stem}.lab.npy"
+        stem = self._stem()
+        lab_name = f"{stem}.{self.format.suffix}.npy"
+        lab_sha = self._close_file()
         label_path = self.directory / f"{stem}.labels.npy"
-        np.save(lab_path, np.stack(self._lab).astype(LAB_DTYPE))
         np.save(label_path, np.asarray(self._labels, dtype=np.int64))
         self.shards.append(
             {
-                "lab": lab_path.name,
+                "lab": lab_name,
                 "labels": label_path.name,
-                "n": len(self._lab),
-                "sha256": {lab_path.name: sha256_file(lab_path), label_path.name: sha256_file(label_path)},
+                "n": self._n,
+                "sha256": {lab_name: lab_sha, label_path.name: sha256_file(label_path)},
                 "ids": list(self._ids),
             }
         )
-        self._lab, self._labels, self._ids = [], [], []
+        self._n, self._labels, self._ids = 0, [], []
 
     @property
     def count(self) -> int:
-        return sum(s["n"] for s in self.shards) + len(self._lab)
+        return sum(s["n"] for s in self.shards) + self._n
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
@@ -80,9 +151,9 @@ def read_manifest(root: Path) -> dict[str, Any]:
 class LabShardDataset(Dataset):
     """One split of prepared shards as a map-style dataset of {"L", "ab", "label"} tensors.
 
-    Images are resized from the stored size to ``resolution`` on read (antialiased), so models at other
-    resolutions (ChromaGAN's 224²) share one preparation. ``hflip`` applies the papers' random horizontal
-    flip with p = 0.5.
+    Images are decoded from the shards' encoding to float L*a*b* and resized from the stored size to
+    ``resolution`` on read (antialiased), so models at other resolutions (ChromaGAN's 224²) share one
+    preparation. ``hflip`` applies the papers' random horizontal flip with p = 0.5.
     """
 
     def __init__(self, root: Path, split: str, resolution: int | None = None, hflip: bool = False, limit: int | None = None) -> None:
@@ -92,6 +163,7 @@ class LabShardDataset(Dataset):
         self.directory = root / split
         self.shards = manifest["splits"][split]["shards"]
         self.size = manifest["params"]["size"]
+        self.encoding = manifest.get("storage", {}).get("encoding", "float16")  # manifests before encodings: float16
         self.resolution = resolution or self.size
         self.hflip = hflip
         self.offsets = np.cumsum([0] + [s["n"] for s in self.shards]).tolist()
@@ -118,7 +190,7 @@ class LabShardDataset(Dataset):
             raise IndexError(index)
         k = bisect_right(self.offsets, index) - 1
         lab_arr, label_arr = self._shard(k)
-        lab = torch.from_numpy(np.asarray(lab_arr[index - self.offsets[k]], dtype=np.float32))
+        lab = decode_to_lab(lab_arr[index - self.offsets[k]], self.encoding)
         if self.resolution != self.size:
             lab = F.interpolate(lab[None], size=(self.resolution, self.resolution), mode="bilinear", antialias=True, align_corners=False)[0]
         if self.hflip and torch.rand(()) < 0.5:

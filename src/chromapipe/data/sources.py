@@ -22,10 +22,13 @@ class SourceImage:
 
 
 def _package_dir(module: str) -> Path:
-    spec = importlib.util.find_spec(module)
+    """The directory of an installed (sub)package, found without importing it: importing scikit-learn's
+    or matplotlib's dataset modules costs seconds, and only their files are needed."""
+    top, *rest = module.split(".")
+    spec = importlib.util.find_spec(top)  # a top-level spec is found without executing the package
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"data.source: 'sample' needs the package {module!r}, which is not installed")
-    return Path(next(iter(spec.submodule_search_locations)))
+        raise ConfigError(f"data.source: 'sample' needs the package {top!r}, which is not installed")
+    return Path(next(iter(spec.submodule_search_locations))).joinpath(*rest)
 
 
 # Color photographs that ship inside installed packages (see shared/reference/offline-assets.md).

@@ -1,4 +1,8 @@
-"""The evaluate stage: colorize a split with a trained generator (or the gray baseline) and score it.
+"""The evaluate stage: colorize each evaluation set with a trained generator (or the gray baseline), score it.
+
+Which sets a model is scored on is the evaluation matrix in params (``evaluate.sets``; by default its
+training dataset's test split); fixed evaluation sets (``role: eval``, e.g. ImageNet ctest10k) are scored
+whole. Each (model, set) gets its own record, whose protocol names the set and the paper's name for it.
 
 Protocol: every model is scored at the stored data resolution in sRGB uint8. A model that works at
 another resolution (ChromaGAN's 224²) sees L* resized to its resolution; its ab prediction is resized
@@ -9,6 +13,7 @@ The gray baseline (ab = 0) is a predictor like any other and is scored by the sa
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from pathlib import Path
@@ -34,16 +39,21 @@ from chromapipe.models.palette import GRID
 log = logging.getLogger(__name__)
 
 
-def _protocol(params: Params, manifest: dict[str, Any], n_images: int) -> dict[str, Any]:
+def _protocol(params: Params, set_name: str, manifest: dict[str, Any], split: str, n_images: int) -> dict[str, Any]:
+    d = params.dataset(set_name)
+    source = "embedded sample photos" if d.source == "sample" else Path(d.root or "").name + (f" ({Path(d.file_list).name})" if d.file_list else "")
     return {
-        "dataset": params.data.source if params.data.source == "sample" else Path(params.data.root or "").name,
-        "split": params.evaluate.split,
+        "dataset": set_name,
+        "dataset_label": d.label,
+        "source": source,
+        "role": d.role,
+        "split": split,
         "n_images": n_images,
-        "resolution": params.data.size,
-        "resize": params.data.resize + (f" ({params.data.crops_per_image} crops per photo)" if params.data.crops_per_image > 1 else ""),
+        "n_sources": manifest["splits"][split]["n_sources"],
+        "resolution": d.size,
+        "resize": d.resize + (f" ({d.crops_per_image} crops per photo)" if d.crops_per_image > 1 else ""),
         "color_space": "sRGB uint8 (L*a*b* D65 -> sRGB)",
         "averaging": "mean over images",
-        "n_sources": manifest["splits"][params.evaluate.split]["n_sources"],
     }
 
 
@@ -87,35 +97,50 @@ def load_predictor(params: Params, name: str, device: torch.device) -> tuple[Pre
     return functools.partial(recipe.predict, G), recipe, {"arch": info["config"].arch, "kind": MEASURED, "run_id": info["meta"].get("run_id")}
 
 
-def evaluate(params: Params, name: str, device: str = "auto", ground_truth: bool = False) -> MetricsRecord:
-    """Score model ``name`` (or ``"gray"``) and write ``<evaluate.out>/<name>/metrics.json`` + samples.
-    ``ground_truth``: also save the ground-truth samples the report shows beside every model's."""
-    ec = params.evaluate
+def evaluate(params: Params, name: str, device: str = "auto", ground_truth: bool = False) -> list[MetricsRecord]:
+    """Score model ``name`` (or ``"gray"``: on every evaluated set) on each of its evaluation sets, writing
+    ``<evaluate.out>/<name>/<set>/metrics.json`` + samples, and ``<evaluate.out>/scores/<name>.json`` (the
+    numbers alone, per set: what ``dvc metrics`` shows). ``ground_truth``: also save the ground-truth
+    samples the report shows beside every model's."""
     dev = resolve_device(device)
-    data_root = resolve_path(params.data.out)
-    manifest = read_manifest(data_root)
-    out_dir = resolve_path(ec.out) / name
-    dataset = LabShardDataset(data_root, ec.split, limit=ec.max_images)
-    if len(dataset) == 0:
-        raise RuntimeError(f"evaluate: the {ec.split!r} split is empty; adjust data.splits")
     predictor, recipe, facts = load_predictor(params, name, dev)
+    sets = params.evaluated_sets() if name == GRAY else params.evaluation_sets(name)
+    records = [evaluate_set(params, name, set_name, predictor, recipe, facts, dev, ground_truth) for set_name in sets]
+    scores = resolve_path(params.evaluate.out) / "scores" / f"{name}.json"
+    scores.parent.mkdir(parents=True, exist_ok=True)
+    scores.write_text(json.dumps({r.dataset: r.scores() for r in records}, indent=1))
+    return records
+
+
+def evaluate_set(params: Params, name: str, set_name: str, predictor: Predictor, recipe: Recipe | None,
+                 facts: dict[str, Any], dev: torch.device, ground_truth: bool) -> MetricsRecord:
+    """Score one predictor on one evaluation set: a train-role dataset's ``evaluate.split``, or every image
+    of an eval-role set."""
+    ec = params.evaluate
+    data_root = params.dataset_dir(set_name)
+    manifest = read_manifest(data_root)
+    split = ec.split if params.dataset(set_name).role == "train" else "test"
+    out_dir = resolve_path(ec.out) / name / set_name
+    dataset = LabShardDataset(data_root, split, limit=ec.max_images)
+    if len(dataset) == 0:
+        raise RuntimeError(f"evaluate: the {split!r} split of dataset {set_name!r} is empty; adjust datasets.{set_name}.splits")
     samples = SampleWriter(out_dir, ec.samples, recipe, ground_truth)
     t0 = time.time()
     with MetricSuite(lpips_net=ec.lpips_net, fid=ec.fid, device=dev) as suite:
-        batches = tqdm(DataLoader(dataset, batch_size=ec.batch_size, shuffle=False), desc=f"evaluate {name}", unit="batch")
+        batches = tqdm(DataLoader(dataset, batch_size=ec.batch_size, shuffle=False), desc=f"evaluate {name} on {set_name}", unit="batch")
         seen = score_batches(predictor, batches, suite, dev, on_batch=samples)
         report = suite.compute()
     seconds = time.time() - t0
     samples.close()
     record = MetricsRecord(
-        name=name, **facts, protocol=_protocol(params, manifest, seen),
+        name=name, **facts, protocol=_protocol(params, set_name, manifest, split, seen),
         metrics=report.metrics, unavailable=report.unavailable, details=report.details,
         timing={"seconds": round(seconds, 2), "images_per_s": round(seen / max(seconds, 1e-9), 3), "device": str(dev)},
     )
     record.write(out_dir)
     if record.run_id:
         _log_to_mlflow(params, record, out_dir)
-    log.info("evaluated %s on %d images: %s", name, seen, record.scores())
+    log.info("evaluated %s on %s (%d images): %s", name, set_name, seen, record.scores())
     return record
 
 
@@ -123,8 +148,8 @@ def _log_to_mlflow(params: Params, record: MetricsRecord, out_dir: Path) -> None
     client = MlflowClient(tracking_uri(params))
     for key, value in record.scores().items():
         if key != "n_images":
-            client.log_metric(record.run_id, f"eval/{key}", float(value))
-    client.log_dict(record.run_id, record.to_json(), "evaluation/metrics.json")
+            client.log_metric(record.run_id, f"eval/{record.dataset}/{key}", float(value))
+    client.log_dict(record.run_id, record.to_json(), f"evaluation/{record.dataset}/metrics.json")
     client.log_dict(record.run_id, to_dict(params.evaluate), "evaluation/params.json")
     for png in sorted((out_dir / "samples").glob("*.png")):
-        client.log_artifact(record.run_id, str(png), artifact_path="evaluation/samples")
+        client.log_artifact(record.run_id, str(png), artifact_path=f"evaluation/{record.dataset}/samples")

@@ -84,6 +84,11 @@ class MetricsRecord:
 
     # ------------------------------------------------------------------------------------------ queries
     @property
+    def dataset(self) -> str:
+        """The evaluation set's name in params (``protocol.dataset``), else the directory it was read from."""
+        return str(self.protocol.get("dataset") or (self.path.name if self.path else ""))
+
+    @property
     def is_baseline(self) -> bool:
         return self.kind == BASELINE or self.name == GRAY
 

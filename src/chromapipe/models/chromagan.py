@@ -45,9 +45,9 @@ KERAS_LEAKY_SLOPE = 0.3  # keras.layers.LeakyReLU() default alpha, used by Chrom
 class Options:
     """``models.<name>.options`` for ``arch: chromagan``.
 
-    backbone_weights: ``imagenet`` = VGG16 conv weights from ``chromapipe.weights`` (falls back to random
-        init, recorded in ``describe()``, when they are not available locally — never downloaded);
-        ``random`` = random init on purpose.
+    backbone_weights: ``imagenet`` = VGG16 conv weights from ``chromapipe.weights``; building the generator
+        stops with a clear error when they are not available locally (never downloaded, never silently
+        replaced by random weights); ``random`` = random init on purpose.
     teacher: the frozen ImageNet classifier providing the KL target (run on the gray input tiled to RGB).
     critic_slope: LeakyReLU slope of the critic (0.3 = Keras' default in the authors' code).
     """
@@ -184,9 +184,13 @@ class ChromaGANRecipe(Recipe):
             return G
         try:
             prov = load_backbone_weights(G.backbone)
-            self._backbone_info = {"weights": "imagenet", **prov}
         except WeightsUnavailable as exc:
-            self._backbone_info = {"weights": "random (fallback)", "requested": "imagenet", "reason": str(exc)}
+            raise WeightsUnavailable(
+                "vgg16_features",
+                f"{exc.reason}. ChromaGAN's backbone starts from ImageNet VGG16 weights (options.backbone_weights: "
+                "imagenet): run `chromapipe weights fetch`, or set options.backbone_weights: random to train from scratch",
+            ) from exc
+        self._backbone_info = {"weights": "imagenet", **prov}
         return G
 
     def build_discriminator(self) -> nn.Module:

@@ -9,6 +9,7 @@ the caller records what was missing, so a figure is never a silent blank.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +71,10 @@ def comparison_grid(columns: list[tuple[str, dict[str, Path]]], names: list[str]
 
 
 def palette_maps(palettes: dict[str, dict[str, np.ndarray]], n: int, path: Path) -> Path | None:
-    """PalGAN palettes as 16×16 heat maps (jet, as in the paper), ground truth first, one row per image.
+    """PalGAN palettes as heat maps on their saved grid (16×16, jet, as in the paper), ground truth first,
+    one row per image.
 
-    ``palettes``: model -> {"pred": (N,16,16), "gt": (N,16,16)}. A row shares one colour scale so the
+    ``palettes``: model -> {"pred": (N,H,W), "gt": (N,H,W)}. A row shares one colour scale so the
     predicted and true palettes are comparable.
     """
     if not palettes:
@@ -131,30 +133,38 @@ def training_curves(histories: dict[str, pd.DataFrame], path: Path) -> Path | No
 
 
 def metric_bars(long: pd.DataFrame, metrics: list[tuple[str, str]], path: Path) -> Path | None:
-    """One bar panel per metric, a bar per model; a model without that metric gets an "n/a" mark, not a zero bar.
+    """One bar panel per metric, a bar per (evaluation set, model) — sets as colored blocks separated by a line, so
+    a bar is only ever read against the bars of its own set; a missing metric gets an "n/a" mark, not a zero bar.
 
-    ``long``: tidy (model, metric, value); ``metrics``: (key, panel title) in display order.
+    ``long``: tidy (set, model, metric, value) — ``set`` optional; ``metrics``: (key, panel title) in display order.
     """
     if long.empty:
         return None
-    models = list(dict.fromkeys(long["model"]))
+    long = long if "set" in long.columns else long.assign(set="")
+    entries = list(dict.fromkeys(zip(long["set"], long["model"])))
     metrics = [(k, t) for k, t in metrics if (long["metric"] == k).any()]
     if not metrics:
         return None
+    sets = list(dict.fromkeys(s for s, _ in entries))
+    palette = colormaps["tab10"]
+    colors = [palette(sets.index(s) % 10) for s, _ in entries]
+    labels = [f"{m} · {s}" if s else m for s, m in entries]
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig = Figure(figsize=(4.2 * cols, 0.35 * len(models) * rows + 1.4 * rows))
+    fig = Figure(figsize=(4.6 * cols, 0.3 * len(entries) * rows + 1.4 * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
+    ys = np.arange(len(entries))
     for i, (key, title) in enumerate(metrics):
         ax = axes[i // cols][i % cols]
-        sub = long[long["metric"] == key].set_index("model")["value"]
-        ys = np.arange(len(models))
-        vals = [float(sub[m]) if m in sub.index else np.nan for m in models]
-        ax.barh(ys, [0 if math.isnan(v) else v for v in vals], color="#4c78a8")
+        sub = long[long["metric"] == key].set_index(["set", "model"])["value"]
+        vals = [float(sub[e]) if e in sub.index else np.nan for e in entries]
+        ax.barh(ys, [0 if math.isnan(v) else v for v in vals], color=colors)
         for y, v in zip(ys, vals):
-            ax.text(0 if math.isnan(v) else v, y, " n/a" if math.isnan(v) else f" {v:.3g}", va="center", fontsize=7)
-        ax.set_yticks(ys, labels=models, fontsize=7)
-        ax.invert_yaxis()
+            ax.text(0 if math.isnan(v) else v, y, " n/a" if math.isnan(v) else f" {v:.3g}", va="center", fontsize=6)
+        for y in (k for k in range(1, len(entries)) if entries[k][0] != entries[k - 1][0]):
+            ax.axhline(y - 0.5, color="#999999", linewidth=0.6)
+        ax.set_yticks(ys, labels=labels if i % cols == 0 else [""] * len(ys), fontsize=6)
+        ax.set_ylim(len(entries) - 0.5, -0.5)
         ax.set_title(title, fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
         ax.margins(x=0.25)
@@ -162,3 +172,40 @@ def metric_bars(long: pd.DataFrame, metrics: list[tuple[str, str]], path: Path) 
         axes[j // cols][j % cols].set_visible(False)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def validation_figure(title: str, subtitle: str, panels: list[tuple[str, pd.DataFrame, float | None]]) -> Figure | None:
+    """Small multiples of one model's validation scores against step, each with the gray baseline's value as a
+    horizontal dashed line (the score of predicting no color at all on the same images).
+
+    ``panels``: (panel title, frame with step and value, gray baseline value or None). ``subtitle`` carries the
+    facts the curves depend on (training data, steps, images seen, hardware). None when no panel has data.
+    """
+    panels = [p for p in panels if not p[1].empty]
+    if not panels:
+        return None
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = Figure(figsize=(4.0 * cols, 2.8 * rows + 0.9))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, (name, frame, reference) in enumerate(panels):
+        ax = axes[i // cols][i % cols]
+        ax.plot(frame["step"], frame["value"], "o-", color="#4c78a8", markersize=3, linewidth=1.3, label="model (val)")
+        if reference is not None:
+            ax.axhline(reference, color="#777777", linestyle="--", linewidth=1.1, label="gray input (val)")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for j in range(len(panels), rows * cols):
+        axes[j // cols][j % cols].set_visible(False)
+    fig.suptitle(f"{title}\n{textwrap.fill(subtitle, 42 * cols)}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def validation_curves(title: str, subtitle: str, panels: list[tuple[str, pd.DataFrame, float | None]], path: Path) -> Path | None:
+    """:func:`validation_figure` written to ``path`` (None, nothing written, when there is no curve)."""
+    fig = validation_figure(title, subtitle, panels)
+    return _save(fig, path) if fig is not None else None

@@ -180,3 +180,13 @@ def value(table: str, method: str, metric: str, dataset: str | None = None) -> f
         if r.table == table and r.method == method and r.metric == metric and (dataset is None or r.dataset == dataset):
             return r.value
     raise KeyError(f"{table}: no published {metric} for {method!r}" + (f" on {dataset}" if dataset else ""))
+
+
+def table_datasets(table: str) -> tuple[str, ...]:
+    """The data sets (column groups) a published table reports, in the paper's order."""
+    return tuple(dict.fromkeys(r.dataset for r in published_records() if r.table == table))
+
+
+# Every data set a published table uses: the only values of an evaluation record's ``dataset_label`` that
+# may place a measured number beside the papers' (evaluation sets of our own carry no label).
+DATASET_LABELS: tuple[str, ...] = tuple(dict.fromkeys(r.dataset for r in published_records()))

@@ -17,28 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from chromapipe.reporting.tables import MEASURED, Table
-
-UI_ADDRESS = "http://127.0.0.1:5000"  # `make ui` (mlflow ui on the project's store)
-
-
-@dataclass
-class RunInfo:
-    """What the report knows about one model's MLflow run; ``note`` says why something is absent."""
-
-    model: str
-    run_id: str | None = None
-    experiment_id: str | None = None
-    status: str | None = None
-    note: str = ""
-    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["key", "step", "value"]))
-
-    @property
-    def url(self) -> str | None:
-        if self.run_id and self.experiment_id is not None:
-            return f"{UI_ADDRESS}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
-        return None
-
+from chromapipe.reporting.learning import LearningEntry
+from chromapipe.reporting.runs import UI_ADDRESS, RunInfo
+from chromapipe.reporting.tables import MEASURED, Table, fmt
 
 @dataclass
 class FigureRef:
@@ -56,8 +37,36 @@ class ReportData:
     runs: dict[str, RunInfo]
     missing: list[str]  # human-readable notes of what could not be included, and why
     sources: dict[str, str]  # "evaluation", "tracking_uri", … -> where the data came from
-    protocols: list[tuple[str, str, dict[str, Any]]]  # (model, protocol text, details)
+    protocols: list[tuple[str, str, dict[str, Any]]]  # ("model on set", protocol text, details)
     plots: dict[str, pd.DataFrame] = field(default_factory=dict)  # file name under plots/ -> data
+    learning: list[tuple[LearningEntry, FigureRef | None]] = field(default_factory=list)  # per trained model
+
+
+LEARNING_INTRO = (
+    "Validation during training: every train.validate_every steps, training scores the model on a fixed subset "
+    "of the val split (MLflow val/*); the dashed line is the gray input (ab = 0) on the same images (val_gray/*, "
+    "logged once). Images seen = last step × model.batch_size (the global batch). These images are not the "
+    "evaluation sets of the tables."
+)
+LEARNING_COLUMNS = ("model", "run", "training data", "steps", "images seen", "hardware", "last validation (gray input)")
+
+
+def last_validation(entry: LearningEntry) -> str:
+    """``PSNR 22.10 (21.50), LPIPS 0.180 (0.251)``: where each curve ended, beside the gray baseline."""
+    parts = []
+    for m in entry.metrics:
+        series = entry.series(m)
+        ref = entry.reference(m)
+        name = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "cf": "CF", "delta_cf": "ΔCF"}.get(m, m)
+        parts.append(f"{name} {fmt(m, float(series['value'].iloc[-1]))}" + (f" ({fmt(m, ref)})" if ref is not None else ""))
+    return ", ".join(parts)
+
+
+def learning_row(entry: LearningEntry) -> list[str]:
+    """The Learning table's cells for one model, in LEARNING_COLUMNS order."""
+    return [entry.model, entry.run_id or "—", entry.training_data,
+            f"{entry.steps:,}" if entry.steps is not None else "?",
+            f"{entry.images_seen:,}" if entry.images_seen is not None else "?", entry.hardware, last_validation(entry)]
 
 
 CSS = """
@@ -68,7 +77,7 @@ h1{font-size:1.7rem;margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px s
 .scroll{overflow-x:auto;margin:.6rem 0}
 table{border-collapse:collapse;font-size:.82rem;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #d0d0d0;padding:.25rem .45rem;text-align:left;vertical-align:top;white-space:nowrap}
-td.wrap{white-space:normal;min-width:16rem;max-width:30rem}td.na{white-space:normal;min-width:7rem;max-width:11rem;color:#8a4b00}
+td.wrap{white-space:normal;min-width:22rem;max-width:40rem}td.na{white-space:normal;min-width:7rem;max-width:11rem;color:#8a4b00}
 thead th{background:#f0f2f5;position:sticky;top:0}th.group{text-align:center;background:#e3e7ee}
 tr.reported td{background:#fafafa;color:#333}tr.measured td{background:#eef6ee}
 tr.measured td:first-child{border-left:4px solid #3a8a3a}tr.reported td:first-child{border-left:4px solid #999}
@@ -129,6 +138,16 @@ def render_markdown(data: ReportData) -> str:
     out += ["## Figures", ""]
     for f in data.figures:
         out += [f"### {f.title}", "", f"![{f.title}]({f.path})", "", f.caption, ""]
+    out += ["## Learning", "", LEARNING_INTRO, ""]
+    if not data.learning:
+        out += ["No model has validation curves in MLflow (see “What is missing”).", ""]
+    else:
+        out += ["| " + " | ".join(LEARNING_COLUMNS) + " |", "|" + "---|" * len(LEARNING_COLUMNS)]
+        out += ["| " + " | ".join(_md_escape(c) for c in learning_row(e)) + " |" for e, _ in data.learning]
+        out.append("")
+        for entry, fig in data.learning:
+            if fig is not None:
+                out += [f"### {fig.title}", "", f"![{fig.title}]({fig.path})", "", fig.caption, ""]
     out += ["## MLflow runs", "", "| model | run | note |", "|---|---|---|"]
     for model, run in sorted(data.runs.items()):
         link = f"[{run.run_id}]({run.url})" if run.url else (run.run_id or "—")
@@ -185,6 +204,34 @@ def _details_text(details: dict[str, Any]) -> str:
     return "; ".join(items)
 
 
+def _figure_html(f: FigureRef) -> str:
+    return (f'<figure><h3>{_e(f.title)}</h3><img src="{_e(f.path)}" alt="{_e(f.title)}">'
+            f"<figcaption>{_e(f.caption)}</figcaption></figure>")
+
+
+def learning_html(learning: list[tuple[LearningEntry, FigureRef | None]]) -> str:
+    """The Learning section: one table row of facts per trained model, each model's curves, its data parameters."""
+    p = ['<section id="learning"><h2>Learning</h2>', f'<p class="caption">{_e(LEARNING_INTRO)}</p>']
+    if not learning:
+        p.append("<p>No model has validation curves in MLflow (see “What is missing”).</p></section>")
+        return "\n".join(p)
+    p.append('<div class="scroll"><table><thead><tr>' + "".join(f"<th>{_e(c)}</th>" for c in LEARNING_COLUMNS)
+             + "</tr></thead><tbody>")
+    for entry, _ in learning:
+        cells = learning_row(entry)
+        p.append('<tr class="measured">' + "".join(f'<td class="wrap">{_e(c)}</td>' if i in (2, 5, 6) else f"<td>{_e(c)}</td>"
+                                                   for i, c in enumerate(cells)) + "</tr>")
+    p.append("</tbody></table></div>")
+    for entry, fig in learning:
+        if fig is not None:
+            p.append(_figure_html(fig))
+        if entry.data_params:
+            p.append(f"<details><summary>{_e(entry.model)}: data parameters of the run</summary><pre>"
+                     + _e("\n".join(f"{k} = {v}" for k, v in entry.data_params.items())) + "</pre></details>")
+    p.append("</section>")
+    return "\n".join(p)
+
+
 def render_html(data: ReportData) -> str:
     p = ['<!DOCTYPE html>', '<html lang="en"><head><meta charset="utf-8">',
          '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -196,7 +243,8 @@ def render_html(data: ReportData) -> str:
          '<p class="legend"><span class="r">reported (paper)</span><span class="m">measured (this run)</span></p>',
          '<ul class="meta">' + "".join(f"<li>{_e(k)}: <code>{_e(v)}</code></li>" for k, v in data.sources.items()) + "</ul>"]
     nav = [f'<a href="#{_e(t.key)}">{_e(t.title.split(" — ")[0])}</a>' for t in data.tables]
-    nav += ['<a href="#figures">Figures</a>', '<a href="#runs">MLflow runs</a>', '<a href="#protocols">Protocols</a>']
+    nav += ['<a href="#figures">Figures</a>', '<a href="#learning">Learning</a>', '<a href="#runs">MLflow runs</a>',
+            '<a href="#protocols">Protocols</a>']
     p.append("<nav>" + "".join(nav) + "</nav>")
     if data.missing:
         p.append('<section id="missing"><h2>What is missing</h2><ul class="missing">'
@@ -206,10 +254,9 @@ def render_html(data: ReportData) -> str:
     p.append('<section id="figures"><h2>Figures</h2>')
     if not data.figures:
         p.append("<p>No figure could be drawn (see “What is missing”).</p>")
-    for f in data.figures:
-        p.append(f'<figure><h3>{_e(f.title)}</h3><img src="{_e(f.path)}" alt="{_e(f.title)}">'
-                 f"<figcaption>{_e(f.caption)}</figcaption></figure>")
+    p += [_figure_html(f) for f in data.figures]
     p.append("</section>")
+    p.append(learning_html(data.learning))
     p.append('<section id="runs"><h2>MLflow runs</h2><p class="caption">Open with <code>make ui</code> '
              f"({_e(UI_ADDRESS)}).</p><table><thead><tr><th>model</th><th>run</th><th>experiment</th><th>status</th>"
              "<th>note</th></tr></thead><tbody>")
@@ -218,7 +265,7 @@ def render_html(data: ReportData) -> str:
         p.append(f"<tr><td>{_e(model)}</td><td>{link}</td><td>{_e(run.experiment_id or '—')}</td>"
                  f"<td>{_e(run.status or '—')}</td><td class=\"wrap\">{_e(run.note)}</td></tr>")
     p.append("</tbody></table></section>")
-    p.append('<section id="protocols"><h2>Protocols</h2><table><thead><tr><th>model</th><th>protocol</th>'
+    p.append('<section id="protocols"><h2>Protocols</h2><table><thead><tr><th>model on set</th><th>protocol</th>'
              "<th>details</th></tr></thead><tbody>")
     for model, text, details in data.protocols:
         summary = ", ".join(details) or "none recorded"

@@ -7,7 +7,12 @@ Rules every table follows, because a colorization number is meaningless without 
 - a Fréchet distance on another network's features (``fd_<net>``, e.g. ``fd_effnetlite0``) is a proxy
   and never appears in an FID column: it gets its own column named as a proxy;
 - every FID/FD cell carries its sample count, and a warning below 2,048 samples (the covariance estimate
-  is unstable there and the value is not comparable with the papers' 10k–50k-image numbers).
+  is unstable there and the value is not comparable with the papers' 10k–50k-image numbers);
+- a measured cell in a paper's table comes only from the record whose model and evaluation set are the
+  ones the cell states: the row's model, and the data set of the column group (or of the whole table)
+  equal to the record's ``dataset_label`` (:class:`~chromapipe.reporting.evalsets.EvalIndex.cell`).
+  Records on sets no paper used (the sample set, a hold-out of real photos) appear only in the
+  all-measured table, grouped by set, each row with its protocol.
 
 Cells are strings (already formatted); ``render.py`` turns a :class:`Table` into Markdown and HTML.
 """
@@ -21,6 +26,7 @@ import pandas as pd
 
 from chromapipe.metrics.record import MEASURED, MetricsRecord, is_proxy
 from chromapipe.reporting import published as pub
+from chromapipe.reporting.evalsets import EvalIndex, set_label, set_name, set_title
 
 FID_MIN_SAMPLES = 2048
 NOT_EVALUATED = "—"  # a row that was not evaluated on this column group's dataset
@@ -79,30 +85,52 @@ class Footnotes:
         return f"[{self.items.index(text) + 1}]"
 
 
-def protocol_text(ev: MetricsRecord) -> str:
-    """One line naming what a measured number means: data, split, size, resolution, color space, averaging."""
+_PROTOCOL_KEYS = ("dataset", "dataset_label", "split", "n_images", "resolution", "resize", "color_space", "averaging")
+_IMPLEMENTATION_OF = ("psnr", "lpips", "fid")  # SSIM shares PSNR's implementation; proxies are added
+
+
+def implementation_text(ev: MetricsRecord) -> str:
+    """Which code computed the numbers (from ``details``), short: ``PSNR/SSIM chromapipe …; LPIPS lpips 0.1.4 (alex)``."""
+    parts = []
+    for metric in list(_IMPLEMENTATION_OF) + ev.proxies():
+        d = ev.details.get(metric)
+        if not isinstance(d, dict):
+            continue
+        impl = str(d.get("implementation") or d.get("network") or "").split(";")[0].split(" (")[0].strip()
+        if not impl:
+            continue
+        if d.get("net"):
+            impl += f" ({d['net']})"
+        name = "PSNR/SSIM" if metric == "psnr" else metric_label(metric).split("↓")[0].split("↑")[0]
+        parts.append(f"{name} {impl}")
+    return "; ".join(parts)
+
+
+def protocol_text(ev: MetricsRecord, implementation: bool = True) -> str:
+    """One line naming what a measured number means: set (and the papers' name for it), split, count,
+    resolution, color space, averaging, any other protocol entry, and (unless told not to) the implementation."""
     p = ev.protocol
     if not p:
-        return "protocol not recorded in metrics.json"
-    parts = [f"{p.get('dataset', '?')}/{p.get('split', '?')}", f"n={p.get('n_images', '?')}"]
+        return f"{set_name(ev)}: protocol not recorded in metrics.json"
+    label = set_label(ev)
+    parts = [f"{set_name(ev)}{f' [{label}]' if label else ''}", f"{p.get('split', '?')} split", f"n={p.get('n_images', '?')}"]
     if p.get("resolution"):
         parts.append(f"{p['resolution']}² ({p.get('resize', '?')})")
     for key in ("color_space", "averaging"):
         if p.get(key):
             parts.append(str(p[key]))
-    extra = sorted(set(p) - {"dataset", "split", "n_images", "resolution", "resize", "color_space", "averaging"})
-    parts += [f"{k}={p[k]}" for k in extra]
-    return ", ".join(parts)
+    parts += [f"{k}={p[k]}" for k in sorted(set(p) - set(_PROTOCOL_KEYS)) if p[k] is not None]
+    impl = implementation_text(ev) if implementation else ""
+    return ", ".join(parts) + (f"; implementation: {impl}" if impl else "")
 
 
-def protocols_summary(evals: list[MetricsRecord]) -> str:
-    """Each distinct measured protocol once, with the models measured under it."""
-    groups: dict[str, list[str]] = {}
-    for ev in evals:
-        groups.setdefault(protocol_text(ev), []).append(ev.name)
-    if len(groups) == 1:
-        return next(iter(groups)) + " (all measured models)"
-    return "; ".join(f"{text} ({', '.join(models)})" for text, models in groups.items())
+def protocols_text(records: list[MetricsRecord]) -> str:
+    """Several records' protocols in one cell (Table 1's row spans data sets): each set's, then the implementation
+    once when the records share it."""
+    impls = list(dict.fromkeys(implementation_text(ev) for ev in records))
+    if len(impls) != 1:
+        return " | ".join(protocol_text(ev) for ev in records)
+    return " | ".join(protocol_text(ev, implementation=False) for ev in records) + (f"; implementation: {impls[0]}" if impls[0] else "")
 
 
 def measured_cell(ev: MetricsRecord, metric: str, notes: Footnotes) -> str:
@@ -145,6 +173,11 @@ class Table:
 
 
 RunLinks = dict[str, tuple[str, str | None]]  # model -> (cell text, URL or None)
+Evals = list[MetricsRecord] | EvalIndex
+
+
+def _index(evals: Evals) -> EvalIndex:
+    return evals if isinstance(evals, EvalIndex) else EvalIndex(list(evals))
 
 
 def _frame(rows: list[dict[tuple[str, str], str]]) -> pd.DataFrame:
@@ -156,243 +189,266 @@ def _frame(rows: list[dict[tuple[str, str], str]]) -> pd.DataFrame:
     return frame.fillna(NOT_EVALUATED).astype(str)
 
 
-def _append_measured(rows: list, kinds: list, link_rows: dict, ev: "MetricsRecord", head: dict, cols, runs, notes) -> None:
-    """Append one measured row (source, run link, metric cells, protocol) after ``head``'s identifying cells."""
-    text, url = _run_cell(ev, runs)
-    row = {**head, ("", "source"): "measured (this run)", ("", "run"): text}
-    for m in cols:
-        row[("metrics", metric_label(m))] = measured_cell(ev, m, notes)
-    row[("", "protocol")] = protocol_text(ev)
-    link_rows[len(rows)] = (text, url)
-    rows.append(row)
-    kinds.append(MEASURED)
-
-
 def _run_cell(ev: MetricsRecord, runs: RunLinks, short: bool = True) -> tuple[str, str | None]:
-    """The run cell: the run id (first 8 characters in the paper-layout tables, to keep them narrow) and its link."""
+    """The run cell: the run id (first 8 characters in the paper-layout tables, to keep them narrow) and its link.
+
+    A record naming another run than its model's (a set evaluated with an older generator) shows its own
+    run id, unlinked, rather than the model's current run.
+    """
     text, url = runs.get(ev.name, (ev.run_id or "no run id", None))
+    if ev.run_id and text != ev.run_id and url is not None:
+        text, url = ev.run_id, None
     if short and len(text) > 12:
         text = text[:8] + "…"
     return text, url
 
 
-def _measured_rows_order(evals: list[MetricsRecord]) -> list[MetricsRecord]:
-    """Models first (PalGAN family, then alphabetical), the gray baseline last."""
-    return sorted(evals, key=lambda e: (e.is_baseline, not e.name.startswith("palgan"), e.name))
+class _Rows:
+    """Rows, their kinds and run links as a table is assembled."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.kinds: list[str] = []
+        self.links: dict[int, str] = {}
+        self.notes = Footnotes()
+
+    def reported(self, row: dict) -> None:
+        self.rows.append(row)
+        self.kinds.append(REPORTED)
+
+    def measured(self, row: dict, run: tuple[str, str | None]) -> None:
+        if run[1]:
+            self.links[len(self.rows)] = run[1]
+        self.rows.append(row)
+        self.kinds.append(MEASURED)
+
+    def finish(self, key: str, title: str, caption: str) -> Table:
+        return Table(key, title, caption, _frame(self.rows), self.kinds, {(i, "run"): u for i, u in self.links.items()}, self.notes.items)
 
 
-def _finish(key: str, title: str, caption: str, rows: list[dict], kinds: list[str], link_rows: dict[int, tuple[str, str | None]], notes: Footnotes) -> Table:
-    frame = _frame(rows)
-    links = {(i, "run"): url for i, (_, url) in link_rows.items() if url}
-    return Table(key, title, caption, frame, kinds, links, notes.items)
+def _proxies(records: list[MetricsRecord]) -> list[str]:
+    return sorted({p for ev in records for p in ev.proxies()})
 
 
-def _measured_group(ev: MetricsRecord) -> str:
-    p = ev.protocol
-    return f"this run: {p.get('dataset', '?')} / {p.get('split', '?')} (measured)"
+def _measured_label(model: str, ev: MetricsRecord, table: str) -> str:
+    """The row label: the model (or the gray baseline), with the paper row it reproduces when it has one."""
+    counterpart = pub.paper_row(model, table)
+    return ev.label + (f" (↔ {counterpart})" if counterpart else "")
 
 
-def palgan_main_table(evals: list[MetricsRecord], runs: RunLinks) -> Table:
-    """Table 1: PalGAN's main table layout, paper rows (reported) then this run's models (measured)."""
-    notes = Footnotes()
+def _not_measured_note(index: EvalIndex, table: str, labels: tuple[str, ...]) -> str:
+    """Caption text naming the models that reproduce a row of ``table`` but have no record on any of its data sets."""
+    parts = []
+    for model, rows in pub.MODEL_ROWS.items():
+        if table not in rows or any(index.cell(model, lab) for lab in labels):
+            continue
+        where = index.sets_of(model)
+        parts.append(f"{model} (↔ {rows[table]}): " + (f"evaluated only on {', '.join(where)} (all-measured table)" if where else "not evaluated"))
+    return (f" Not measured on {' / '.join(labels)}: " + "; ".join(parts) + ".") if parts else ""
+
+
+def palgan_main_table(evals: Evals, runs: RunLinks) -> Table:
+    """Table 1: PalGAN's main table layout — paper rows (reported), then one row per model evaluated on one of
+    its data sets (measured), each cell from that model's record on that column group's data set."""
+    index = _index(evals)
+    labels = pub.table_datasets(pub.PALGAN_MAIN)
     records = [r for r in pub.published_records() if r.table == pub.PALGAN_MAIN]
-    methods = list(dict.fromkeys(r.method for r in records))
-    measured = _measured_rows_order(evals)
-    proxies = sorted({p for ev in measured for p in ev.proxies()})
-    groups = list(dict.fromkeys(_measured_group(ev) for ev in measured))
-    rows: list[dict] = []
-    kinds: list[str] = []
-    link_rows: dict[int, tuple[str, str | None]] = {}
-    head = lambda method, source, run: {("", "method"): method, ("", "source"): source, ("", "run"): run}  # noqa: E731
-    for method in methods:
-        row = head(method, "reported (PalGAN paper)", "")
+    proxies = {lab: _proxies([ev for m in index.models_on(labels) if (ev := index.cell(m, lab))]) for lab in labels}
+    t = _Rows()
+    for method in dict.fromkeys(r.method for r in records):
+        row = {("", "method"): method, ("", "source"): "reported (PalGAN paper)", ("", "run"): ""}
         for r in records:
             if r.method == method:
                 row[(r.dataset, metric_label(r.metric))] = reported_cell(r.value, r.metric)
-        for g in groups:
-            for m in list(MAIN_METRICS) + proxies:
-                row[(g, metric_label(m))] = NOT_EVALUATED
-        rows.append(row)
-        kinds.append(REPORTED)
-    for ev in measured:
-        counterpart = pub.paper_row(ev.name, pub.PALGAN_MAIN)
-        text, url = _run_cell(ev, runs)
-        row = head(ev.label + (f" (↔ {counterpart})" if counterpart else ""), "measured (this run)", text)
-        for dataset in pub.PALGAN_DATASETS:
-            for m in MAIN_METRICS:
-                row[(dataset, metric_label(m))] = NOT_EVALUATED
-        g = _measured_group(ev)
-        for m in list(MAIN_METRICS) + proxies:
-            row[(g, metric_label(m))] = measured_cell(ev, m, notes)
-        link_rows[len(rows)] = (text, url)
-        rows.append(row)
-        kinds.append(MEASURED)
+        for lab in labels:
+            row.update({(lab, metric_label(p)): NOT_EVALUATED for p in proxies[lab]})
+        row[("", "protocol")] = "PalGAN paper: 256², sRGB, FID on Inception-v3"
+        t.reported(row)
+    models = index.models_on(labels)
+    for model in models:
+        cells = {lab: ev for lab in labels if (ev := index.cell(model, lab))}
+        first = next(iter(cells.values()))
+        row = {("", "method"): _measured_label(model, first, pub.PALGAN_MAIN), ("", "source"): "measured (this run)"}
+        run = _run_cell(first, runs)
+        row[("", "run")] = run[0]
+        for lab in labels:
+            ev = cells.get(lab)
+            for m in list(MAIN_METRICS) + proxies[lab]:
+                row[(lab, metric_label(m))] = measured_cell(ev, m, t.notes) if ev else NOT_EVALUATED
+        row[("", "protocol")] = protocols_text(list(cells.values()))
+        t.measured(row, run)
     caption = (
-        f"Reported rows: {pub.PROTOCOLS[pub.PALGAN_MAIN]}. Measured rows: this run's protocol — "
-        + protocols_summary(measured)
-        + f". “{NOT_EVALUATED}”: not evaluated on that dataset. ¹ automatic colorization; ², * as marked in the "
-        "paper. Proxy Fréchet distances (FD-…) use a different feature network and are not FID."
+        f"Reported rows: {pub.PROTOCOLS[pub.PALGAN_MAIN]}. Measured rows: each cell from the model's record on that "
+        f"column group's data set (protocol column). “{NOT_EVALUATED}”: not evaluated on that data set. ¹ automatic "
+        "colorization; ², * as marked in the paper. Proxy Fréchet distances (FD-…) use a different feature network "
+        "and are not FID."
     )
-    if not measured:
-        caption += " No measured model: no evaluation/*/metrics.json was found."
-    return _finish("table1", "Table 1 — PalGAN main table layout (PSNR↑ SSIM↑ LPIPS↓ FID↓ per dataset)", caption, rows, kinds, link_rows, notes)
+    if not models:
+        caption += f" No model was evaluated on {', '.join(labels)}: this run's numbers are in the all-measured table."
+    caption += _not_measured_note(index, pub.PALGAN_MAIN, labels)
+    return t.finish("table1", "Table 1 — PalGAN main table layout (PSNR↑ SSIM↑ LPIPS↓ FID↓ per dataset)", caption)
 
 
-def _metric_columns(measured: list[MetricsRecord], metrics: tuple[str, ...], with_proxies: bool = True) -> list[str]:
-    cols = list(metrics)
-    if with_proxies:
-        cols += sorted({p for ev in measured for p in ev.proxies()})
-    return cols
+def _single_set_row(t: _Rows, head: dict, ev: MetricsRecord, cols: list[str], runs: RunLinks) -> None:
+    """A measured row of a one-data-set table: identifying cells, source, run, metric cells, protocol."""
+    run = _run_cell(ev, runs)
+    row = {**head, ("", "source"): "measured (this run)", ("", "run"): run[0]}
+    for m in cols:
+        row[("metrics", metric_label(m))] = measured_cell(ev, m, t.notes)
+    row[("", "protocol")] = protocol_text(ev)
+    t.measured(row, run)
 
 
-def thesis_table(evals: list[MetricsRecord], runs: RunLinks) -> Table:
-    """Table 2: the thesis' configurations ① ② ③ × FID, SSIM, PSNR, LPIPS, reported then measured."""
-    notes = Footnotes()
+def thesis_table(evals: Evals, runs: RunLinks) -> Table:
+    """Table 2: the thesis' configurations ① ② ③ × FID, SSIM, PSNR, LPIPS; after each configuration's reported
+    rows, the matching model's record on Places205 test; then other models and the gray baseline on that set."""
+    index = _index(evals)
+    (label,) = pub.table_datasets(pub.THESIS_TABLE)
     records = [r for r in pub.published_records() if r.table == pub.THESIS_TABLE]
-    by_model = {ev.name: ev for ev in evals}
+    models = index.models_on((label,))
+    cols = list(("fid", "ssim", "psnr", "lpips")) + _proxies([index.cell(m, label) for m in models])
     matched = [m for m, rows in pub.MODEL_ROWS.items() if pub.THESIS_TABLE in rows]
-    present = [by_model[m] for m in matched if m in by_model]
-    cols = _metric_columns(present, ("fid", "ssim", "psnr", "lpips"))
-    rows: list[dict] = []
-    kinds: list[str] = []
-    link_rows: dict[int, tuple[str, str | None]] = {}
-    methods = list(dict.fromkeys(r.method for r in records))
-    lab_note = notes.mark(
+    t = _Rows()
+    lab_note = t.notes.mark(
         "The thesis computed FID/SSIM/PSNR/LPIPS on Lab values packed as a 3-channel image (not sRGB) and LPIPS "
         "with VGG; this run measures on sRGB uint8 images. The two kinds of rows are not directly comparable."
     )
+    methods = list(dict.fromkeys(r.method for r in records))
     for i, method in enumerate(methods):
         row = {("", "configuration"): method, ("", "source"): "reported (thesis) " + lab_note, ("", "run"): ""}
         for r in records:
             if r.method == method:
                 row[("metrics", metric_label(r.metric))] = fmt(r.metric, r.value, 3)
+        row.update({("metrics", metric_label(p)): NOT_EVALUATED for p in cols[4:]})
         row[("", "protocol")] = "Places205 test (23,797), 256², Lab packed as 3-channel (not sRGB)"
-        rows.append(row)
-        kinds.append(REPORTED)
+        t.reported(row)
         next_method = methods[i + 1] if i + 1 < len(methods) else None
         if next_method is not None and next_method[0] == method[0]:
             continue  # ③ has two reported rows (30/50 epochs); its measured row follows both
         for model in matched:
-            paper_row = pub.paper_row(model, pub.THESIS_TABLE)
-            if paper_row and paper_row[0] == method[0] and model in by_model:
-                ev = by_model[model]
-                _append_measured(rows, kinds, link_rows, ev, {("", "configuration"): f"{method[0]} {ev.name}"}, cols, runs, notes)
-    missing = [m for m in matched if m not in by_model]
+            if pub.paper_row(model, pub.THESIS_TABLE)[0] == method[0] and (ev := index.cell(model, label)):
+                _single_set_row(t, {("", "configuration"): f"{method[0]} {ev.name}"}, ev, cols, runs)
+    for model in (m for m in models if m not in matched):
+        ev = index.cell(model, label)
+        _single_set_row(t, {("", "configuration"): ev.label}, ev, cols, runs)
     caption = (
         "Thesis configurations: ① GAN + 100·L1 (model pix2pix), ② GAN + 100·L1 + 0.003·CE (pix2pix_class), "
-        "③ 0.1·WGAN-GP + L2 + 0.003·CE (pix2pix_wgan_class). Reported: " + pub.PROTOCOLS[pub.THESIS_TABLE] + "."
+        "③ 0.1·WGAN-GP + L2 + 0.003·CE (pix2pix_wgan_class). Reported: " + pub.PROTOCOLS[pub.THESIS_TABLE]
+        + f". Measured: each model's record on {label} only (protocol column)."
     )
-    if missing:
-        caption += " Not measured in this run (no metrics.json): " + ", ".join(missing) + "."
-    return _finish("table2", "Table 2 — thesis (pix2pix + classification): reported vs measured", caption, rows, kinds, link_rows, notes)
+    caption += _not_measured_note(index, pub.THESIS_TABLE, (label,))
+    return t.finish("table2", "Table 2 — thesis (pix2pix + classification): reported vs measured", caption)
 
 
-def chromagan_table(evals: list[MetricsRecord], runs: RunLinks) -> Table:
-    """Table 3: ChromaGAN's PSNR comparison, reported rows then this run's matching models and the gray baseline."""
-    notes = Footnotes()
-    records = [r for r in pub.published_records() if r.table == pub.CHROMAGAN_PSNR]
-    rows: list[dict] = []
-    kinds: list[str] = []
-    link_rows: dict[int, tuple[str, str | None]] = {}
-    for r in records:
-        rows.append({("", "method"): r.method, ("", "source"): "reported (ChromaGAN paper)", ("", "run"): "",
-                     ("", "PSNR (dB)↑"): fmt("psnr", r.value), ("", "protocol"): "1,000 ILSVRC2012 images, 224², RGB"})
-        kinds.append(REPORTED)
-    chosen = [ev for ev in _measured_rows_order(evals) if pub.paper_row(ev.name, pub.CHROMAGAN_PSNR) or ev.is_baseline]
-    for ev in chosen:
-        counterpart = pub.paper_row(ev.name, pub.CHROMAGAN_PSNR)
-        text, url = _run_cell(ev, runs)
-        link_rows[len(rows)] = (text, url)
-        rows.append({("", "method"): ev.label + (f" (↔ {counterpart})" if counterpart else ""), ("", "source"): "measured (this run)",
-                     ("", "run"): text, ("", "PSNR (dB)↑"): measured_cell(ev, "psnr", notes), ("", "protocol"): protocol_text(ev)})
-        kinds.append(MEASURED)
-    caption = "Reported: " + pub.PROTOCOLS[pub.CHROMAGAN_PSNR] + ". Measured: this run's protocol (see the row)."
-    if not any(ev.name == "chromagan" for ev in chosen):
-        caption += " The chromagan model was not measured in this run."
-    return _finish("table3", "Table 3 — ChromaGAN PSNR comparison: reported vs measured", caption, rows, kinds, link_rows, notes)
+def chromagan_table(evals: Evals, runs: RunLinks) -> Table:
+    """Table 3: ChromaGAN's PSNR comparison; reported rows, then each model (and the gray baseline) evaluated on
+    the same 1,000 ILSVRC2012 images."""
+    index = _index(evals)
+    (label,) = pub.table_datasets(pub.CHROMAGAN_PSNR)
+    t = _Rows()
+    for r in (r for r in pub.published_records() if r.table == pub.CHROMAGAN_PSNR):
+        t.reported({("", "method"): r.method, ("", "source"): "reported (ChromaGAN paper)", ("", "run"): "",
+                    ("", "PSNR (dB)↑"): fmt("psnr", r.value), ("", "protocol"): "1,000 ILSVRC2012 images, 224², RGB"})
+    models = index.models_on((label,))
+    for model in models:
+        ev = index.cell(model, label)
+        run = _run_cell(ev, runs)
+        t.measured({("", "method"): _measured_label(model, ev, pub.CHROMAGAN_PSNR), ("", "source"): "measured (this run)",
+                    ("", "run"): run[0], ("", "PSNR (dB)↑"): measured_cell(ev, "psnr", t.notes),
+                    ("", "protocol"): protocol_text(ev)}, run)
+    caption = ("Reported: " + pub.PROTOCOLS[pub.CHROMAGAN_PSNR] + f". Measured: each model's record on {label} only "
+               "(protocol column).")
+    caption += _not_measured_note(index, pub.CHROMAGAN_PSNR, (label,))
+    return t.finish("table3", "Table 3 — ChromaGAN PSNR comparison: reported vs measured", caption)
 
 
-def ca_ablation_table(evals: list[MetricsRecord], runs: RunLinks) -> Table | None:
-    """PalGAN's chromatic-attention ablation; None unless at least one CA variant was trained and evaluated."""
-    by_model = {ev.name: ev for ev in evals}
-    if not any(m in by_model for m in pub.CA_VARIANTS if m != "palgan"):
+def ca_ablation_table(evals: Evals, runs: RunLinks) -> Table | None:
+    """PalGAN's chromatic-attention ablation; None unless a CA variant other than palgan was evaluated at all.
+
+    A variant's measured row follows its reported row and comes from its COCO-Stuff record only.
+    """
+    index = _index(evals)
+    evaluated = {ev.name for ev in index.records}
+    if not any(m in evaluated for m in pub.CA_VARIANTS if m != "palgan"):
         return None
-    notes = Footnotes()
+    (label,) = pub.table_datasets(pub.PALGAN_CA)
     records = [r for r in pub.published_records() if r.table == pub.PALGAN_CA]
-    measured = [by_model[m] for m in pub.CA_VARIANTS if m in by_model]
-    cols = _metric_columns(measured, MAIN_METRICS)
-    rows: list[dict] = []
-    kinds: list[str] = []
-    link_rows: dict[int, tuple[str, str | None]] = {}
+    measured = [ev for m in pub.CA_VARIANTS if (ev := index.cell(m, label))]
+    cols = list(MAIN_METRICS) + _proxies(measured)
+    t = _Rows()
     yes = lambda b: "✓" if b else "✗"  # noqa: E731
     for model, (g, l) in pub.CA_VARIANTS.items():
         method = pub.paper_row(model, pub.PALGAN_CA)
-        row = {("CA", "global"): yes(g), ("CA", "local"): yes(l), ("", "source"): "reported (PalGAN paper)", ("", "method"): method, ("", "run"): ""}
+        ca = {("CA", "global"): yes(g), ("CA", "local"): yes(l)}
+        row = {**ca, ("", "source"): "reported (PalGAN paper)", ("", "method"): method, ("", "run"): ""}
         for r in records:
             if r.method == method:
                 row[("metrics", metric_label(r.metric))] = reported_cell(r.value, r.metric)
-        for p in cols[len(MAIN_METRICS):]:
-            row[("metrics", metric_label(p))] = NOT_EVALUATED
+        row.update({("metrics", metric_label(p)): NOT_EVALUATED for p in cols[len(MAIN_METRICS):]})
         row[("", "protocol")] = "COCO-Stuff val"
-        rows.append(row)
-        kinds.append(REPORTED)
-        if model in by_model:
-            ev = by_model[model]
-            _append_measured(rows, kinds, link_rows, ev, {("CA", "global"): yes(g), ("CA", "local"): yes(l), ("", "method"): ev.name}, cols, runs, notes)
-    missing = [m for m in pub.CA_VARIANTS if m not in by_model]
-    caption = "Reported: " + pub.PROTOCOLS[pub.PALGAN_CA] + ". Measured: this run's protocol (see the row)."
-    if missing:
-        caption += " Variants not measured in this run: " + ", ".join(missing) + "."
-    return _finish("ca_ablation", "PalGAN chromatic-attention (CA) ablation: reported vs measured", caption, rows, kinds, link_rows, notes)
+        t.reported(row)
+        if ev := index.cell(model, label):
+            _single_set_row(t, {**ca, ("", "method"): ev.name}, ev, cols, runs)
+    caption = ("Reported: " + pub.PROTOCOLS[pub.PALGAN_CA] + f". Measured: each variant's record on {label} only "
+               "(protocol column).")
+    caption += _not_measured_note(index, pub.PALGAN_CA, (label,))
+    return t.finish("ca_ablation", "PalGAN chromatic-attention (CA) ablation: reported vs measured", caption)
 
 
 ALL_METRICS_ORDER = ("psnr", "ssim", "lpips", "fid")
 COLOR_METRICS = ("cf", "cf_gt", "delta_cf")
 
 
-def all_measured_table(evals: list[MetricsRecord], runs: RunLinks) -> Table:
-    """Every measured model × every metric it has (nothing dropped), with n_images and the protocol."""
-    notes = Footnotes()
-    measured = _measured_rows_order(evals)
+def all_measured_table(evals: Evals, runs: RunLinks) -> Table:
+    """Every record (model × evaluation set) × every metric it has, nothing dropped, grouped by set, with its protocol."""
+    index = _index(evals)
+    records = [ev for name in index.sets() for ev in index.on_set(name)]
     known = set(ALL_METRICS_ORDER) | set(COLOR_METRICS)
-    proxies = sorted({p for ev in measured for p in ev.proxies()})
-    extra = sorted({k for ev in measured for k in set(ev.metrics) | set(ev.unavailable)} - known - set(proxies))
+    proxies = _proxies(records)
+    extra = sorted({k for ev in records for k in set(ev.metrics) | set(ev.unavailable)} - known - set(proxies))
     cols = list(ALL_METRICS_ORDER) + proxies + list(COLOR_METRICS) + extra
-    rows: list[dict] = []
-    link_rows: dict[int, tuple[str, str | None]] = {}
-    for ev in measured:
-        text, url = _run_cell(ev, runs, short=False)
+    t = _Rows()
+    for ev in records:
+        run = _run_cell(ev, runs, short=False)
         n = ev.protocol.get("n_images")
-        row = {("", "model"): ev.label, ("", "arch"): ev.arch or "—", ("", "run"): text, ("", "n_images"): str(n if n is not None else "?")}
+        label = set_label(ev)
+        row = {("", "evaluation set"): set_name(ev), ("", "papers' name"): label or "— (no paper uses it)",
+               ("", "model"): ev.label, ("", "arch"): ev.arch or "—", ("", "run"): run[0],
+               ("", "n_images"): str(n if n is not None else "?")}
         for m in cols:
-            row[("metrics", metric_label(m))] = measured_cell(ev, m, notes)
+            row[("metrics", metric_label(m))] = measured_cell(ev, m, t.notes)
         row[("", "protocol")] = protocol_text(ev)
-        link_rows[len(rows)] = (text, url)
-        rows.append(row)
+        t.measured(row, run)
     caption = (
-        "All metrics of every model this run evaluated (measured). CF: Hasler–Süsstrunk colorfulness of the "
-        "predictions; ΔCF = |CF(pred) − CF(ground truth)|."
+        "Every model on every evaluation set (measured), grouped by set; the papers' tables above show only the "
+        "records on the data sets they report. Sets: " + "; ".join(set_title(s, index.label_of(s)) for s in index.sets())
+        + ". CF: Hasler–Süsstrunk colorfulness of the predictions; ΔCF = |CF(pred) − CF(ground truth)|."
     )
-    if not rows:
-        rows.append({("", "model"): "no evaluation/*/metrics.json found"})
-    return _finish("measured", "All measured models × all metrics", caption, rows, [MEASURED] * len(rows), link_rows, notes)
+    if not t.rows:
+        t.measured({("", "model"): "no evaluation/*/*/metrics.json found"}, ("", None))
+        caption = "No measured record."
+    return t.finish("measured", "All measured models × all metrics, per evaluation set", caption)
 
 
-def build_tables(evals: list[MetricsRecord], runs: RunLinks) -> list[Table]:
+def build_tables(evals: Evals, runs: RunLinks) -> list[Table]:
     """All report tables in display order (the CA ablation only when its variants were trained)."""
-    tables = [palgan_main_table(evals, runs), thesis_table(evals, runs), chromagan_table(evals, runs)]
-    ca = ca_ablation_table(evals, runs)
+    index = _index(evals)
+    tables = [palgan_main_table(index, runs), thesis_table(index, runs), chromagan_table(index, runs)]
+    ca = ca_ablation_table(index, runs)
     if ca is not None:
         tables.append(ca)
-    tables.append(all_measured_table(evals, runs))
+    tables.append(all_measured_table(index, runs))
     return tables
 
 
-def metrics_long(evals: list[MetricsRecord]) -> pd.DataFrame:
-    """Measured metrics as a tidy frame (model, metric, value, n_images): the DVC plots file and the bar chart."""
+def metrics_long(evals: Evals) -> pd.DataFrame:
+    """Measured metrics as a tidy frame (set, model, metric, value, n_images): the DVC plots file and the bar charts."""
+    index = _index(evals)
     rows = []
-    for ev in _measured_rows_order(evals):
-        for metric, value in ev.metrics.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                rows.append({"model": ev.name, "metric": metric, "value": float(value), "n_images": ev.protocol.get("n_images")})
-    return pd.DataFrame(rows, columns=["model", "metric", "value", "n_images"])
+    for name in index.sets():
+        for ev in index.on_set(name):
+            for metric, value in ev.metrics.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    rows.append({"set": name, "model": ev.name, "metric": metric, "value": float(value),
+                                 "n_images": ev.protocol.get("n_images")})
+    return pd.DataFrame(rows, columns=["set", "model", "metric", "value", "n_images"])

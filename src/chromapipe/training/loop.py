@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs
 import ray.train
@@ -33,7 +34,7 @@ from chromapipe.models.registry import build_recipe
 from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, discriminator_compilable
 from chromapipe.training.schedule import make_scheduler, per_worker_batch, total_steps
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
-from chromapipe.training.tracking import RunLogger
+from chromapipe.training.tracking import RunLogger, flatten
 from chromapipe.training.validation import Validator
 
 log = logging.getLogger("chromapipe.train")
@@ -53,7 +54,6 @@ class WorkerConfig:
     data_root: Path
     tracking_uri: str
     run_id: str
-    lpips_net: str = "alex"
 
 
 @dataclass
@@ -67,9 +67,10 @@ class Networks:
     sched_g: torch.optim.lr_scheduler.LRScheduler
     sched_d: torch.optim.lr_scheduler.LRScheduler
 
-    def save(self, path: Path, step: int) -> None:
+    def save(self, path: Path, step: int, describe: dict[str, Any]) -> None:
         torch.save(
             {
+                "describe": describe,  # provenance as the worker built it (pretrained parts, teachers)
                 "G": unwrap(self.G).state_dict(), "D": unwrap(self.D).state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
@@ -142,13 +143,15 @@ class RankZero:
     def __init__(self, wc: WorkerConfig, recipe: Recipe, device: torch.device) -> None:
         self.wc, self.recipe = wc, recipe
         self.logger = RunLogger(wc.tracking_uri, wc.run_id)
+        # provenance from where the networks were built (which weights loaded), not from the driver
+        self.logger.set_tags({f"chromapipe.{k}": v for k, v in flatten(recipe.describe()).items()})
         preview = LabShardDataset(wc.data_root, "val", limit=PREVIEW_IMAGES)
         if len(preview) == 0:
             preview = LabShardDataset(wc.data_root, "train", limit=PREVIEW_IMAGES)
         self.preview = {k: torch.stack([preview[i][k] for i in range(len(preview))]).to(device) for k in ("L", "ab")}
         self.validator = None
         if wc.train.validate_every:
-            validator = Validator(wc.data_root, recipe, wc.train.validate_images, device, wc.lpips_net)
+            validator = Validator(wc.data_root, recipe, wc.train.validate_images, device)
             if validator.n:
                 self.validator = validator
             else:
@@ -242,5 +245,5 @@ def train_loop_per_worker(wc: WorkerConfig) -> None:
         if chief:
             chief.after_step(nets.G, step, steps)
         if save_now:
-            save = (lambda p: nets.save(p, step)) if rank == 0 else None
+            save = (lambda p: nets.save(p, step, recipe.describe())) if rank == 0 else None
             _report({"step": step, **values}, save, step)

@@ -34,7 +34,7 @@ from chromapipe.models.base import Recipe
 from chromapipe.models.checkpoint import save_generator
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.loop import CHECKPOINT_FILE, WorkerConfig, train_loop_per_worker
-from chromapipe.training.tracking import find_or_create_run, flatten, link_or_log_artifact, set_tags
+from chromapipe.training.tracking import find_or_create_run, link_or_log_artifact
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def _connect_ray(num_cpus_needed: float) -> bool:
     address = os.environ.get("RAY_ADDRESS")
     if address:
         log.info("connecting to the Ray cluster at %s", address)
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, runtime_env={"worker_process_setup_hook": quiet_local_ray})
         return False
     ray.init(
         num_cpus=max(os.cpu_count() or 1, int(num_cpus_needed + 0.999)),
@@ -60,7 +60,7 @@ def _connect_ray(num_cpus_needed: float) -> bool:
 
 
 def quiet_local_ray() -> None:
-    """Runs in every Ray worker of a local instance. Without the dashboard (not installed: ray[train] only)
+    """Runs in every Ray worker of our jobs. Without the dashboard (not installed: ray[train] only)
     Ray Train's placement-group cleaner cannot reach the State API and warns about it every few seconds
     for the whole run; the warning says nothing about training, so it is silenced there."""
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
@@ -98,7 +98,7 @@ def start(params: Params, name: str) -> TrainingRun:
     """Name the run after its configuration and find or create its MLflow run."""
     cfg = params.model(name)
     tc = params.train
-    data_root = resolve_path(params.data.out)
+    data_root = params.dataset_dir(params.training_set(name))
     manifest = read_manifest(data_root)
     recipe = build_recipe(cfg)
     h = config_hash(cfg, _data_fingerprint(manifest), params.seed, tc.num_workers, tc.use_gpu, _code_fingerprint(recipe))
@@ -112,7 +112,6 @@ def start(params: Params, name: str) -> TrainingRun:
         artifact_location=artifact_location(params),
     )
     finished = resumed and any(a.path == GENERATOR_ARTIFACT for a in client.list_artifacts(run_id, "generator"))
-    set_tags(uri, run_id, {f"chromapipe.{k}": v for k, v in flatten(recipe.describe()).items()})
     return TrainingRun(name, cfg, recipe, h, run_id, resumed, finished, data_root, uri)
 
 
@@ -122,7 +121,7 @@ def fit(params: Params, run: TrainingRun) -> tuple[dict[str, torch.Tensor], dict
     started_ray = _connect_ray(tc.num_workers * tc.resources_per_worker.get("CPU", 1.0))
     try:
         worker = WorkerConfig(name=run.name, model=run.cfg, train=tc, seed=params.seed, data_root=run.data_root,
-                              tracking_uri=run.tracking_uri, run_id=run.run_id, lpips_net=params.evaluate.lpips_net)
+                              tracking_uri=run.tracking_uri, run_id=run.run_id)
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config=worker,
@@ -135,7 +134,8 @@ def fit(params: Params, run: TrainingRun) -> tuple[dict[str, torch.Tensor], dict
             ),
         )
         result: Result = trainer.fit()
-        cluster = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": sum(1 for n in ray.nodes() if n["Alive"])}
+        cluster = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": sum(1 for n in ray.nodes() if n["Alive"]),
+                   "joined_existing": not started_ray}
     finally:
         if started_ray:
             ray.shutdown()
@@ -143,7 +143,19 @@ def fit(params: Params, run: TrainingRun) -> tuple[dict[str, torch.Tensor], dict
         raise RuntimeError(f"training {run.name} produced no checkpoint (see the Ray logs above)")
     with result.checkpoint.as_directory() as d:
         state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    return {"G": state["G"], "step": int(state["step"])}, cluster, Path(result.path)
+    return {"G": state["G"], "step": int(state["step"]), "describe": state.get("describe", {})}, cluster, Path(result.path)
+
+
+def _generator_with(recipe: Recipe, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The generator holding trained weights, built on the meta device first: shapes only, so no
+    pretrained file is loaded (or needed) on the driver just to be overwritten."""
+    with torch.device("meta"):
+        G = recipe.build_generator()
+    G.load_state_dict(weights, assign=True)
+    if any(t.is_meta for t in [*G.parameters(), *G.buffers()]):  # a tensor outside the state dict
+        G = recipe.build_generator()
+        G.load_state_dict(weights)
+    return G
 
 
 def _restore_finished(run: TrainingRun, generator_file: Path) -> int:
@@ -161,11 +173,10 @@ def export(params: Params, run: TrainingRun, state: dict[str, Any], cluster: dic
     tc = params.train
     out_dir = resolve_path(tc.out) / run.name
     generator_file = out_dir / "generator.pt"
-    describe = run.recipe.describe()
     client = MlflowClient(run.tracking_uri)
+    describe = state.get("describe") or run.recipe.describe()
     if state:
-        G = run.recipe.build_generator()
-        G.load_state_dict(state["G"])
+        G = _generator_with(run.recipe, state["G"])
         save_generator(generator_file, run.name, run.cfg, G, meta={"run_id": run.run_id, "config_hash": run.config_hash, "steps": state["step"], "describe": describe})
         link_or_log_artifact(client, run.run_id, generator_file, "generator")
         client.log_dict(run.run_id, preprocessing_spec(run.cfg, describe), "generator/preprocessing.json")

@@ -9,7 +9,8 @@ run, beside the gray baseline's values (``val_gray/*``, logged once) as the line
 It never changes training: the generator runs in eval mode without autograd and is put back in train
 mode, and the RNG state (CPU and CUDA) is restored afterwards, so a run with validation takes exactly the
 same optimisation steps as one without. Its cost is bounded by ``validate_images`` forward passes plus
-LPIPS on them; the time is logged as ``val/seconds``.
+LPIPS on them; the time is logged as ``val/seconds``. ``val/lpips`` is always LPIPS-alex (the evaluate
+stage's ``evaluate.lpips_net`` may differ; a curve's meaning must not depend on evaluation settings).
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ BATCH = 8
 class Validator:
     """The fixed validation subset, held on the device, and how to score a generator on it."""
 
-    def __init__(self, data_root: Path, recipe: Recipe, n_images: int, device: torch.device, lpips_net: str = "alex") -> None:
+    def __init__(self, data_root: Path, recipe: Recipe, n_images: int, device: torch.device) -> None:
         dataset = LabShardDataset(data_root, "val", limit=n_images)
-        self.recipe, self.device, self.lpips_net = recipe, device, lpips_net
+        self.recipe, self.device = recipe, device
         self.n = len(dataset)
         items = [dataset[i] for i in range(self.n)]
         self.batches = [
@@ -47,7 +48,7 @@ class Validator:
         ]
 
     def _score(self, predictor: Predictor) -> dict[str, float]:
-        with MetricSuite(lpips_net=self.lpips_net, fid=False, device=self.device) as suite:
+        with MetricSuite(lpips_net="alex", fid=False, device=self.device) as suite:
             score_batches(predictor, self.batches, suite, self.device)
             metrics = suite.compute().metrics
         return {k: float(metrics[k]) for k in VAL_METRICS if metrics.get(k) is not None}

@@ -1,0 +1,325 @@
+"""Can a model fit a handful of real photos? Train it on N photos, then score it on those same photos.
+
+Why: a GAN colorizer with a wrong detach, a saturated discriminator or a branch that never trains looks
+like every other model after the sample run's 12 steps: worse than the gray image. Memorising a few
+photos is the weakest thing a working implementation must manage, so "beats the gray baseline (ab = 0)
+on the photos it trained on" separates broken implementations from untrained ones.
+
+Everything runs through the project's own code, with the model's own settings from a params file:
+- photos: ``chromapipe.data.decode.decode_rgb`` → the central square resized to the model's resolution
+  (the prepare stage's ``resize: center_crop`` view) → ``chromapipe.color.rgb_uint8_to_lab``; chosen
+  deterministically (seeded hash of the path), skipping grayscale photos and photos smaller than the
+  resolution, as the prepare stage does;
+- training: ``registry.build_recipe`` → generator / discriminator → Adam(lr_g / lr_d, betas) and the lr
+  schedule as ``training/loop.py`` builds them → ``training.step.train_step`` with the ``n_critic``
+  cadence and ``recipe.prepare_batch``; G and D in train mode, as the loop runs them;
+- scoring: ``recipe.predict`` in eval mode (what the evaluate stage does) → L joined back →
+  ``lab_to_rgb_uint8`` → ``metrics.suite.MetricSuite`` (PSNR, SSIM, LPIPS, colorfulness; no FID),
+  against the gray baseline scored the same way.
+
+Only the batch size, the number of photos and the number of steps are chosen here; losses, learning
+rates, betas and schedules are the model's. The cosine schedule is stretched over this run's steps.
+
+    python bench/fit_photos.py [--params params.yaml] [--models pix2pix,palgan | all] [--photos 8]
+                               [--steps 200] [--seconds 600] [--batch-size 4] [--seed 0]
+                               [--out bench/results/fit-photos-cpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chromapipe.color import join_lab, lab_to_rgb_uint8, rgb_uint8_to_lab
+from chromapipe.config import ModelConfig, load_params
+from chromapipe.data.decode import SkipImage, decode_rgb, grayscale_spread
+from chromapipe.metrics.suite import MetricSuite
+from chromapipe.models.base import Recipe
+from chromapipe.models.registry import build_recipe
+from chromapipe.training.step import train_step
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTO_ROOT = Path("/work/shared/data/imagenet-sample")
+PHOTO_SEED = "fit-photos-v1"
+MAX_PIXELS = 50_000_000
+GRAY_TOLERANCE = 2.0  # params.yaml's data.grayscale_tolerance
+METRICS = ("psnr", "ssim", "lpips", "cf", "cf_gt")
+
+
+# -- photos ------------------------------------------------------------------------------------------------------
+def photo_order(root: Path, seed: str = PHOTO_SEED) -> list[Path]:
+    """Every file under ``root`` ordered by a seeded hash of its relative path: a fixed, class-mixed order."""
+    files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: hashlib.sha256(f"{seed}\0{p.relative_to(root).as_posix()}".encode()).hexdigest())
+
+
+def center_view(rgb: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (3, H, W) -> uint8 (3, size, size): the central square, resized (antialiased bilinear).
+
+    The view ``data.resize: center_crop`` with one crop per photo gives; written out here rather than
+    imported because the data package's helpers are being reorganised.
+    """
+    h, w = rgb.shape[-2:]
+    side = min(h, w)
+    y, x = (h - side) // 2, (w - side) // 2
+    square = rgb[None, :, y : y + side, x : x + side].float()
+    out = F.interpolate(square, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def load_photo(path: Path, size: int) -> torch.Tensor | None:
+    """(3, size, size) L*a*b* of the photo's central square, or None for a photo prepare would skip."""
+    try:
+        rgb = decode_rgb(path.read_bytes(), MAX_PIXELS)
+    except SkipImage:
+        return None
+    if min(rgb.shape[-2:]) < size or grayscale_spread(rgb) <= GRAY_TOLERANCE:
+        return None
+    return rgb_uint8_to_lab(center_view(rgb, size))
+
+
+@dataclass
+class Photos:
+    """N photos at one resolution: ``lab`` (N, 3, S, S) in Lab units and where they came from."""
+
+    lab: torch.Tensor
+    names: list[str]
+
+    @property
+    def L(self) -> torch.Tensor:
+        return self.lab[:, :1]
+
+    @property
+    def ab(self) -> torch.Tensor:
+        return self.lab[:, 1:]
+
+
+def load_photos(n: int, size: int, root: Path = PHOTO_ROOT, seed: str = PHOTO_SEED) -> Photos:
+    """The first ``n`` usable photos in the seeded order (the same photos for every model and run)."""
+    labs, names = [], []
+    for path in photo_order(root, seed):
+        lab = load_photo(path, size)
+        if lab is not None:
+            labs.append(lab)
+            names.append(path.relative_to(root).as_posix())
+        if len(labs) == n:
+            return Photos(torch.stack(labs), names)
+    raise RuntimeError(f"only {len(labs)} usable photos of at least {size}px under {root}, {n} requested")
+
+
+# -- training ----------------------------------------------------------------------------------------------------
+def make_scheduler(opt: torch.optim.Optimizer, cfg: ModelConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """``training.loop.make_scheduler`` (copied: importing the loop imports Ray and MLflow, ~10 s)."""
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps), eta_min=cfg.lr_min)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def batches(n: int, batch_size: int, gen: torch.Generator):
+    """Index batches over ``n`` photos: a fresh permutation per pass, drop_last (as the loop's loader)."""
+    while True:
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n - batch_size + 1, batch_size):
+            yield perm[i : i + batch_size]
+
+
+@dataclass
+class Trained:
+    recipe: Recipe
+    G: nn.Module
+    D: nn.Module
+    steps: int
+    images_seen: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def train(cfg: ModelConfig, photos: Photos, *, steps: int, seconds: float | None = None, batch_size: int | None = None,
+          seed: int = 0, device: str = "cpu", log_every: int = 0) -> Trained:
+    """Train ``cfg``'s model on ``photos`` for ``steps`` iterations (fewer if ``seconds`` runs out first).
+
+    One iteration = one ``train_step`` (a D step; a G step every ``n_critic``-th), as in the loop.
+    """
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    bs = batch_size or cfg.batch_size
+    if bs > len(photos.names):
+        raise ValueError(f"batch size {bs} exceeds the {len(photos.names)} photos")
+    recipe = build_recipe(cfg)
+    recipe.setup(dev)
+    G, D = recipe.build_generator().to(dev), recipe.build_discriminator().to(dev)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    sched_g, sched_d = make_scheduler(opt_g, cfg, steps), make_scheduler(opt_d, cfg, steps)
+    lab = photos.lab.to(dev)
+    labels = torch.full((len(photos.names),), -1, dtype=torch.long, device=dev)
+    order = batches(len(photos.names), bs, gen)
+    history: list[dict[str, float]] = []
+    t0 = time.perf_counter()
+    step = 0
+    while step < steps and (seconds is None or time.perf_counter() - t0 < seconds):
+        G.train()
+        D.train()
+        idx = next(order).to(dev)
+        batch = recipe.prepare_batch({"L": lab[idx, :1], "ab": lab[idx, 1:], "label": labels[idx]})
+        logs = train_step(recipe, G, D, opt_g, opt_d, batch, (step + 1) % cfg.n_critic == 0, False)
+        history.append({k: float(v) for k, v in logs.items()})
+        sched_g.step()
+        sched_d.step()
+        step += 1
+        if log_every and step % log_every == 0:
+            print(f"  step {step}/{steps} {time.perf_counter() - t0:.0f}s {mean_logs(history[-log_every:])}", file=sys.stderr, flush=True)
+        if not math.isfinite(history[-1]["d_total"]) or not math.isfinite(history[-1].get("g_total", 0.0)):
+            raise FloatingPointError(f"step {step}: non-finite loss {history[-1]}")
+    return Trained(recipe, G, D, step, step * bs, time.perf_counter() - t0, history)
+
+
+# -- scoring -----------------------------------------------------------------------------------------------------
+def score_rgb(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """PSNR / SSIM / LPIPS / colorfulness of uint8 sRGB predictions against the ground truth."""
+    suite = MetricSuite(fid=False)
+    suite.update(pred, target)
+    metrics = suite.compute().metrics
+    return {k: float(metrics[k]) for k in METRICS if metrics.get(k) is not None}
+
+
+def to_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    return lab_to_rgb_uint8(join_lab(L.float(), ab.float()))
+
+
+@torch.no_grad()
+def predict(recipe: Recipe, G: nn.Module, L: torch.Tensor, batch_size: int = 4, **conditioning: Any) -> torch.Tensor:
+    """ab (Lab units) for L at the model's resolution, in the generator's current mode."""
+    chunks = []
+    for i in range(0, len(L), batch_size):
+        extra = {k: v[i : i + batch_size] for k, v in conditioning.items()}
+        chunks.append(recipe.predict(G, L[i : i + batch_size], **extra)["ab"])
+    return torch.cat(chunks)
+
+
+def score(trained: Trained, photos: Photos, device: str = "cpu", diagnostics: bool = True) -> dict[str, dict[str, float]]:
+    """Scores of the model (eval mode, as evaluated and deployed) and of the gray baseline on ``photos``.
+
+    ``diagnostics`` adds ``model_train_mode`` (BN batch statistics, dropout on: the thesis' own validation
+    mode; a large gap to ``model`` points at normalisation) and, for PalGAN, ``model_gt_palette`` (G
+    conditioned on each photo's ground-truth palette: separates a palette generator E that has not learnt
+    from an assignment generator G that has not).
+    """
+    recipe, G = trained.recipe, trained.G
+    L, ab = photos.L.to(device), photos.ab.to(device)
+    target = to_rgb(L, ab)
+    G.eval()
+    out = {"model": score_rgb(to_rgb(L, predict(recipe, G, L)), target), "gray": score_rgb(to_rgb(L, torch.zeros_like(ab)), target)}
+    if diagnostics:
+        G_train = copy.deepcopy(G).train()  # a copy: train-mode forwards update BN running statistics
+        out["model_train_mode"] = score_rgb(to_rgb(L, predict(recipe, G_train, L)), target)
+        if getattr(recipe, "has_palette", False):
+            out["model_gt_palette"] = score_rgb(to_rgb(L, predict(recipe, G, L, palette=recipe.palette_target(ab))), target)
+    return out
+
+
+# -- one model, end to end ---------------------------------------------------------------------------------------
+def mean_logs(history: list[dict[str, float]]) -> dict[str, float]:
+    keys = sorted({k for h in history for k in h})
+    return {k: round(sum(h[k] for h in history if k in h) / max(1, sum(k in h for h in history)), 5) for k in keys}
+
+
+def trajectory(history: list[dict[str, float]], points: int = 20) -> list[dict[str, float]]:
+    """The loss logs averaged over ``points`` equal windows (a compact curve for the JSON)."""
+    n = len(history)
+    if n == 0:
+        return []
+    edges = [round(i * n / min(points, n)) for i in range(min(points, n) + 1)]
+    return [{"steps": f"{a + 1}-{b}", **mean_logs(history[a:b])} for a, b in zip(edges, edges[1:])]
+
+
+def fit_and_score(cfg: ModelConfig, *, n_photos: int = 8, steps: int = 200, seconds: float | None = None,
+                  batch_size: int | None = None, seed: int = 0, device: str = "cpu", diagnostics: bool = True,
+                  photos: Photos | None = None, log_every: int = 0) -> dict[str, Any]:
+    """Train on ``n_photos`` real photos and score on them: the record written to the results JSON."""
+    photos = photos if photos is not None else load_photos(n_photos, cfg.resolution)
+    trained = train(cfg, photos, steps=steps, seconds=seconds, batch_size=batch_size, seed=seed, device=device, log_every=log_every)
+    scores = score(trained, photos, device, diagnostics)
+    window = max(1, min(10, len(trained.history) // 5))
+    return {
+        "arch": cfg.arch,
+        "resolution": cfg.resolution,
+        "photos": photos.names,
+        "n_photos": len(photos.names),
+        "batch_size": batch_size or cfg.batch_size,
+        "steps": trained.steps,
+        "steps_planned": steps,
+        "images_seen": trained.images_seen,
+        "wall_s": round(trained.seconds, 1),
+        "seed": seed,
+        "settings": {"lr_g": cfg.lr_g, "lr_d": cfg.lr_d, "betas": list(cfg.betas), "schedule": cfg.schedule,
+                     "n_critic": cfg.n_critic, "loss": dict(trained.recipe.loss), "options": dict(cfg.options)},
+        "scores": scores,
+        "beats_gray": {"psnr": scores["model"]["psnr"] > scores["gray"]["psnr"],
+                       "lpips": scores["model"].get("lpips", 1.0) < scores["gray"].get("lpips", 0.0)},
+        "loss_first": mean_logs(trained.history[:window]),
+        "loss_last": mean_logs(trained.history[-window:]),
+        "loss_trajectory": trajectory(trained.history),
+    }
+
+
+def summary_line(name: str, r: dict[str, Any]) -> str:
+    m, g = r["scores"]["model"], r["scores"]["gray"]
+    return (f"{name:20s} steps {r['steps']:4d} imgs {r['images_seen']:5d} {r['wall_s']:7.1f}s  "
+            f"PSNR {m['psnr']:6.2f} vs gray {g['psnr']:6.2f}  LPIPS {m.get('lpips', float('nan')):.4f} vs {g.get('lpips', float('nan')):.4f}  "
+            f"SSIM {m['ssim']:.4f} vs {g['ssim']:.4f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default=str(REPO / "params.yaml"))
+    ap.add_argument("--models", default="pix2pix", help="comma-separated model names, or 'all'")
+    ap.add_argument("--photos", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--seconds", type=float, help="stop a model's training early after this many seconds")
+    ap.add_argument("--batch-size", type=int, help="default: the model's batch_size")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-diagnostics", action="store_true")
+    ap.add_argument("--log-every", type=int, default=0, help="print mean losses every N steps (stderr)")
+    ap.add_argument("--out", default=str(REPO / "bench/results/fit-photos-cpu.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    params = load_params(args.params)
+    names = list(params.models) if args.models == "all" else args.models.split(",")
+    out_path = Path(args.out)
+    results: dict[str, Any] = json.loads(out_path.read_text()).get("models", {}) if out_path.exists() else {}
+    for name in names:
+        record = fit_and_score(params.model(name), n_photos=args.photos, steps=args.steps, seconds=args.seconds,
+                               batch_size=args.batch_size, seed=args.seed, device=args.device, diagnostics=not args.no_diagnostics,
+                               log_every=args.log_every)
+        record["command"] = "python bench/fit_photos.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        results[name] = record
+        print(summary_line(name, record), flush=True)
+        doc = {
+            "what": "train on N real photos (imagenet-sample), score on the same photos: model vs gray baseline (ab = 0)",
+            "device": args.device, "machine": platform.machine(), "threads": args.threads, "torch": torch.__version__,
+            "params_file": Path(args.params).name,
+            "models": results,
+        }
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(doc, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The prepare stage on Ray: chunks run as Ray tasks, and the shards are byte-identical to a local run's."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chromapipe.config import DataConfig, SplitConfig, load_params
+from chromapipe.data.prepare import prepare
+from tests.conftest import REPO, quick_params
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def _without_run(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in manifest.items() if k != "run"}
+
+
+def _same_files(a: Path, b: Path) -> list[Path]:
+    """The relative paths of every file under ``a``, after checking ``b`` holds the same bytes for each."""
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "manifest.json")
+    assert files and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != "manifest.json")
+    for rel in files:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    return files
+
+
+def test_ray_engine_writes_the_local_engines_bytes(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    base = dict(size=48, crops_per_image=4, shard_size=5, splits=SplitConfig(0.7, 0.1, 0.2))
+    local = prepare(DataConfig(**base, engine="local", workers=1, out=str(tmp_path / "local")))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = prepare(DataConfig(**base, engine="ray", out=str(tmp_path / "ray")))
+    finally:
+        ray.shutdown()
+    assert on_ray["run"]["engine"] == "ray" and len(on_ray["run"]["chunk_nodes"]) > 1
+    assert on_ray["run"]["nodes"][0] != local["run"]["nodes"][0]  # a Ray node id, not the host name
+    assert _without_run(on_ray) == _without_run(local)
+    _same_files(tmp_path / "local", tmp_path / "ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_prepare_stage_spreads_over_a_two_node_cluster(tmp_path: Path) -> None:
+    """`python pipeline/prepare.py` with RAY_ADDRESS set (engine auto): both nodes compute chunks, and the
+    result equals a local run byte for byte."""
+    if not shutil.which(RAY):
+        pytest.skip("the ray CLI is not installed")
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    # Ray 2.60 clusters started by `ray start` require token authentication: every process gets the token.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **auth}
+    start = [RAY, "start", "--disable-usage-stats", "--num-cpus=1", "--node-ip-address=127.0.0.1"]
+    quick_params(tmp_path, data={"size": 48, "shard_size": 5, "out": str(tmp_path / "cluster")})
+    try:
+        subprocess.run([*start, "--head", f"--port={port}", "--include-dashboard=false"], check=True, env=env, capture_output=True, timeout=180)
+        subprocess.run([*start, f"--address={address}"], check=True, env=env, capture_output=True, timeout=180)
+        # The stage runs as DVC runs it: a fresh process (Ray reads its auth settings at import time).
+        subprocess.run([sys.executable, str(REPO / "pipeline" / "prepare.py"), "sample"], cwd=tmp_path, env={**env, "RAY_ADDRESS": address}, check=True, timeout=600)
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    on_cluster = json.loads((tmp_path / "cluster" / "manifest.json").read_text())
+    run = on_cluster["run"]
+    assert run["engine"] == "ray" and run["workers"] == 2
+    assert len(run["nodes"]) == 2 and set(run["chunk_nodes"]) == {0, 1}  # the head and the worker node both worked
+    cfg = load_params(tmp_path / "params.yaml").dataset("sample")
+    local = prepare(DataConfig(**{**cfg.__dict__, "engine": "local", "out": str(tmp_path / "local")}))
+    assert _without_run(on_cluster) == _without_run(local)
+    _same_files(tmp_path / "local", tmp_path / "cluster")
