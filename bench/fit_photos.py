@@ -232,6 +232,19 @@ def score(trained: Trained, photos: Photos, device: str = "cpu", diagnostics: bo
     return out
 
 
+def save_grid(path: Path, trained: Trained, photos: Photos, device: str = "cpu") -> None:
+    """One PNG per model: a row per photo of gray input | eval-mode prediction | ground truth (to look at)."""
+    from torchvision.io import write_png
+
+    L, ab = photos.L.to(device), photos.ab.to(device)
+    trained.G.eval()
+    pred = predict(trained.recipe, trained.G, L)
+    rows = [torch.cat([to_rgb(L[i : i + 1], torch.zeros_like(ab[i : i + 1])), to_rgb(L[i : i + 1], pred[i : i + 1]),
+                       to_rgb(L[i : i + 1], ab[i : i + 1])], dim=-1) for i in range(len(L))]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_png(torch.cat(rows, dim=-2)[0].cpu(), str(path))
+
+
 # -- one model, end to end ---------------------------------------------------------------------------------------
 def mean_logs(history: list[dict[str, float]]) -> dict[str, float]:
     keys = sorted({k for h in history for k in h})
@@ -249,11 +262,13 @@ def trajectory(history: list[dict[str, float]], points: int = 20) -> list[dict[s
 
 def fit_and_score(cfg: ModelConfig, *, n_photos: int = 8, steps: int = 200, seconds: float | None = None,
                   batch_size: int | None = None, seed: int = 0, device: str = "cpu", diagnostics: bool = True,
-                  photos: Photos | None = None, log_every: int = 0) -> dict[str, Any]:
+                  photos: Photos | None = None, log_every: int = 0, image: Path | None = None) -> dict[str, Any]:
     """Train on ``n_photos`` real photos and score on them: the record written to the results JSON."""
     photos = photos if photos is not None else load_photos(n_photos, cfg.resolution)
     trained = train(cfg, photos, steps=steps, seconds=seconds, batch_size=batch_size, seed=seed, device=device, log_every=log_every)
     scores = score(trained, photos, device, diagnostics)
+    if image is not None:
+        save_grid(image, trained, photos, device)
     window = max(1, min(10, len(trained.history) // 5))
     return {
         "arch": cfg.arch,
@@ -296,6 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-diagnostics", action="store_true")
+    ap.add_argument("--images", type=Path, help="write <dir>/<model>.png: gray | prediction | truth per photo")
     ap.add_argument("--log-every", type=int, default=0, help="print mean losses every N steps (stderr)")
     ap.add_argument("--out", default=str(REPO / "bench/results/fit-photos-cpu.json"))
     args = ap.parse_args(argv)
@@ -307,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in names:
         record = fit_and_score(params.model(name), n_photos=args.photos, steps=args.steps, seconds=args.seconds,
                                batch_size=args.batch_size, seed=args.seed, device=args.device, diagnostics=not args.no_diagnostics,
-                               log_every=args.log_every)
+                               log_every=args.log_every, image=args.images / f"{name}.png" if args.images else None)
         record["command"] = "python bench/fit_photos.py " + " ".join(sys.argv[1:] if argv is None else argv)
         results[name] = record
         print(summary_line(name, record), flush=True)

@@ -4,7 +4,7 @@ torch.compile computing what the plain path computes.
 Tolerances, and why they are what they are (measured on the 2-core CPU, torch 2.14):
 - tiny recipe, float32, the project's Adam, 3 steps: plain vs channels_last losses agree to 1e-7 relative
   and parameters to 2e-8 absolute; asserted at 1e-5 / 1e-6.
-- PalGAN at 64², float32, 2 steps: losses agree to <= 1e-4 relative (asserted 1e-3). Its final parameters
+- PalGAN at 64², float32, 2 steps: losses agree to <= 2e-4 relative (asserted 1e-3). Its final parameters
   are compared after SGD, not Adam: Adam divides every gradient by its own running magnitude, so a
   parameter whose true gradient is zero (a bias right before a normalisation: |g| ~ 1e-11, pure rounding
   noise) moves by +-lr on the *sign* of that noise in each path, which says nothing about the layout. Under
@@ -233,7 +233,8 @@ def _cxx_compiler() -> str | None:
 @pytest.mark.slow
 @pytest.mark.skipif(_cxx_compiler() is None, reason="torch.compile on CPU (inductor) needs a C++ compiler; none on PATH")
 def test_compile_matches_plain_tiny_recipe() -> None:
-    """torch.compile of G and D (inductor, CPU): several minutes of kernel compilation on 2 cores."""
+    """torch.compile of G and D (inductor, CPU; about 30 s of kernel compilation on 2 cores). Losses to 1e-4
+    relative, parameters to 1e-5 absolute: inductor fuses and reorders the element-wise work."""
     cfg = ModelConfig(arch=TINY, resolution=32, batch_size=2, steps=2)
     batches = _batches(2, 32)
     torch._dynamo.reset()

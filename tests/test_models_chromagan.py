@@ -110,7 +110,7 @@ def test_critic_loss_and_gradient_penalty_terms(recipe, batch):
     loss, logs = recipe.discriminator_loss(D, batch, fake)
     assert torch.isfinite(loss)
     assert set(logs) == {"d_real", "d_fake", "d_wgan", "d_gp"}
-    assert loss.item() == pytest.approx(logs["d_wgan"] + 10.0 * logs["d_gp"], rel=1e-3, abs=1e-4)
+    assert loss.item() == pytest.approx(float(logs["d_wgan"] + 10.0 * logs["d_gp"]), rel=1e-3, abs=1e-4)
 
 
 # -- backbone weights --------------------------------------------------------------------------------------------

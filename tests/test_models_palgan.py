@@ -80,7 +80,7 @@ def test_resolution_and_options_are_validated() -> None:
 
 
 def test_reference_palette_changes_the_output(recipe, G) -> None:
-    batch = lab_batch(128)
+    batch = lab_batch(recipe.resolution)  # at the model's resolution predict() runs G on L unchanged
     refs = recipe.reference_palette(batch["rgb"])  # chelsea (browns/greys) and coffee (reds/whites)
     assert refs.shape == (2, 256) and torch.allclose(refs.sum(1), torch.ones(2))
     assert torch.allclose(refs, recipe.palette_target(batch["ab"]), atol=1e-6)

@@ -223,11 +223,11 @@ def test_models_command_lists_counts(tmp_path, capsys):
     from chromapipe.cli import main
 
     models = {
-        name: {"arch": c.arch, "steps": 1, "n_critic": c.n_critic, "loss": c.loss, "options": c.options} for name, c in CONFIGS.items()
+        name: {"arch": c.arch, "dataset": "sample", "steps": 1, "n_critic": c.n_critic, "loss": c.loss, "options": c.options} for name, c in CONFIGS.items()
     }
-    models["chromagan"] = {"arch": "chromagan", "resolution": 224, "steps": 1, "options": {"backbone_weights": "random"}}
+    models["chromagan"] = {"arch": "chromagan", "dataset": "sample", "resolution": 224, "steps": 1, "options": {"backbone_weights": "random"}}
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"models": models}))
+    path.write_text(yaml.safe_dump({"datasets": {"sample": {}}, "models": models}))
     assert main(["models", "--params", str(path), "--json"]) == 0
     rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["pix2pix"]["generator"] == 54_410_882 and rows["pix2pix"]["discriminator"] == 2_765_569

@@ -74,14 +74,14 @@ class TinyRecipe(Recipe):
         real = D(torch.cat([x, self.encode_ab(batch["ab"])], 1))
         fake_logits = D(torch.cat([x, fake["ab"]], 1))
         loss = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-        return loss, {"d_loss": loss.item()}
+        return loss, {"d_loss": loss.detach()}
 
     def generator_loss(self, D, batch, out):
         x = self.encode_L(batch["L"])
         logits = D(torch.cat([x, out["ab"]], 1))
         adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
         l1 = F.l1_loss(out["ab"], self.encode_ab(batch["ab"]))
-        return self.loss["adv"] * adv + self.loss["l1"] * l1, {"g_adv": adv.item(), "g_l1": l1.item()}
+        return self.loss["adv"] * adv + self.loss["l1"] * l1, {"g_adv": adv.detach(), "g_l1": l1.detach()}
 
 
 class TinyPaletteRecipe(TinyRecipe):

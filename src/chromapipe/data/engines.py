@@ -23,6 +23,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import torch
@@ -101,13 +102,23 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def run_local(chunks: Sequence[Sequence[SourceImage]], cfg: DataConfig, workers: int) -> Iterator[ChunkResult]:
+@contextmanager
+def local_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """A pool of ``workers`` single-threaded processes, or None for one worker (work stays in-process)."""
     if workers <= 1:
+        yield None
+        return
+    with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_pin_one_thread) as pool:
+        yield pool
+
+
+def run_local(chunks: Sequence[Sequence[SourceImage]], cfg: DataConfig, pool: ProcessPoolExecutor | None, workers: int) -> Iterator[ChunkResult]:
+    """Chunk results in order: in this process without a pool, else from the pool's ``workers``."""
+    if pool is None:
         for chunk in chunks:
             yield process_chunk(list(chunk), cfg)
         return
-    with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_pin_one_thread) as pool:
-        yield from _in_order(lambda c: pool.submit(process_chunk, list(c), cfg), lambda f: f.result(), chunks, WINDOW_PER_WORKER * workers)
+    yield from _in_order(lambda c: pool.submit(process_chunk, list(c), cfg), lambda f: f.result(), chunks, WINDOW_PER_WORKER * workers)
 
 
 def _ray_chunk(items: list[SourceImage], cfg: DataConfig) -> ChunkResult:

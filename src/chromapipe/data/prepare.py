@@ -3,7 +3,7 @@
 The per-image work (:mod:`chromapipe.data.process`) runs on an engine (:mod:`chromapipe.data.engines`:
 this process, a local process pool, or a Ray cluster) in chunks of consecutive sources; results come
 back in source order, so shard contents, names and hashes do not depend on the engine or the number of
-workers. Only one shard per split is ever buffered.
+workers. Images stream into the open shard file of their split: nothing else is buffered.
 
 The manifest describes the data and nothing else, except its ``run`` entry: engine, workers, the node
 that computed each chunk, timing. Two runs with the same params give manifests equal but for ``run``,
@@ -19,6 +19,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,17 @@ from tqdm import tqdm
 
 from chromapipe.config import DataConfig, resolve_path, to_dict
 from chromapipe.data.encoding import ROUNDTRIP_STEP, storage_format
-from chromapipe.data.engines import chunk_size, chunked, connect_ray, local_workers, ray_parallelism, resolve_engine, run_local, run_ray
+from chromapipe.data.engines import (
+    chunk_size,
+    chunked,
+    connect_ray,
+    local_pool,
+    local_workers,
+    ray_parallelism,
+    resolve_engine,
+    run_local,
+    run_ray,
+)
 from chromapipe.data.process import ChunkResult, ImageResult, crops, process_image  # noqa: F401 - re-exported
 from chromapipe.data.shards import ShardWriter
 from chromapipe.data.sources import SourceImage, list_sources
@@ -76,16 +87,18 @@ class _Run:
 
 
 @contextmanager
-def _engine(sources: list[SourceImage], cfg: DataConfig) -> Iterator[tuple[_Run, list[Sequence[SourceImage]], Iterator[ChunkResult]]]:
-    """The chunks and their results (in order) from the configured engine; Ray is disconnected after
-    if this call connected it."""
+def _engine(sources: list[SourceImage], cfg: DataConfig) -> Iterator[tuple[_Run, list[Sequence[SourceImage]], Iterator[ChunkResult], Executor | None]]:
+    """The chunks, their results (in order) from the configured engine, and where to hash shard files
+    (the local pool; a thread beside a Ray driver; None: in-process). Ray is disconnected after if this
+    call connected it."""
     if resolve_engine(cfg) == "ray":
         started = connect_ray()
         try:
             parallelism = ray_parallelism()
             size = chunk_size(len(sources), parallelism)
             chunks = chunked(sources, size)
-            yield _Run("ray", parallelism, size), chunks, run_ray(chunks, cfg)
+            with ThreadPoolExecutor(1, thread_name_prefix="prepare-hash") as hasher:  # hashlib releases the GIL
+                yield _Run("ray", parallelism, size), chunks, run_ray(chunks, cfg), hasher
         finally:
             if started:
                 import ray
@@ -95,11 +108,12 @@ def _engine(sources: list[SourceImage], cfg: DataConfig) -> Iterator[tuple[_Run,
     workers = local_workers(cfg, len(sources))
     size = chunk_size(len(sources), workers)
     chunks = chunked(sources, size)
-    results = run_local(chunks, cfg, workers)
-    try:
-        yield _Run("local", workers, size), chunks, results
-    finally:
-        results.close()  # stops a process pool early if writing failed
+    with local_pool(workers) as pool:
+        results = run_local(chunks, cfg, pool, workers)
+        try:
+            yield _Run("local", workers, size), chunks, results, pool
+        finally:
+            results.close()  # stops submitting if writing failed
 
 
 @dataclass
@@ -148,33 +162,15 @@ def _check(manifest: dict[str, Any], cfg: DataConfig) -> None:
             raise RuntimeError(f"prepare (role eval): none of the {manifest['n_listed']} listed files is readable: {manifest['skipped_by_reason']}")
 
 
-def prepare(cfg: DataConfig) -> dict[str, Any]:
-    """Run the prepare stage; returns the manifest (also written to ``<out>/manifest.json``)."""
-    start = time.perf_counter()
-    out = resolve_path(cfg.out or "data/prepared")  # Params fills in data/prepared/<name>
-    if out.exists():
-        shutil.rmtree(out)  # a DVC output is rebuilt whole: no stale shard survives a params change
-    sources, classes = list_sources(cfg)
-    assignment = split_assignment(sources, cfg)
-    writers = {name: ShardWriter(out / name, cfg.shard_size, cfg.encoding) for name in SPLITS}
-    tally = _Tally()
-    with _engine(sources, cfg) as (run, chunks, results), tqdm(total=len(sources), desc="prepare", unit="img") as bar:
-        for chunk, result in zip(chunks, results):
-            run.record(result)
-            for item, image in zip(chunk, result.results):
-                tally.add(item, image, writers[assignment[item.group]])
-            bar.update(len(chunk))
-    for w in writers.values():
-        w.flush()
-    seconds = time.perf_counter() - start
-    manifest = {
+def _manifest(cfg: DataConfig, classes: list[str], n_listed: int, splits: dict[str, Any], tally: _Tally, run: _Run, seconds: float) -> dict[str, Any]:
+    return {
         "format": "chromapipe-shards/2",
         "params": content_params(cfg),
         "role": cfg.role,
         "classes": classes,
-        "n_sources": len(sources),
-        "n_listed": len(sources),
-        "splits": _split_entries(writers, assignment, {s["source"] for s in tally.skipped}),
+        "n_sources": n_listed,
+        "n_listed": n_listed,
+        "splits": splits,
         "skipped": tally.skipped,
         "skipped_by_reason": dict(Counter(s["reason"] for s in tally.skipped)),
         "n_unreadable": tally.n_unreadable,
@@ -186,11 +182,33 @@ def prepare(cfg: DataConfig) -> dict[str, Any]:
         "run": {
             "engine": run.engine, "workers": run.workers, "chunk_size": run.chunk_size, "nodes": run.nodes,
             "chunk_nodes": run.chunk_nodes, "seconds": round(seconds, 2),
-            "images_per_s": round(len(sources) / seconds, 1) if seconds > 0 else None,
+            "images_per_s": round(n_listed / seconds, 1) if seconds > 0 else None,
             "worker_seconds": round(run.chunk_seconds, 2),
         },
     }
+
+
+def prepare(cfg: DataConfig) -> dict[str, Any]:
+    """Run the prepare stage; returns the manifest (also written to ``<out>/manifest.json``)."""
+    start = time.perf_counter()
+    out = resolve_path(cfg.out or "data/prepared")  # Params fills in data/prepared/<name>
+    if out.exists():
+        shutil.rmtree(out)  # a DVC output is rebuilt whole: no stale shard survives a params change
+    sources, classes = list_sources(cfg)
+    assignment = split_assignment(sources, cfg)
+    tally = _Tally()
+    with _engine(sources, cfg) as (run, chunks, results, hasher), tqdm(total=len(sources), desc="prepare", unit="img") as bar:
+        writers = {name: ShardWriter(out / name, cfg.shard_size, cfg.encoding, executor=hasher) for name in SPLITS}
+        for chunk, result in zip(chunks, results):
+            run.record(result)
+            for item, image in zip(chunk, result.results):
+                tally.add(item, image, writers[assignment[item.group]])
+            bar.update(len(chunk))
+        for w in writers.values():
+            w.finish()
+    splits = _split_entries(writers, assignment, {s["source"] for s in tally.skipped})
+    manifest = _manifest(cfg, classes, len(sources), splits, tally, run, time.perf_counter() - start)
     _check(manifest, cfg)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    log.info("prepared %s images (%s skipped) into %s", {k: v["n_images"] for k, v in manifest["splits"].items()}, len(tally.skipped), out)
+    log.info("prepared %s images (%s skipped) into %s", {k: v["n_images"] for k, v in splits.items()}, len(tally.skipped), out)
     return manifest

@@ -4,8 +4,9 @@ Work is kept to what each image needs: size and pixel format come from the heade
 too small or single-channel is refused (role ``train``) before it is decoded; a JPEG much larger than
 the target is decoded at 1/2, 1/4 or 1/8 scale by libjpeg; resizing runs on uint8 pixels (torch's
 integer antialiased kernel: no float copy of the photo); L*a*b* uses a lookup table; the round-trip
-check reads back a strided sample, one batched conversion per chunk. Results are NumPy arrays in the storage encoding, which cross a
-process pipe or Ray's object store without torch's tensor-sharing machinery.
+check reads back a strided sample, one batched conversion per chunk. Results are NumPy arrays in the
+storage encoding, which cross a process pipe or Ray's object store without torch's tensor-sharing
+machinery.
 
 Role ``eval`` keeps every readable image: smaller ones are upscaled, gray ones kept (and counted), no
 colorfulness filter. Role ``train`` applies the skip rules.
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from chromapipe.config import DataConfig
-from chromapipe.data.decode import SkipImage, decode_rgb, grayscale_spread, read_header
+from chromapipe.data.decode import ImageHeader, SkipImage, decode_rgb, grayscale_spread, read_header
 from chromapipe.data.encoding import encode_rgb, roundtrip_error, sample_pixels
 from chromapipe.data.sources import SourceImage
 
@@ -47,10 +48,11 @@ class ChunkResult(NamedTuple):
 
 
 def _resize(rgb: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Antialiased bilinear resize on uint8 pixels (torch's integer kernel: no float copy)."""
+    """Antialiased bilinear resize on uint8 pixels (torch's integer kernel: no float copy of the photo);
+    (3, H, W) in the standard layout."""
     if tuple(rgb.shape[-2:]) == size:
-        return rgb
-    return F.interpolate(rgb[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+        return rgb.contiguous()
+    return F.interpolate(rgb[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].contiguous()
 
 
 def _grid_positions(n: int, h_room: int, w_room: int) -> list[tuple[int, int]]:
@@ -107,6 +109,24 @@ def _colorfulness(rgb: torch.Tensor) -> float:
     return float(colorfulness_per_image(rgb[None])[0])
 
 
+def _refuse_by_header(header: ImageHeader, cfg: DataConfig) -> None:
+    """Role train's skip rules that the header alone decides: no pixel is decoded for these."""
+    if min(header.width, header.height) < cfg.size:
+        raise SkipImage("too_small", f"{header.width}x{header.height} is smaller than data.size={cfg.size}")
+    if header.single_channel and cfg.grayscale_tolerance >= 0:
+        raise SkipImage("grayscale", f"single-channel image (mode {header.mode})")
+
+
+def _refuse_by_pixels(rgb: torch.Tensor, spread: float, cfg: DataConfig) -> None:
+    """Role train's skip rules on the decoded pixels: gray, or too little color."""
+    if spread <= cfg.grayscale_tolerance:
+        raise SkipImage("grayscale", f"channel spread {spread:.1f} <= grayscale_tolerance={cfg.grayscale_tolerance}")
+    if cfg.min_colorfulness > 0:
+        cf = _colorfulness(rgb)
+        if cf < cfg.min_colorfulness:
+            raise SkipImage("low_colorfulness", f"colorfulness {cf:.1f} < min_colorfulness={cfg.min_colorfulness}")
+
+
 def _process(item: SourceImage, cfg: DataConfig) -> tuple[ImageResult, torch.Tensor | None]:
     """Decode + filter + crop + encode one source; also returns the uint8 views for the round-trip
     check (never raises for a bad file: the result says why)."""
@@ -114,21 +134,15 @@ def _process(item: SourceImage, cfg: DataConfig) -> tuple[ImageResult, torch.Ten
     try:
         data = _read(item)
         header = read_header(data, cfg.max_pixels)
+        if train:
+            _refuse_by_header(header, cfg)
         short = min(header.width, header.height)
-        if train and short < cfg.size:
-            raise SkipImage("too_small", f"{header.width}x{header.height} is smaller than data.size={cfg.size}")
-        if train and header.single_channel and cfg.grayscale_tolerance >= 0:
-            raise SkipImage("grayscale", f"single-channel image (mode {header.mode})")
         rgb = decode_rgb(data, cfg.max_pixels, header=header, min_short=needed_short_side(short, cfg))
         spread = 0.0 if header.single_channel else grayscale_spread(rgb)
-        gray = spread <= cfg.grayscale_tolerance
-        if train and gray:
-            raise SkipImage("grayscale", f"channel spread {spread:.1f} <= grayscale_tolerance={cfg.grayscale_tolerance}")
-        if train and cfg.min_colorfulness > 0:
-            cf = _colorfulness(rgb)
-            if cf < cfg.min_colorfulness:
-                raise SkipImage("low_colorfulness", f"colorfulness {cf:.1f} < min_colorfulness={cfg.min_colorfulness}")
+        if train:
+            _refuse_by_pixels(rgb, spread, cfg)
         views = crops(rgb, cfg)
+        gray = spread <= cfg.grayscale_tolerance
         return ImageResult(encode_rgb(views, cfg.encoding), upscaled=short < cfg.size, grayscale=gray), views
     except SkipImage as skip:
         return ImageResult(None, skip=(skip.code, skip.detail), grayscale=skip.code == "grayscale"), None

@@ -13,10 +13,10 @@ exact bound for every encoding).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from bisect import bisect_right
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -43,26 +43,28 @@ def npy_header(dtype: type, shape: tuple[int, ...]) -> bytes:
 
 @dataclass
 class ShardWriter:
-    """Streams images into the open shard file, ``shard_size`` per file; hashes them on the way.
+    """Streams images into the open shard file, ``shard_size`` per file.
 
     Nothing is buffered but the labels and ids: each image goes straight to the file (the bytes are
-    those ``np.save`` would write for the stacked shard) and into its SHA-256, so the writer's memory
-    does not grow with ``shard_size`` and no image is copied or read back. The header is written for a
-    full shard; a last, shorter shard has its header patched and is hashed from the file.
-    Images arrive already encoded (:meth:`add_encoded`, what the prepare stage does) or as float
-    L*a*b* (:meth:`add`).
+    those ``np.save`` would write for the stacked shard), so the writer's memory does not grow with
+    ``shard_size``. The header is written for a full shard and patched for a shorter last one. A closed
+    shard is hashed from the file, by ``executor`` when one is given (the prepare stage's process pool:
+    the SHA-256 of every byte written is then computed in parallel, off the one process that writes),
+    else at once; :meth:`finish` waits for the hashes. Images arrive already encoded
+    (:meth:`add_encoded`, what the prepare stage does) or as float L*a*b* (:meth:`add`).
     """
 
     directory: Path
     shard_size: int
     encoding: str = "float16"
+    executor: Executor | None = None
     shards: list[dict[str, Any]] = field(default_factory=list)
     _file: BinaryIO | None = None
-    _hash: Any = None
     _shape: tuple[int, ...] | None = None
     _n: int = 0
     _labels: list[int] = field(default_factory=list)
     _ids: list[str] = field(default_factory=list)
+    _pending: list[tuple[dict[str, str], str, Future[str]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.format = storage_format(self.encoding)
@@ -80,61 +82,46 @@ class ShardWriter:
             raise ValueError(f"image shape {pixels.shape} differs from the shard's {self._shape}")
         self._shape = pixels.shape
         if self._file is None:
-            self._open()
-        assert self._file is not None
-        data = memoryview(np.ascontiguousarray(pixels)).cast("B")
-        self._file.write(data)
-        self._hash.update(data)
+            self._file = open(self.directory / self._lab_name(), "wb")
+            self._file.write(npy_header(self.format.dtype, (self.shard_size, *self._shape)))
+        self._file.write(memoryview(np.ascontiguousarray(pixels)).cast("B"))
         self._n += 1
         self._labels.append(label)
         self._ids.append(ident)
         if self._n >= self.shard_size:
             self.flush()
 
-    def _stem(self) -> str:
-        return f"shard-{len(self.shards):05d}"
-
-    def _open(self) -> None:
-        assert self._shape is not None
-        header = npy_header(self.format.dtype, (self.shard_size, *self._shape))
-        self._file = open(self.directory / f"{self._stem()}.{self.format.suffix}.npy", "wb")
-        self._file.write(header)
-        self._hash = hashlib.sha256(header)
-
-    def _close_file(self) -> str:
-        """Close the pixel file; its SHA-256 (patching the header of a shorter last shard)."""
-        assert self._file is not None and self._shape is not None
-        path = Path(self._file.name)
-        if self._n < self.shard_size:
-            self._file.seek(0)
-            self._file.write(npy_header(self.format.dtype, (self._n, *self._shape)))
-            self._file.close()
-            digest = sha256_file(path)
-        else:
-            self._file.close()
-            digest = self._hash.hexdigest()
-        self._file = None
-        return digest
+    def _lab_name(self) -> str:
+        return f"shard-{len(self.shards):05d}.{self.format.suffix}.npy"
 
     def flush(self) -> None:
         """Finish the current shard (the next image starts a new one)."""
         if not self._n:
             return
-        stem = self._stem()
-        lab_name = f"{stem}.{self.format.suffix}.npy"
-        lab_sha = self._close_file()
-        label_path = self.directory / f"{stem}.labels.npy"
+        assert self._file is not None and self._shape is not None
+        lab_path = Path(self._file.name)
+        if self._n < self.shard_size:  # a shorter last shard: its true length into the header
+            self._file.seek(0)
+            self._file.write(npy_header(self.format.dtype, (self._n, *self._shape)))
+        self._file.close()
+        self._file = None
+        label_path = lab_path.with_name(lab_path.name.split(".")[0] + ".labels.npy")
         np.save(label_path, np.asarray(self._labels, dtype=np.int64))
-        self.shards.append(
-            {
-                "lab": lab_name,
-                "labels": label_path.name,
-                "n": self._n,
-                "sha256": {lab_name: lab_sha, label_path.name: sha256_file(label_path)},
-                "ids": list(self._ids),
-            }
-        )
+        digests = {lab_path.name: "", label_path.name: sha256_file(label_path)}
+        self.shards.append({"lab": lab_path.name, "labels": label_path.name, "n": self._n, "sha256": digests, "ids": list(self._ids)})
+        if self.executor is None:
+            digests[lab_path.name] = sha256_file(lab_path)
+        else:
+            self._pending.append((digests, lab_path.name, self.executor.submit(sha256_file, lab_path)))
         self._n, self._labels, self._ids = 0, [], []
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Flush, wait for the shards' hashes; the shard entries for the manifest."""
+        self.flush()
+        for digests, name, future in self._pending:
+            digests[name] = future.result()
+        self._pending.clear()
+        return self.shards
 
     @property
     def count(self) -> int:

@@ -120,9 +120,10 @@ def masked_cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = -1)
     return F.cross_entropy(logits[valid].float(), labels[valid])
 
 
-def scalar(t: Tensor) -> float:
-    """A loss value for the logs (detached, so logging never touches the autograd graph)."""
-    return float(t.detach())
+def scalar(t: Tensor) -> Tensor:
+    """A loss value for the logs: detached (logging never touches the autograd graph) and left on its
+    device — the trainer reads all logs in one host synchronisation on the steps it logs, not every step."""
+    return t.detach().float()
 
 
 def wgan_gp_critic_step(D: nn.Module, L: Tensor, real_ab: Tensor, fake_ab: Tensor, gp_weight: float) -> tuple[Tensor, dict[str, float]]:

@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chromapipe.config import ConfigError
+from chromapipe.models import losses
 from chromapipe.models import palette as pal
 from chromapipe.models.base import Batch, Logs, Recipe
 
@@ -371,7 +372,7 @@ class PalGANRecipe(Recipe):
         real = self._d(D, batch, self.encode_ab(batch["ab"])).float()
         fake_s = self._d(D, batch, fake["ab"].detach()).float()
         d_real, d_fake = F.relu(1 - real).mean(), F.relu(1 + fake_s).mean()
-        return d_real + d_fake, {"d_real": float(d_real.detach()), "d_fake": float(d_fake.detach())}
+        return d_real + d_fake, {"d_real": losses.scalar(d_real), "d_fake": losses.scalar(d_fake)}
 
     def generator_loss(self, D: nn.Module, batch: Batch, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
         w = self.loss
@@ -379,7 +380,7 @@ class PalGANRecipe(Recipe):
         l1 = F.l1_loss(out["ab"].float(), self.encode_ab(batch["ab"]).float())
         kl = palette_kl(batch["palette"], out["palette"])
         total = w["adv"] * adv + w["l1"] * l1 + w["palette"] * kl
-        return total, {"g_adv": float(adv.detach()), "g_l1": float(l1.detach()), "g_palette": float(kl.detach())}
+        return total, {"g_adv": losses.scalar(adv), "g_l1": losses.scalar(l1), "g_palette": losses.scalar(kl)}
 
     def describe(self) -> dict[str, Any]:
         o = self.options

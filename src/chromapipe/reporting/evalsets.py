@@ -6,8 +6,8 @@ the report may put a measured number in a paper's cell only when the record's mo
 the ones that cell states. This module is where "which set is a record on" is decided, once, so that
 tables, figures and the learning section all agree:
 
-- the set's *name* is the name in params (``sample``, ``imagenet_ctest10k``): the record's ``dataset``
-  attribute when MetricsRecord has one, else ``protocol.dataset``, else the set directory's name;
+- the set's *name* is the name in params (``sample``, ``imagenet_ctest10k``): ``protocol.dataset``, else
+  the set directory's name (:func:`set_name`);
 - the set's *label* is the name the papers use (``protocol.dataset_label``: one of the ``dataset``
   strings of :mod:`chromapipe.reporting.published`), or None for a set the papers never used.
 
@@ -33,11 +33,15 @@ UNNAMED_SET = "unnamed set"
 # ---------------------------------------------------------------------- what set a record is on
 
 def set_name(ev: MetricsRecord) -> str:
-    """The evaluation set's name in params (``sample``, ``imagenet_ctest10k``…)."""
-    for value in (getattr(ev, "dataset", None), ev.protocol.get("dataset")):
-        if isinstance(value, str) and value:
-            return value
-    if ev.path is not None and ev.path.name != ev.name:  # nested layout: the directory is the set
+    """The evaluation set's name in params (``sample``, ``imagenet_ctest10k``…).
+
+    As ``MetricsRecord.dataset`` (``protocol.dataset``, else the directory read from), except that a record of
+    the old flat layout without ``protocol.dataset`` is not named after its model's directory.
+    """
+    value = ev.protocol.get("dataset")
+    if isinstance(value, str) and value:
+        return value
+    if ev.path is not None and ev.path.name != ev.name:  # per-set layout: the directory is the set
         return ev.path.name
     return UNNAMED_SET
 
@@ -48,15 +52,13 @@ def set_label(ev: MetricsRecord) -> str | None:
     Only a label that a published table actually uses counts: anything else (a typo, a set of our own)
     must not place a measured number next to a paper's.
     """
-    for value in (getattr(ev, "dataset_label", None), ev.protocol.get("dataset_label")):
-        if isinstance(value, str) and value in pub.DATASET_LABELS:
-            return value
-    return None
+    value = ev.protocol.get("dataset_label")
+    return value if isinstance(value, str) and value in pub.DATASET_LABELS else None
 
 
 def unknown_label(ev: MetricsRecord) -> str | None:
     """A ``dataset_label`` the record states but no published table uses (reported as missing)."""
-    value = getattr(ev, "dataset_label", None) or ev.protocol.get("dataset_label")
+    value = ev.protocol.get("dataset_label")
     return value if isinstance(value, str) and value and value not in pub.DATASET_LABELS else None
 
 
@@ -117,7 +119,8 @@ def _note_missing_baselines(evals: list[MetricsRecord], eval_dir: Path, missing:
 
 @dataclass
 class EvalIndex:
-    """The records by (model, set name) and by (model, paper label): the only way tables find a measured cell."""
+    """All records, by set, and the one record of each (model, paper data set): the only way a table finds a
+    measured cell. A second set of one model claiming the same paper data set is noted in ``duplicates``."""
 
     records: list[MetricsRecord]
     _by_label: dict[tuple[str, str], MetricsRecord] = field(init=False, default_factory=dict)
@@ -141,15 +144,11 @@ class EvalIndex:
 
     def models_on(self, labels: tuple[str, ...] | list[str]) -> list[str]:
         """Models (gray baseline last) with a record on any of ``labels``, in the tables' row order."""
-        names = {model for (model, label) in self._by_label if label in labels}
-        return [ev.name for ev in _row_order(self.first_per_model()) if ev.name in names]
-
-    def first_per_model(self) -> list[MetricsRecord]:
-        """One record per model (the first loaded): for what is per model, such as the run link."""
-        seen: dict[str, MetricsRecord] = {}
-        for ev in self.records:
-            seen.setdefault(ev.name, ev)
-        return list(seen.values())
+        first = {}
+        for (model, label), ev in self._by_label.items():
+            if label in labels:
+                first.setdefault(model, ev)
+        return [ev.name for ev in _row_order(list(first.values()))]
 
     def sets(self) -> list[str]:
         """Set names: those a paper uses first (in the papers' order), then the others alphabetically."""

@@ -82,22 +82,25 @@ def _int(value: str | None) -> int | None:
 
 
 def training_data(params: dict[str, str]) -> str:
-    """``sample (train 24 / val 4 / test 8 images)`` or ``folder /datasets/imagenet/train, list ctest10k.txt (…)``."""
+    """``sample_train: sample (train 24 / val 4 / test 8 images)`` or
+    ``imagenet_train: folder, root=/datasets/imagenet/train, file_list=… (train 1,200 / val 64 images)``."""
     parts = [v if k == "data.source" else f"{k.split('.')[1]}={v}" for k in _DATA_KEYS if (v := _param(params, k))]
     splits = sorted((k.split(".", 1)[1] for k in params if k.startswith("data_counts.")),
                     key=lambda s: (_SPLIT_ORDER.index(s) if s in _SPLIT_ORDER else len(_SPLIT_ORDER), s))
     counts = [f"{s} {n:,}" if (n := _int(params[f'data_counts.{s}'])) is not None else f"{s} {params[f'data_counts.{s}']}"
               for s in splits]
     text = ", ".join(parts) or "data not recorded in the run"
+    if name := _param(params, "model.dataset"):  # the training dataset's name in params
+        text = f"{name}: {text}"
     return text + (f" ({' / '.join(counts)} images)" if counts else "")
 
 
 def hardware(params: dict[str, str], devices: list[str]) -> str:
-    """Training hardware from the run's parameters, evaluation device from the records' timing."""
-    gpu = _param(params, "train.use_gpu")
-    workers = _param(params, "train.num_workers") or "?"
-    kind = "GPU" if gpu == "True" else "CPU" if gpu == "False" else "? (train.use_gpu not recorded)"
-    text = f"trained on {workers} Ray worker(s), {kind}"
+    """Training hardware from the run's parameters, evaluation device(s) from the records' timing."""
+    gpu = {"True": "GPU", "False": "CPU"}.get(_param(params, "train.use_gpu") or "")
+    workers = _param(params, "train.num_workers")
+    parts = [f"{workers} Ray worker(s)" if workers else "", gpu or ""]
+    text = "trained on " + ", ".join(p for p in parts if p) if any(parts) else "training hardware not recorded in the run"
     return text + (f"; evaluated on {', '.join(devices)}" if devices else "")
 
 

@@ -85,7 +85,7 @@ class Footnotes:
         return f"[{self.items.index(text) + 1}]"
 
 
-_PROTOCOL_KEYS = ("dataset", "dataset_label", "split", "n_images", "resolution", "resize", "color_space", "averaging")
+_PROTOCOL_KEYS = ("dataset", "dataset_label", "source", "split", "n_images", "resolution", "resize", "color_space", "averaging")
 _IMPLEMENTATION_OF = ("psnr", "lpips", "fid")  # SSIM shares PSNR's implementation; proxies are added
 
 
@@ -113,7 +113,8 @@ def protocol_text(ev: MetricsRecord, implementation: bool = True) -> str:
     if not p:
         return f"{set_name(ev)}: protocol not recorded in metrics.json"
     label = set_label(ev)
-    parts = [f"{set_name(ev)}{f' [{label}]' if label else ''}", f"{p.get('split', '?')} split", f"n={p.get('n_images', '?')}"]
+    parts = [f"{set_name(ev)}{f' [{label}]' if label else ''}" + (f" ({p['source']})" if p.get("source") else ""),
+             f"{p.get('split', '?')} split", f"n={p.get('n_images', '?')}"]
     if p.get("resolution"):
         parts.append(f"{p['resolution']}² ({p.get('resize', '?')})")
     for key in ("color_space", "averaging"):
@@ -230,9 +231,9 @@ def _proxies(records: list[MetricsRecord]) -> list[str]:
     return sorted({p for ev in records for p in ev.proxies()})
 
 
-def _measured_label(model: str, ev: MetricsRecord, table: str) -> str:
+def _measured_label(ev: MetricsRecord, table: str) -> str:
     """The row label: the model (or the gray baseline), with the paper row it reproduces when it has one."""
-    counterpart = pub.paper_row(model, table)
+    counterpart = pub.paper_row(ev.name, table)
     return ev.label + (f" (↔ {counterpart})" if counterpart else "")
 
 
@@ -268,7 +269,7 @@ def palgan_main_table(evals: Evals, runs: RunLinks) -> Table:
     for model in models:
         cells = {lab: ev for lab in labels if (ev := index.cell(model, lab))}
         first = next(iter(cells.values()))
-        row = {("", "method"): _measured_label(model, first, pub.PALGAN_MAIN), ("", "source"): "measured (this run)"}
+        row = {("", "method"): _measured_label(first, pub.PALGAN_MAIN), ("", "source"): "measured (this run)"}
         run = _run_cell(first, runs)
         row[("", "run")] = run[0]
         for lab in labels:
@@ -353,7 +354,7 @@ def chromagan_table(evals: Evals, runs: RunLinks) -> Table:
     for model in models:
         ev = index.cell(model, label)
         run = _run_cell(ev, runs)
-        t.measured({("", "method"): _measured_label(model, ev, pub.CHROMAGAN_PSNR), ("", "source"): "measured (this run)",
+        t.measured({("", "method"): _measured_label(ev, pub.CHROMAGAN_PSNR), ("", "source"): "measured (this run)",
                     ("", "run"): run[0], ("", "PSNR (dB)↑"): measured_cell(ev, "psnr", t.notes),
                     ("", "protocol"): protocol_text(ev)}, run)
     caption = ("Reported: " + pub.PROTOCOLS[pub.CHROMAGAN_PSNR] + f". Measured: each model's record on {label} only "

@@ -1,0 +1,231 @@
+"""Prepare-stage throughput: decode-only baseline, prepare at 1 and N workers, Ray, and read cost per encoding.
+
+On a folder of photos (default: the 800-photo ImageNet sample, one per class), measures and writes
+bench/results/prepare-<label>.json:
+
+- decode-only: torchvision ``decode_jpeg`` of every file (bytes already in memory), one thread: the
+  ceiling the issue measures prepare against;
+- prepare (``chromapipe.data.prepare.prepare``, size 256 center crop, role train) with 1 worker and with
+  N workers (default: every local core), in float16, lab8 and rgb8 (N workers), with each run's
+  round-trip error and counts; wall img/s (sources per second, skipped files included, as the stage
+  sees them) and CPU ms per source (this process + its worker processes);
+- optionally (``--ray``) the ray engine on a local two-node ``ray start`` cluster (token auth), run as
+  the stage runs: a fresh process with RAY_ADDRESS;
+- read cost: ``LabShardDataset.__getitem__`` img/s per encoding, one thread;
+- the machine: cores, CPU model, load average before and after (other jobs on a shared machine change
+  the figures: the load average says how much).
+
+    python bench/bench_prepare.py [--root DIR] [--repeat K] [--workers N] [--ray] [--label NAME]
+
+``--repeat K`` builds a temporary folder of symlinks holding the photos K times (distinct names, so
+distinct photos to the splitter) for runs long enough to amortise start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from chromapipe.config import DataConfig, SplitConfig, to_dict
+from chromapipe.data.engines import local_cores
+from chromapipe.data.prepare import prepare
+from chromapipe.data.shards import LabShardDataset
+
+DEFAULT_ROOT = Path("/work/shared/data/imagenet-sample")
+RESULTS = Path(__file__).resolve().parent / "results"
+IMAGENET_TRAIN = 1_281_167  # ILSVRC-2012 training images
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its reaped children (pool workers), user + system."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _machine() -> dict[str, Any]:
+    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), platform.processor())
+    import numpy
+    import PIL
+    import torchvision
+
+    return {"cores": local_cores(), "cpu": model, "python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "pillow": PIL.__version__, "numpy": numpy.__version__}
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def repeated_tree(root: Path, k: int, into: Path) -> Path:
+    """``root`` k times as symlinks (``r<i>_<name>`` in each class folder): k× the photos, no copies."""
+    for i in range(k):
+        for f in _files(root):
+            link = into / f.relative_to(root).parent / f"r{i}_{f.name}"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(f.resolve())
+    return into
+
+
+def decode_only(files: list[Path]) -> dict[str, Any]:
+    """torchvision decode_jpeg of every file, one thread, bytes read beforehand (what the issue measured)."""
+    from torchvision.io import decode_jpeg
+
+    torch.set_num_threads(1)
+    blobs = [torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8) for f in files]
+    decode_jpeg(blobs[0])
+    c0, t0 = _cpu_seconds(), time.perf_counter()
+    for b in blobs:
+        decode_jpeg(b)
+    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+    return {"images": len(files), "seconds": round(wall, 3), "images_per_s": round(len(files) / wall, 1), "cpu_ms_per_image": round(1000 * cpu / len(files), 3)}
+
+
+def run_prepare(cfg: DataConfig) -> dict[str, Any]:
+    c0, t0 = _cpu_seconds(), time.perf_counter()
+    manifest = prepare(cfg)
+    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+    n = manifest["n_listed"]
+    return {
+        "encoding": cfg.encoding, "engine": manifest["run"]["engine"], "workers": manifest["run"]["workers"],
+        "sources": n, "images": {k: v["n_images"] for k, v in manifest["splits"].items()},
+        "skipped_by_reason": manifest["skipped_by_reason"], "roundtrip_max_abs_uint8": manifest["lab_roundtrip_max_abs_uint8"],
+        "bytes_per_image": manifest["storage"]["bytes_per_image"], "seconds": round(wall, 3),
+        "images_per_s": round(n / wall, 1), "cpu_ms_per_source": round(1000 * cpu / n, 3),
+        "chunks": len(manifest["run"]["chunk_nodes"]), "nodes": len(manifest["run"]["nodes"]),
+    }
+
+
+def read_rate(out: Path, n: int) -> dict[str, Any]:
+    """LabShardDataset.__getitem__ over the first n training images (pages already cached), one thread."""
+    torch.set_num_threads(1)
+    ds = LabShardDataset(out, "train")
+    n = min(n, len(ds))
+    ds[0]
+    t0 = time.perf_counter()
+    for i in range(n):
+        ds[i]
+    wall = time.perf_counter() - t0
+    return {"images": n, "images_per_s": round(n / wall, 1), "ms_per_image": round(1000 * wall / n, 3)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_cluster_run(cfg: DataConfig, cpus_per_node: int) -> dict[str, Any]:
+    """Start a head and a worker node on localhost, run prepare in a fresh process with RAY_ADDRESS."""
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    start = [ray_cli, "start", "--disable-usage-stats", f"--num-cpus={cpus_per_node}", "--node-ip-address=127.0.0.1"]
+    try:
+        subprocess.run([*start, "--head", f"--port={port}", "--include-dashboard=false"], check=True, env=env, capture_output=True, timeout=300)
+        subprocess.run([*start, f"--address=127.0.0.1:{port}"], check=True, env=env, capture_output=True, timeout=300)
+        t0 = time.perf_counter()
+        child = subprocess.run([sys.executable, __file__, "--child", json.dumps(to_dict(cfg))], env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
+                               check=True, capture_output=True, text=True, timeout=3600)
+        process_seconds = time.perf_counter() - t0
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=300)
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    return {**result, "process_seconds": round(process_seconds, 2), "cpus_per_node": cpus_per_node,
+            "note": "seconds/images_per_s: inside prepare() (Ray connect + task start-up included); process_seconds: the whole stage process"}
+
+
+def _child(cfg_json: str) -> None:
+    """--child: prepare with the given DataConfig (engine auto: RAY_ADDRESS is set), print the figures."""
+    raw = json.loads(cfg_json)
+    raw["splits"] = SplitConfig(**raw["splits"])
+    print(json.dumps(run_prepare(DataConfig(**raw))))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--workers", type=int, default=local_cores(), help="N for the parallel runs (default: every local core)")
+    ap.add_argument("--encodings", default="float16,lab8,rgb8")
+    ap.add_argument("--ray", action="store_true", help="also run the ray engine on a local two-node `ray start` cluster")
+    ap.add_argument("--read-images", type=int, default=256)
+    ap.add_argument("--label", default=f"{local_cores()}cpu")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        _child(args.child)
+        return
+    load_before = os.getloadavg()
+    result: dict[str, Any] = {"benchmark": "prepare stage (bench/bench_prepare.py)", "machine": _machine(), "argv": sys.argv[1:],
+                              "load_average_before": [round(x, 2) for x in load_before]}
+    with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:
+        root = repeated_tree(args.root, args.repeat, Path(tmp) / "src") if args.repeat > 1 else args.root
+        files = _files(root)
+        result["dataset"] = {"root": str(args.root), "repeat": args.repeat, "files": len(files)}
+        result["decode_only"] = decode_only(files)
+        print("decode-only", result["decode_only"], flush=True)
+        base = dict(source="folder", root=str(root), size=args.size, splits=SplitConfig(0.8, 0.1, 0.1), engine="local")
+        runs = [("float16", 1), *((enc, args.workers) for enc in args.encodings.split(","))]
+        result["prepare"], result["read"] = [], {}
+        for enc, workers in runs:
+            out = Path(tmp) / f"out-{enc}-{workers}"
+            r = run_prepare(DataConfig(**base, encoding=enc, workers=workers, out=str(out)))
+            result["prepare"].append(r)
+            print("prepare", r, flush=True)
+            if workers == args.workers and enc not in result["read"]:
+                result["read"][enc] = read_rate(out, args.read_images)
+                print("read", enc, result["read"][enc], flush=True)
+            shutil.rmtree(out)
+        if args.ray:
+            per_node = max(1, args.workers // 2)
+            result["ray"] = ray_cluster_run(DataConfig(**{**base, "engine": "auto"}, encoding="float16", out=str(Path(tmp) / "out-ray")), per_node)
+            print("ray", result["ray"], flush=True)
+    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    result["summary"] = summarize(result, args.workers)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"prepare-{args.label}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result["summary"], indent=1))
+    print(f"wrote {path}")
+
+
+def summarize(result: dict[str, Any], workers: int) -> dict[str, Any]:
+    """The figures the issue asks about: prepare with N workers vs 0.7 x decode-only x N, ImageNet cost."""
+    decode = result["decode_only"]["images_per_s"]
+    by = {(r["encoding"], r["workers"]): r for r in result["prepare"]}
+    one = by[("float16", 1)]
+    out: dict[str, Any] = {"decode_only_images_per_s": decode, "workers": workers,
+                           "goal_images_per_s": round(0.7 * decode * workers, 1)}
+    for (enc, w), r in by.items():
+        out[f"prepare_{enc}_w{w}_images_per_s"] = r["images_per_s"]
+        out[f"prepare_{enc}_w{w}_vs_decode_x_workers"] = round(r["images_per_s"] / (decode * w), 3)
+    out["imagenet_train_hours_per_core_float16"] = round(IMAGENET_TRAIN * one["cpu_ms_per_source"] / 1000 / 3600, 2)
+    out["imagenet_train_hours_per_core_float16_wall_1_worker"] = round(IMAGENET_TRAIN / one["images_per_s"] / 3600, 2)
+    for (enc, w), r in by.items():
+        if w == workers:
+            out[f"imagenet_train_hours_per_core_{enc}"] = round(IMAGENET_TRAIN * r["cpu_ms_per_source"] / 1000 / 3600, 2)
+    size = result["prepare"][0]["bytes_per_image"]
+    out["imagenet_train_disk_gb"] = {enc: round(IMAGENET_TRAIN * (r["bytes_per_image"] + 8) / 1e9, 1) for (enc, _), r in by.items()}
+    out["imagenet_train_disk_gb"]["note"] = f"{IMAGENET_TRAIN} images at the benchmark's size ({size} B/image in float16), + 8 B/label"
+    out["read_images_per_s"] = {enc: r["images_per_s"] for enc, r in result["read"].items()}
+    return out
+
+
+if __name__ == "__main__":
+    main()
