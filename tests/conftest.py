@@ -1,4 +1,5 @@
-"""Shared fixtures: real sample images, a prepared sample dataset, a params file for quick runs."""
+"""Shared test helpers: a params file for seconds-long runs on the embedded sample photos (`quick_params`) and a
+clone-like copy of this project in a fresh git repository (`git_project`)."""
 
 from __future__ import annotations
 
