@@ -67,8 +67,10 @@ def storage_format(encoding: str) -> StorageFormat:
 
 
 def _lab_to_lab8(lab: torch.Tensor) -> torch.Tensor:
-    scaled = torch.stack([lab[..., 0, :, :] * (255.0 / 100.0), lab[..., 1, :, :] + 128.0, lab[..., 2, :, :] + 128.0], dim=-3)
-    return scaled.round_().clamp_(0, 255).to(torch.uint8)
+    """Float L*a*b* (..., 3, H, W) -> OpenCV 8-bit Lab, overwriting ``lab`` (callers pass their own copy)."""
+    lab.select(-3, 0).mul_(255.0 / 100.0)
+    lab.narrow(-3, 1, 2).add_(128.0)
+    return lab.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _lab8_to_lab(lab8: torch.Tensor) -> torch.Tensor:
@@ -83,7 +85,7 @@ def encode_rgb(rgb: torch.Tensor, encoding: str) -> np.ndarray:
     lab = rgb_uint8_to_lab_fast(rgb)
     if encoding == "float16":
         return lab.to(torch.float16).numpy()
-    return _lab_to_lab8(lab).numpy()
+    return _lab_to_lab8(lab).numpy()  # lab is ours: converted in place
 
 
 def encode_lab(lab: torch.Tensor, encoding: str) -> np.ndarray:
@@ -91,7 +93,7 @@ def encode_lab(lab: torch.Tensor, encoding: str) -> np.ndarray:
     if encoding == "float16":
         return lab.to(torch.float16).numpy()
     if encoding == "lab8":
-        return _lab_to_lab8(lab.float()).numpy()
+        return _lab_to_lab8(lab.float().clone()).numpy()
     return lab_to_rgb_uint8(lab.float()).numpy()
 
 

@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 def run(command: list[str], num_cpus: int | None = None) -> int:
     import ray
 
-    context = ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+    # address="local": always a new instance of our own, even when another Ray cluster runs on this machine
+    context = ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
     address = context.address_info["gcs_address"]
     log.info("local Ray instance at %s for: %s", address, " ".join(command))
     try:

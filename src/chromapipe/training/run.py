@@ -51,6 +51,7 @@ def _connect_ray(num_cpus_needed: float) -> bool:
         ray.init(address=address, log_to_driver=True, runtime_env={"worker_process_setup_hook": quiet_local_ray})
         return False
     ray.init(
+        address="local",  # a new instance: never silently join another cluster running on this machine
         num_cpus=max(os.cpu_count() or 1, int(num_cpus_needed + 0.999)),
         include_dashboard=False,
         log_to_driver=True,
