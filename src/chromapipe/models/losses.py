@@ -113,11 +113,11 @@ def masked_cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = -1)
     """Cross-entropy over samples whose label is not ``ignore_index``; 0 (with a graph) when none has one.
 
     Datasets without classes carry label -1; plain ``F.cross_entropy`` would return NaN for such a batch.
+    Written without data-dependent branching or indexing, so it never waits for the device (no host sync).
     """
-    valid = labels != ignore_index
-    if not bool(valid.any()):
-        return logits.float().sum() * 0.0
-    return F.cross_entropy(logits[valid].float(), labels[valid])
+    valid = (labels != ignore_index).float()
+    per_sample = F.cross_entropy(logits.float(), labels.clamp_min(0), reduction="none")
+    return (per_sample * valid).sum() / valid.sum().clamp_min(1.0)
 
 
 def scalar(t: Tensor) -> Tensor:
