@@ -153,12 +153,13 @@ def ray_parallelism() -> int:
 
 
 def connect_ray() -> bool:
-    """Join the cluster named by RAY_ADDRESS (or start a local Ray); True when this call started it."""
+    """Join the cluster named by RAY_ADDRESS, else start a new local Ray instance (``address="local"``:
+    never a stray cluster that happens to run on the machine); True when this call connected."""
     import ray
 
     if ray.is_initialized():
         return False
-    ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=False, configure_logging=False)
+    ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False, configure_logging=False)
     return True
 
 

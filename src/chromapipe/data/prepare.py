@@ -39,7 +39,7 @@ from chromapipe.data.engines import (
     run_local,
     run_ray,
 )
-from chromapipe.data.process import ChunkResult, ImageResult, crops, process_image  # noqa: F401 - re-exported
+from chromapipe.data.process import ChunkResult, ImageResult
 from chromapipe.data.shards import ShardWriter
 from chromapipe.data.sources import SourceImage, list_sources
 from chromapipe.data.splits import SPLITS, assign_splits
