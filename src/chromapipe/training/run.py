@@ -34,7 +34,7 @@ from chromapipe.models.base import Recipe
 from chromapipe.models.checkpoint import save_generator
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.loop import CHECKPOINT_FILE, WorkerConfig, train_loop_per_worker
-from chromapipe.training.tracking import find_or_create_run, link_or_log_artifact
+from chromapipe.training.tracking import find_or_create_run
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def export(params: Params, run: TrainingRun, state: dict[str, Any], cluster: dic
     if state:
         G = _generator_with(run.recipe, state["G"])
         save_generator(generator_file, run.name, run.cfg, G, meta={"run_id": run.run_id, "config_hash": run.config_hash, "steps": state["step"], "describe": describe})
-        link_or_log_artifact(client, run.run_id, generator_file, "generator")
+        client.log_artifact(run.run_id, str(generator_file), artifact_path="generator")
         client.log_dict(run.run_id, preprocessing_spec(run.cfg, describe), "generator/preprocessing.json")
         steps = state["step"]
     else:

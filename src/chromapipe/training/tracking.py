@@ -6,12 +6,8 @@ Workers log through ``MlflowClient`` against an explicit run id instead of the f
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import numpy as np
 import torch
@@ -86,26 +82,4 @@ class RunLogger:
 
     def log_preview(self, L: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor, step: int) -> None:
         self.client.log_image(self.run_id, preview_grid(L, ab_pred, ab_true), key="preview", step=step)
-
-
-def link_or_log_artifact(client: MlflowClient, run_id: str, path: Path, artifact_path: str) -> None:
-    """Log a (large) file as an artifact. Where the artifact store is a local directory on the same file
-    system the file is hard-linked instead of copied: a generator is up to 700 MB, and the workspace,
-    DVC's cache and the MLflow store would otherwise hold three copies of it."""
-    uri = client.get_run(run_id).info.artifact_uri
-    local = urlparse(uri)
-    if local.scheme in ("", "file"):
-        target = Path(url2pathname(local.path)) / artifact_path / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.unlink(missing_ok=True)
-        try:
-            os.link(path, target)
-            return
-        except OSError:  # another file system, or links not supported: copy as MLflow does
-            pass
-    client.log_artifact(run_id, str(path), artifact_path=artifact_path)
-
-
-def set_tags(tracking_uri: str, run_id: str, tags: dict[str, str]) -> None:
-    MlflowClient(tracking_uri).log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
