@@ -35,7 +35,7 @@ import math
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,12 @@ from chromapipe.metrics.suite import MetricSuite
 from chromapipe.models.base import Recipe
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.step import train_step
+
+try:  # the loop's optimiser setup (Adam, fused where supported), shared through training.step
+    from chromapipe.training.step import build_optimizers
+except ImportError:  # an older training.step: the same Adam, built here
+    def build_optimizers(G: nn.Module, D: nn.Module, cfg: ModelConfig) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+        return torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas), torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO_ROOT = Path("/work/shared/data/imagenet-sample")
@@ -162,8 +168,7 @@ def train(cfg: ModelConfig, photos: Photos, *, steps: int, seconds: float | None
     recipe = build_recipe(cfg)
     recipe.setup(dev)
     G, D = recipe.build_generator().to(dev), recipe.build_discriminator().to(dev)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    opt_g, opt_d = build_optimizers(G, D, cfg)
     sched_g, sched_d = make_scheduler(opt_g, cfg, steps), make_scheduler(opt_d, cfg, steps)
     lab = photos.lab.to(dev)
     labels = torch.full((len(photos.names),), -1, dtype=torch.long, device=dev)
@@ -305,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", default="pix2pix", help="comma-separated model names, or 'all'")
     ap.add_argument("--photos", type=int, default=8)
     ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps-for", default="", help="per-model step counts overriding --steps, e.g. chromagan=60,pix2pix_wgan_class=600")
     ap.add_argument("--seconds", type=float, help="stop a model's training early after this many seconds")
     ap.add_argument("--batch-size", type=int, help="default: the model's batch_size")
     ap.add_argument("--seed", type=int, default=0)
@@ -318,23 +324,31 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     params = load_params(args.params)
     names = list(params.models) if args.models == "all" else args.models.split(",")
+    steps_for = {k: int(v) for k, v in (item.split("=") for item in args.steps_for.split(",") if item)}
     out_path = Path(args.out)
-    results: dict[str, Any] = json.loads(out_path.read_text()).get("models", {}) if out_path.exists() else {}
+    command = "python bench/fit_photos.py " + " ".join(sys.argv[1:] if argv is None else argv)
     for name in names:
-        record = fit_and_score(params.model(name), n_photos=args.photos, steps=args.steps, seconds=args.seconds,
+        record = fit_and_score(params.model(name), n_photos=args.photos, steps=steps_for.get(name, args.steps), seconds=args.seconds,
                                batch_size=args.batch_size, seed=args.seed, device=args.device, diagnostics=not args.no_diagnostics,
                                log_every=args.log_every, image=args.images / f"{name}.png" if args.images else None)
-        record["command"] = "python bench/fit_photos.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        results[name] = record
+        record.update(command=command, threads=args.threads, device=args.device)
         print(summary_line(name, record), flush=True)
-        doc = {
-            "what": "train on N real photos (imagenet-sample), score on the same photos: model vs gray baseline (ab = 0)",
-            "device": args.device, "machine": platform.machine(), "threads": args.threads, "torch": torch.__version__,
-            "params_file": Path(args.params).name,
-            "models": results,
-        }
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps(doc, indent=1))
+        write_record(out_path, name, record, params_file=Path(args.params).name)
+
+
+def write_record(path: Path, name: str, record: dict[str, Any], params_file: str) -> None:
+    """Add one model's record to the results file, re-read just before writing: runs of different models
+    may go on in parallel and share the file (each model's record carries its own command)."""
+    models = json.loads(path.read_text()).get("models", {}) if path.exists() else {}
+    doc = {
+        "what": "train on N real photos (imagenet-sample), score on the same photos: model vs gray baseline (ab = 0)",
+        "machine": platform.machine(), "torch": torch.__version__, "params_file": params_file,
+        "models": {**models, name: record},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(path)
 
 
 if __name__ == "__main__":
