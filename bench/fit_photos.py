@@ -12,7 +12,8 @@ Everything runs through the project's own code, with the model's own settings fr
   resolution, as the prepare stage does;
 - training: ``registry.build_recipe`` → generator / discriminator → Adam(lr_g / lr_d, betas) and the lr
   schedule as ``training/loop.py`` builds them → ``training.step.train_step`` with the ``n_critic``
-  cadence and ``recipe.prepare_batch``; G and D in train mode, as the loop runs them;
+  cadence and ``recipe.prepare_batch``; G and D in train mode, as the loop runs them; batches drawn
+  without replacement per pass, without the loop's random horizontal flip (memorising is the point);
 - scoring: ``recipe.predict`` in eval mode (what the evaluate stage does) → L joined back →
   ``lab_to_rgb_uint8`` → ``metrics.suite.MetricSuite`` (PSNR, SSIM, LPIPS, colorfulness; no FID),
   against the gray baseline scored the same way.
