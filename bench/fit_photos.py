@@ -6,12 +6,12 @@ photos is the weakest thing a working implementation must manage, so "beats the 
 on the photos it trained on" separates broken implementations from untrained ones.
 
 Everything runs through the project's own code, with the model's own settings from a params file:
-- photos: ``chromapipe.data.decode.decode_rgb`` → the central square resized to the model's resolution
-  (the prepare stage's ``resize: center_crop`` view) → ``chromapipe.color.rgb_uint8_to_lab``; chosen
+- photos: ``chromapipe.data.decode.decode_rgb`` → ``chromapipe.data.process.crops`` (the prepare stage's
+  ``resize: center_crop`` view at the model's resolution) → ``chromapipe.color.rgb_uint8_to_lab``; chosen
   deterministically (seeded hash of the path), skipping grayscale photos and photos smaller than the
   resolution, as the prepare stage does;
-- training: ``registry.build_recipe`` → generator / discriminator → Adam(lr_g / lr_d, betas) and the lr
-  schedule as ``training/loop.py`` builds them → ``training.step.train_step`` with the ``n_critic``
+- training: ``registry.build_recipe`` → generator / discriminator → ``training.step.build_optimizers`` and
+  ``training.schedule.make_scheduler`` (what the loop builds) → ``training.step.train_step`` with the ``n_critic``
   cadence and ``recipe.prepare_batch``; G and D in train mode, as the loop runs them; batches drawn
   without replacement per pass, without the loop's random horizontal flip (memorising is the point);
 - scoring: ``recipe.predict`` in eval mode (what the evaluate stage does) → L joined back →
@@ -19,10 +19,11 @@ Everything runs through the project's own code, with the model's own settings fr
   against the gray baseline scored the same way.
 
 Only the batch size, the number of photos and the number of steps are chosen here; losses, learning
-rates, betas and schedules are the model's. The cosine schedule is stretched over this run's steps.
+rates, betas and schedules are the model's unless ``--set key=value`` overrides one (recorded in the
+results). The cosine schedule is stretched over this run's steps.
 
     python bench/fit_photos.py [--params params.yaml] [--models pix2pix,palgan | all] [--photos 8]
-                               [--steps 200] [--seconds 600] [--batch-size 4] [--seed 0]
+                               [--steps 200] [--seconds 600] [--batch-size 4] [--seed 0] [--set n_critic=1]
                                [--out bench/results/fit-photos-cpu.json]
 """
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -41,28 +43,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+import yaml
 from torch import nn
 
 from chromapipe.color import join_lab, lab_to_rgb_uint8, rgb_uint8_to_lab
-from chromapipe.config import ModelConfig, load_params
+from chromapipe.config import DataConfig, ModelConfig, load_params
 from chromapipe.data.decode import SkipImage, decode_rgb, grayscale_spread
+from chromapipe.data.process import crops
 from chromapipe.metrics.suite import MetricSuite
 from chromapipe.models.base import Recipe
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.step import train_step
-
-try:  # the loop's optimiser setup (Adam, fused where supported), shared through training.step
-    from chromapipe.training.step import build_optimizers
-except ImportError:  # an older training.step: the same Adam, built here
-    def build_optimizers(G: nn.Module, D: nn.Module, cfg: ModelConfig) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-        return torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas), torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+from chromapipe.training.schedule import make_scheduler
+from chromapipe.training.step import build_optimizers, train_step
 
 REPO = Path(__file__).resolve().parents[1]
-PHOTO_ROOT = Path("/work/shared/data/imagenet-sample")
+PHOTO_ROOT = REPO.parent / "shared" / "data" / "imagenet-sample"
 PHOTO_SEED = "fit-photos-v1"
-MAX_PIXELS = 50_000_000
-GRAY_TOLERANCE = 2.0  # params.yaml's data.grayscale_tolerance
 METRICS = ("psnr", "ssim", "lpips", "cf", "cf_gt")
 
 
@@ -73,29 +69,17 @@ def photo_order(root: Path, seed: str = PHOTO_SEED) -> list[Path]:
     return sorted(files, key=lambda p: hashlib.sha256(f"{seed}\0{p.relative_to(root).as_posix()}".encode()).hexdigest())
 
 
-def center_view(rgb: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (3, H, W) -> uint8 (3, size, size): the central square, resized (antialiased bilinear).
-
-    The view ``data.resize: center_crop`` with one crop per photo gives; written out here rather than
-    imported because the data package's helpers are being reorganised.
-    """
-    h, w = rgb.shape[-2:]
-    side = min(h, w)
-    y, x = (h - side) // 2, (w - side) // 2
-    square = rgb[None, :, y : y + side, x : x + side].float()
-    out = F.interpolate(square, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
-    return out.round().clamp(0, 255).to(torch.uint8)
-
-
 def load_photo(path: Path, size: int) -> torch.Tensor | None:
-    """(3, size, size) L*a*b* of the photo's central square, or None for a photo prepare would skip."""
+    """(3, size, size) L*a*b* of the photo's central square (a train dataset's default view), or None for a
+    photo the prepare stage would skip (unreadable, smaller than ``size``, grayscale)."""
+    view = DataConfig(size=size, resize="center_crop")
     try:
-        rgb = decode_rgb(path.read_bytes(), MAX_PIXELS)
+        rgb = decode_rgb(path.read_bytes(), view.max_pixels)
     except SkipImage:
         return None
-    if min(rgb.shape[-2:]) < size or grayscale_spread(rgb) <= GRAY_TOLERANCE:
+    if min(rgb.shape[-2:]) < size or grayscale_spread(rgb) <= view.grayscale_tolerance:
         return None
-    return rgb_uint8_to_lab(center_view(rgb, size))
+    return rgb_uint8_to_lab(crops(rgb, view)[0])
 
 
 @dataclass
@@ -128,13 +112,6 @@ def load_photos(n: int, size: int, root: Path = PHOTO_ROOT, seed: str = PHOTO_SE
 
 
 # -- training ----------------------------------------------------------------------------------------------------
-def make_scheduler(opt: torch.optim.Optimizer, cfg: ModelConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """``training.loop.make_scheduler`` (copied: importing the loop imports Ray and MLflow, ~10 s)."""
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps), eta_min=cfg.lr_min)
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-
-
 def batches(n: int, batch_size: int, gen: torch.Generator):
     """Index batches over ``n`` photos: a fresh permutation per pass, drop_last (as the loop's loader)."""
     while True:
@@ -320,6 +297,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-diagnostics", action="store_true")
     ap.add_argument("--images", type=Path, help="write <dir>/<model>.png: gray | prediction | truth per photo")
     ap.add_argument("--log-every", type=int, default=0, help="print mean losses every N steps (stderr)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a model setting for this run (YAML value), e.g. n_critic=1 or lr_g=2e-4; repeatable")
     ap.add_argument("--out", default=str(REPO / "bench/results/fit-photos-cpu.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -328,11 +307,12 @@ def main(argv: list[str] | None = None) -> None:
     steps_for = {k: int(v) for k, v in (item.split("=") for item in args.steps_for.split(",") if item)}
     out_path = Path(args.out)
     command = "python bench/fit_photos.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     for name in names:
-        record = fit_and_score(params.model(name), n_photos=args.photos, steps=steps_for.get(name, args.steps), seconds=args.seconds,
+        record = fit_and_score(dataclasses.replace(params.model(name), **overrides), n_photos=args.photos, steps=steps_for.get(name, args.steps), seconds=args.seconds,
                                batch_size=args.batch_size, seed=args.seed, device=args.device, diagnostics=not args.no_diagnostics,
                                log_every=args.log_every, image=args.images / f"{name}.png" if args.images else None)
-        record.update(command=command, threads=args.threads, device=args.device)
+        record.update(overrides=overrides, command=command, threads=args.threads, device=args.device)
         print(summary_line(name, record), flush=True)
         write_record(out_path, name, record, params_file=Path(args.params).name)
 

@@ -26,7 +26,7 @@ def project(tmp_path_factory) -> Path:
     """64-px sample crops and two generators at 32 px (half the data's size): a plain and a palette one."""
     root = tmp_path_factory.mktemp("eval")
     models = {name: {"arch": cls.arch, "resolution": 32, "batch_size": 2, "steps": 1} for name, cls in (("tiny", TinyRecipe), ("tiny_palette", TinyPaletteRecipe))}
-    params = load_params(quick_params(root, models=models, evaluate={"samples": 3}))
+    params = load_params(quick_params(root, models=models, evaluate={"samples": 3, "lab_packed": True}))
     prepare(params.dataset("sample"))
     for name, cls in (("tiny", TinyRecipe), ("tiny_palette", TinyPaletteRecipe)):
         torch.manual_seed(0)
@@ -49,6 +49,9 @@ def test_model_record_samples_and_protocol(project: Path) -> None:
     assert not (project / "evaluation/tiny/sample/ground_truth").exists()  # only the baseline stage writes those
     assert not (project / "evaluation/tiny/sample/palettes.npz").exists()  # a model without a palette writes none
     assert 5 < record.metrics["psnr"] < 60 and record.metrics["cf"] > 1  # random weights: colored, wrong
+    # the thesis' protocol beside sRGB (evaluate.lab_packed), with its own color space in the details
+    assert set(record.scores()) >= {"psnr", "lab_psnr", "lab_ssim", "lab_lpips_vgg"} and record.metrics["lab_psnr"] != record.metrics["psnr"]
+    assert "NOT sRGB" in record.details["lab_psnr"]["color_space"] and "lab_fid" in record.unavailable  # fid: false here
 
 
 def test_gray_baseline_is_a_predictor_like_any_other(project: Path) -> None:

@@ -182,3 +182,38 @@ def test_rejects_non_uint8_and_shape_mismatch():
         psnr_per_image(torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 16, 16))
     with MetricSuite(fid=False) as suite, pytest.raises(ValueError):
         suite.update(torch.zeros(1, 3, 16, 16, dtype=torch.uint8), torch.zeros(1, 3, 16, 17, dtype=torch.uint8))
+
+
+# -- the thesis' protocol: L*a*b* packed as a 3-channel tensor ---------------------------------------------------
+def test_lab_packing_follows_the_thesis_scaling():
+    from chromapipe.metrics.lab_packed import pack_lab
+
+    L = torch.tensor([100.0, 50.0, 0.0]).view(3, 1, 1, 1)
+    ab = torch.tensor([[127.0, -128.0], [0.0, 0.0], [63.5, -64.0]]).view(3, 2, 1, 1)
+    packed = pack_lab(L, ab).flatten(1)
+    torch.testing.assert_close(packed, torch.tensor([[1.0, 1.0, 0.0], [0.5, 0.5, 0.5], [0.0, 0.75, 0.25]]))
+
+
+def test_lab_packed_psnr_is_one_value_over_the_set_and_identity_is_perfect():
+    """lab_psnr: one PSNR from the MSE over every image (torchmetrics dim=None), not a mean of per-image
+    PSNRs — the two differ when the images' errors differ, as here."""
+    from chromapipe.color import rgb_uint8_to_lab
+    from chromapipe.metrics.lab_packed import LabPackedSuite, pack_lab
+
+    truth = rgb_uint8_to_lab(_real_pairs()[1])
+    L, ab = truth[:, :1], truth[:, 1:]
+    pred = torch.stack([ab[0] + 0.5, ab[1] * 0.0, ab[2] + 30.0, ab[3]])  # errors of very different sizes
+    with LabPackedSuite(fid=False) as suite:
+        suite.update(L[:2], pred[:2], ab[:2])  # two batches: accumulation must not depend on batching
+        suite.update(L[2:], pred[2:], ab[2:])
+        report = suite.compute()
+    sq = (pack_lab(L, pred).double() - pack_lab(L, ab).double()).square()
+    assert report.metrics["lab_psnr"] == pytest.approx(float(10 * torch.log10(1 / sq.mean())), abs=1e-3)
+    per_image_mean = float((10 * torch.log10(1 / sq.flatten(1).mean(1)[:3])).mean())
+    assert abs(report.metrics["lab_psnr"] - per_image_mean) > 1.0
+    assert 0.3 < report.metrics["lab_ssim"] < 1.0 and report.metrics["lab_lpips_vgg"] > 0.01
+    assert report.unavailable["lab_fid"].startswith("disabled") and report.details["lab_psnr"]["n_samples"] == 4
+    with LabPackedSuite(fid=False) as suite:
+        suite.update(L, ab, ab)
+        same = suite.compute().metrics
+    assert same["lab_ssim"] == pytest.approx(1.0, abs=1e-6) and same["lab_lpips_vgg"] < 1e-6

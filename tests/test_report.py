@@ -260,7 +260,7 @@ def test_html_parses_offline_and_images_exist(built):
 
 # ---------------------------------------------------------------------- which record fills which cell
 
-TABLE_METRICS = ("psnr", "ssim", "lpips", "fid", "fd_effnetlite0")  # what the papers' tables show
+TABLE_METRICS = ("psnr", "ssim", "lpips", "fid", "fd_effnetlite0", "lab_psnr", "lab_ssim", "lab_lpips_vgg", "lab_fid")  # what the papers' tables show
 
 
 def _origins(evals: list[MetricsRecord]) -> dict[str, set[tuple[str, str]]]:
@@ -347,7 +347,15 @@ def test_single_set_tables_cells(built):
     evals = _evals(built["root"])
     thesis = thesis_table(evals, {})
     conf = thesis.frame[("", "configuration")]
-    assert thesis.frame[conf == "② pix2pix_class"].iloc[0][("metrics", "PSNR↑")] == "24.32"
+    pix2pix_class = thesis.frame[conf == "② pix2pix_class"].iloc[0]
+    srgb, lab = "this run's protocol: sRGB uint8", "thesis protocol: L*a*b* packed as 3 channels"
+    assert pix2pix_class[(srgb, "PSNR↑")] == "24.32"
+    # the thesis' own protocol: beside its reported numbers, never in the sRGB columns
+    assert pix2pix_class[(lab, "PSNR↑")] == "26.871" and pix2pix_class[(lab, "FID↓")].startswith("3.115 (n=2379)")
+    reported = thesis.frame[conf == "② GAN + L1 + Class"].iloc[0]
+    assert reported[(lab, "PSNR↑")] == "27.324" and reported[(srgb, "PSNR↑")] == NOT_EVALUATED
+    gray = thesis.frame[conf == "gray input (ab = 0) baseline"]
+    assert gray.empty or gray.iloc[0][(lab, "PSNR↑")].startswith("n/a")
     assert not conf.str.contains("① pix2pix").any()  # pix2pix has no Places205 record: no measured row
     assert "pix2pix (↔ ① GAN + L1): evaluated only on" in thesis.caption
     chroma = chromagan_table(evals, {}).frame

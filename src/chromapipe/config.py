@@ -97,6 +97,9 @@ class EvaluateConfig:
     max_images: int | None = None
     lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
     fid: bool = True
+    #: also score the thesis' own protocol (metrics/lab_packed.py: lab_psnr, lab_ssim, lab_lpips_vgg, lab_fid on
+    #: L*a*b* packed as a 3-channel tensor), beside the sRGB metrics, so the thesis' table can be compared
+    lab_packed: bool = False
     out: str = "evaluation"
     samples: int = 6  # images saved for the report's comparison grid
 

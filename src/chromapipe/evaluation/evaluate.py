@@ -4,7 +4,9 @@ Which sets a model is scored on is the evaluation matrix in params (``evaluate.s
 training dataset's test split); fixed evaluation sets (``role: eval``, e.g. ImageNet ctest10k) are scored
 whole. Each (model, set) gets its own record, whose protocol names the set and the paper's name for it.
 
-Protocol: every model is scored at the stored data resolution in sRGB uint8. A model that works at
+Protocol: every model is scored at the stored data resolution in sRGB uint8; with ``evaluate.lab_packed``
+also under the thesis' own protocol (``lab_*`` keys: L*a*b* packed as a 3-channel tensor, see
+``metrics/lab_packed.py``), recorded beside the sRGB numbers, never instead of them. A model that works at
 another resolution (ChromaGAN's 224²) sees L* resized to its resolution; its ab prediction is resized
 back and joined with the full-resolution L*, as ChromaGAN's own inference does (``Recipe.predict``).
 The gray baseline (ab = 0) is a predictor like any other and is scored by the same loop.
@@ -12,6 +14,7 @@ The gray baseline (ab = 0) is a predictor like any other and is scored by the sa
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -29,6 +32,7 @@ from tqdm import tqdm
 from chromapipe.config import Params, resolve_path, to_dict, tracking_uri
 from chromapipe.data.shards import LabShardDataset, read_manifest
 from chromapipe.devices import resolve_device
+from chromapipe.metrics.lab_packed import LabPackedSuite
 from chromapipe.metrics.record import BASELINE, GRAY, MEASURED, MetricsRecord
 from chromapipe.metrics.scoring import Predictor, ScoredBatch, gray_predictor, score_batches
 from chromapipe.metrics.suite import MetricSuite
@@ -126,15 +130,18 @@ def evaluate_set(params: Params, name: str, set_name: str, predictor: Predictor,
         raise RuntimeError(f"evaluate: the {split!r} split of dataset {set_name!r} is empty; adjust datasets.{set_name}.splits")
     samples = SampleWriter(out_dir, ec.samples, recipe, ground_truth)
     t0 = time.time()
-    with MetricSuite(lpips_net=ec.lpips_net, fid=ec.fid, device=dev) as suite:
+    lab = LabPackedSuite(fid=ec.fid, device=dev) if ec.lab_packed else contextlib.nullcontext()
+    with MetricSuite(lpips_net=ec.lpips_net, fid=ec.fid, device=dev) as suite, lab as lab_suite:
         batches = tqdm(DataLoader(dataset, batch_size=ec.batch_size, shuffle=False), desc=f"evaluate {name} on {set_name}", unit="batch")
-        seen = score_batches(predictor, batches, suite, dev, on_batch=samples)
-        report = suite.compute()
+        seen = score_batches(predictor, batches, suite, dev, on_batch=samples, lab_suite=lab_suite)
+        reports = [suite.compute()] + ([lab_suite.compute()] if lab_suite is not None else [])
     seconds = time.time() - t0
     samples.close()
     record = MetricsRecord(
         name=name, **facts, protocol=_protocol(params, set_name, manifest, split, seen),
-        metrics=report.metrics, unavailable=report.unavailable, details=report.details,
+        metrics={k: v for r in reports for k, v in r.metrics.items()},
+        unavailable={k: v for r in reports for k, v in r.unavailable.items()},
+        details={k: v for r in reports for k, v in r.details.items()},
         timing={"seconds": round(seconds, 2), "images_per_s": round(seen / max(seconds, 1e-9), 3), "device": str(dev)},
     )
     record.write(out_dir)

@@ -40,8 +40,16 @@ _LABELS = {
     "cf": "CF",
     "cf_gt": "CF (ground truth)",
     "delta_cf": "ΔCF↓",
+    "lab_psnr": "PSNR↑ (Lab-packed)",
+    "lab_ssim": "SSIM↑ (Lab-packed)",
+    "lab_lpips_vgg": "LPIPS-vgg↓ (Lab-packed)",
+    "lab_fid": "FID↓ (Lab-packed)",
 }
-_DECIMALS = {"psnr": 2, "ssim": 3, "lpips": 3, "fid": 2, "cf": 1, "cf_gt": 1, "delta_cf": 1}
+_DECIMALS = {"psnr": 2, "ssim": 3, "lpips": 3, "fid": 2, "cf": 1, "cf_gt": 1, "delta_cf": 1,
+             "lab_psnr": 3, "lab_ssim": 3, "lab_lpips_vgg": 3, "lab_fid": 3}
+FRECHET = ("fid", "lab_fid")
+#: the thesis' metrics in its own protocol (metrics/lab_packed.py), keyed by the metric it reported
+THESIS_LAB = {"fid": "lab_fid", "ssim": "lab_ssim", "psnr": "lab_psnr", "lpips": "lab_lpips_vgg"}
 MAIN_METRICS = ("psnr", "ssim", "lpips", "fid")
 
 
@@ -86,7 +94,8 @@ class Footnotes:
 
 
 _PROTOCOL_KEYS = ("dataset", "dataset_label", "source", "split", "n_images", "resolution", "resize", "color_space", "averaging")
-_IMPLEMENTATION_OF = ("psnr", "lpips", "fid")  # SSIM shares PSNR's implementation; proxies are added
+_IMPLEMENTATION_OF = ("psnr", "lpips", "fid", "lab_psnr")  # SSIM shares PSNR's implementation; proxies are added
+_IMPLEMENTATION_NAME = {"psnr": "PSNR/SSIM", "lab_psnr": "Lab-packed PSNR/SSIM"}
 
 
 def implementation_text(ev: MetricsRecord) -> str:
@@ -101,7 +110,7 @@ def implementation_text(ev: MetricsRecord) -> str:
             continue
         if d.get("net"):
             impl += f" ({d['net']})"
-        name = "PSNR/SSIM" if metric == "psnr" else metric_label(metric).split("↓")[0].split("↑")[0]
+        name = _IMPLEMENTATION_NAME.get(metric) or metric_label(metric).split("↓")[0].split("↑")[0]
         parts.append(f"{name} {impl}")
     return "; ".join(parts)
 
@@ -139,7 +148,7 @@ def measured_cell(ev: MetricsRecord, metric: str, notes: Footnotes) -> str:
     value = ev.metrics.get(metric)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         text = fmt(metric, float(value))
-        if metric == "fid" or is_proxy(metric):
+        if metric in FRECHET or is_proxy(metric):
             n = ev.n_samples(metric)
             text += f" (n={n if n is not None else '?'})"
             if n is None or n < FID_MIN_SAMPLES:
@@ -301,41 +310,51 @@ def _single_set_row(t: _Rows, head: dict, ev: MetricsRecord, cols: list[str], ru
 
 
 def thesis_table(evals: Evals, runs: RunLinks) -> Table:
-    """Table 2: the thesis' configurations ① ② ③ × FID, SSIM, PSNR, LPIPS; after each configuration's reported
-    rows, the matching model's record on Places205 test; then other models and the gray baseline on that set."""
+    """Table 2: the thesis' configurations ① ② ③ × FID, SSIM, PSNR, LPIPS, in two column groups: the thesis'
+    own protocol (L*a*b* packed as a 3-channel tensor, LPIPS-vgg), where its reported numbers sit, and this
+    run's sRGB protocol. After each configuration's reported rows, the matching model's record on Places205
+    test; then other models and the gray baseline on that set."""
     index = _index(evals)
     (label,) = pub.table_datasets(pub.THESIS_TABLE)
     records = [r for r in pub.published_records() if r.table == pub.THESIS_TABLE]
     models = index.models_on((label,))
-    cols = list(("fid", "ssim", "psnr", "lpips")) + _proxies([index.cell(m, label) for m in models])
+    reported_metrics = ("fid", "ssim", "psnr", "lpips")
+    srgb = list(reported_metrics) + _proxies([index.cell(m, label) for m in models])
+    lab_group, srgb_group = "thesis protocol: L*a*b* packed as 3 channels", "this run's protocol: sRGB uint8"
     matched = [m for m, rows in pub.MODEL_ROWS.items() if pub.THESIS_TABLE in rows]
     t = _Rows()
-    lab_note = t.notes.mark(
-        "The thesis computed FID/SSIM/PSNR/LPIPS on Lab values packed as a 3-channel image (not sRGB) and LPIPS "
-        "with VGG; this run measures on sRGB uint8 images. The two kinds of rows are not directly comparable."
-    )
+
+    def measured_row(head: dict, ev: MetricsRecord) -> None:
+        run = _run_cell(ev, runs)
+        row = {**head, ("", "source"): "measured (this run)", ("", "run"): run[0]}
+        row.update({(lab_group, metric_label(m)): measured_cell(ev, THESIS_LAB[m], t.notes) for m in reported_metrics})
+        row.update({(srgb_group, metric_label(m)): measured_cell(ev, m, t.notes) for m in srgb})
+        row[("", "protocol")] = protocol_text(ev)
+        t.measured(row, run)
+
     methods = list(dict.fromkeys(r.method for r in records))
     for i, method in enumerate(methods):
-        row = {("", "configuration"): method, ("", "source"): "reported (thesis) " + lab_note, ("", "run"): ""}
+        row = {("", "configuration"): method, ("", "source"): "reported (thesis)", ("", "run"): ""}
         for r in records:
             if r.method == method:
-                row[("metrics", metric_label(r.metric))] = fmt(r.metric, r.value, 3)
-        row.update({("metrics", metric_label(p)): NOT_EVALUATED for p in cols[4:]})
-        row[("", "protocol")] = "Places205 test (23,797), 256², Lab packed as 3-channel (not sRGB)"
+                row[(lab_group, metric_label(r.metric))] = fmt(r.metric, r.value, 3)
+        row.update({(srgb_group, metric_label(m)): NOT_EVALUATED for m in srgb})
+        row[("", "protocol")] = "Places205 test (23,797), 256², Lab packed as 3-channel (not sRGB), LPIPS vgg"
         t.reported(row)
         next_method = methods[i + 1] if i + 1 < len(methods) else None
         if next_method is not None and next_method[0] == method[0]:
             continue  # ③ has two reported rows (30/50 epochs); its measured row follows both
         for model in matched:
             if pub.paper_row(model, pub.THESIS_TABLE)[0] == method[0] and (ev := index.cell(model, label)):
-                _single_set_row(t, {("", "configuration"): f"{method[0]} {ev.name}"}, ev, cols, runs)
+                measured_row({("", "configuration"): f"{method[0]} {ev.name}"}, ev)
     for model in (m for m in models if m not in matched):
-        ev = index.cell(model, label)
-        _single_set_row(t, {("", "configuration"): ev.label}, ev, cols, runs)
+        measured_row({("", "configuration"): index.cell(model, label).label}, index.cell(model, label))
     caption = (
         "Thesis configurations: ① GAN + 100·L1 (model pix2pix), ② GAN + 100·L1 + 0.003·CE (pix2pix_class), "
         "③ 0.1·WGAN-GP + L2 + 0.003·CE (pix2pix_wgan_class). Reported: " + pub.PROTOCOLS[pub.THESIS_TABLE]
-        + f". Measured: each model's record on {label} only (protocol column)."
+        + f". Measured: each model's record on {label} only (protocol column), under the thesis' protocol "
+        "(evaluate.lab_packed: torchmetrics PSNR over the whole set, SSIM, LPIPS-vgg and FID on L*a*b* packed as "
+        "a [0, 1] 3-channel tensor — the group to compare with the reported rows) and under this run's sRGB protocol."
     )
     caption += _not_measured_note(index, pub.THESIS_TABLE, (label,))
     return t.finish("table2", "Table 2 — thesis (pix2pix + classification): reported vs measured", caption)
@@ -404,10 +423,11 @@ def all_measured_table(evals: Evals, runs: RunLinks) -> Table:
     """Every record (model × evaluation set) × every metric it has, nothing dropped, grouped by set, with its protocol."""
     index = _index(evals)
     records = [ev for name in index.sets() for ev in index.on_set(name)]
-    known = set(ALL_METRICS_ORDER) | set(COLOR_METRICS)
+    present = {k for ev in records for k in set(ev.metrics) | set(ev.unavailable)}
+    lab = [k for k in THESIS_LAB.values() if k in present]
     proxies = _proxies(records)
-    extra = sorted({k for ev in records for k in set(ev.metrics) | set(ev.unavailable)} - known - set(proxies))
-    cols = list(ALL_METRICS_ORDER) + proxies + list(COLOR_METRICS) + extra
+    extra = sorted(present - set(ALL_METRICS_ORDER) - set(COLOR_METRICS) - set(proxies) - set(lab))
+    cols = list(ALL_METRICS_ORDER) + proxies + list(COLOR_METRICS) + lab + extra
     t = _Rows()
     for ev in records:
         run = _run_cell(ev, runs, short=False)
