@@ -23,7 +23,7 @@ repro: setup
 	$(BIN)/dvc metrics show
 
 test: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" --durations=15
 
 test-slow: setup
 	$(PY) -m pytest -m slow
