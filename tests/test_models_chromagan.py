@@ -58,6 +58,23 @@ def test_parameter_counts(recipe, G):
     assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.InstanceNorm2d)) for m in D.modules())
 
 
+def test_generator_file_is_the_colorization_path_only(recipe, G, batch, tmp_path):
+    """The class head (124 M of 171 M parameters) only serves the KL loss: the file leaves it out (a third of
+    the size) and the loaded generator colorizes exactly as the full one."""
+    from chromapipe.models.checkpoint import load_generator, save_generator
+
+    save_generator(tmp_path / "generator.pt", "chromagan", CFG, G)
+    _, loaded, _ = load_generator(tmp_path / "generator.pt")
+    assert loaded.class_head is None and count_parameters(loaded) == count_parameters(recipe.inference_modules(G))
+    assert (tmp_path / "generator.pt").stat().st_size < 200e6  # 47 M float32 parameters, not 171 M
+    G.eval()
+    with torch.no_grad():
+        L = recipe.encode_L(batch["L"])
+        full, exported = G(L), loaded(L)
+    assert set(exported) == {"ab"}
+    torch.testing.assert_close(exported["ab"], full["ab"])
+
+
 def test_resolution_is_fixed_at_224():
     validate_model("chromagan", CFG)
     with pytest.raises(ValueError, match="224"):

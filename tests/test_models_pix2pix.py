@@ -83,6 +83,30 @@ def test_inference_part_drops_only_the_class_head(g_class, g_plain):
     assert count_parameters(build_recipe(CONFIGS["pix2pix"]).inference_modules(g_plain[0])) == 54_410_882
 
 
+def test_generator_file_leaves_out_the_class_head_and_colorizes_the_same(g_class, batch, tmp_path):
+    """The exported generator holds what colorization needs (the fusion vector stays, the class head goes):
+    the same ab as the full network in eval mode, no logits, and a file smaller by the head's weights."""
+    from chromapipe.models.checkpoint import load_generator, save_generator
+
+    G, state = g_class
+    G.load_state_dict(state)
+    cfg = CONFIGS["pix2pix_class"]
+    save_generator(tmp_path / "generator.pt", "pix2pix_class", cfg, G)
+    recipe, loaded, _ = load_generator(tmp_path / "generator.pt")
+    assert loaded.branch.head is None and count_parameters(loaded) == 97_096_015 - count_parameters(G.branch.head)
+    saved = torch.load(tmp_path / "generator.pt", weights_only=True)["state_dict"]
+    assert not any(k.startswith("branch.head.") for k in saved) and any(k.startswith("branch.fusion.") for k in saved)
+    G.eval()
+    with torch.no_grad():
+        L = recipe.encode_L(batch["L"])
+        full, exported = G(L), loaded(L)
+    assert "logits" not in exported
+    torch.testing.assert_close(exported["ab"], full["ab"])
+    # a file written before heads were left out (full state dict) still loads
+    torch.save({**torch.load(tmp_path / "generator.pt", weights_only=True), "state_dict": G.state_dict()}, tmp_path / "old.pt")
+    torch.testing.assert_close(load_generator(tmp_path / "old.pt")[1](L)["ab"], full["ab"])
+
+
 # -- configuration -----------------------------------------------------------------------------------------------
 def test_configs_validate():
     for name, cfg in CONFIGS.items():

@@ -141,3 +141,9 @@ class Recipe(ABC):
     def inference_modules(self, G: nn.Module) -> nn.Module:
         """The part needed at inference (for counting); the whole generator unless a recipe says otherwise."""
         return G
+
+    def training_only(self) -> tuple[str, ...]:
+        """Dotted names of generator submodules that only feed a training loss (a classification head):
+        generator files leave them out — ChromaGAN's class head is 124 M of its 171 M parameters — and a
+        loaded generator has them set to None, which its forward must accept (no ``logits`` then)."""
+        return ()

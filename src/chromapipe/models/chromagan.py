@@ -122,8 +122,10 @@ class ChromaGANGenerator(nn.Module):
         feats = self.backbone(L)  # (B, 512, 28, 28)
         g = self.global_convs(feats).flatten(1)  # (B, 25088)
         glob = self.global_dense(g)[:, :, None, None].expand(-1, -1, *feats.shape[-2:])
-        logits = self.class_head(g)
         ab = self.fusion(torch.cat([self.mid(feats), glob], dim=1))
+        if self.class_head is None:  # a generator file: the class head only served the KL loss
+            return {"ab": ab}
+        logits = self.class_head(g)
         return {"ab": ab, "logits": logits, "class_probs": logits.float().softmax(-1)}
 
     def inference_part(self) -> nn.Module:
@@ -198,6 +200,9 @@ class ChromaGANRecipe(Recipe):
 
     def inference_modules(self, G: nn.Module) -> nn.Module:
         return unwrap(G).inference_part()
+
+    def training_only(self) -> tuple[str, ...]:
+        return ("class_head",)
 
     def setup(self, device: torch.device) -> None:
         if self.loss["kl"] > 0:

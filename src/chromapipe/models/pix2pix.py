@@ -145,10 +145,10 @@ class ClassBranch(nn.Module):
             nn.Linear(1024, num_classes),
         )  # fmt: skip
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder-3 features -> (fusion vector (B, 512), class logits (B, num_classes))."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encoder-3 features -> (fusion vector (B, 512), class logits (B, num_classes); None without a head)."""
         flat = self.pool(self.convs(x)).flatten(1)
-        return self.fusion(flat), self.head(flat)
+        return self.fusion(flat), (self.head(flat) if self.head is not None else None)
 
 
 class UNetGenerator(nn.Module):
@@ -182,8 +182,9 @@ class UNetGenerator(nn.Module):
         if self.branch is not None:
             fused, logits = self.branch(branch_in)
             x = torch.cat([x, fused[:, :, None, None].expand(-1, -1, *x.shape[-2:])], dim=1)
-            out["logits"] = logits
-            out["class_probs"] = logits.float().softmax(-1)
+            if logits is not None:
+                out["logits"] = logits
+                out["class_probs"] = logits.float().softmax(-1)
         for block, skip in zip(self.decoder, reversed(skips[:-1])):
             x = torch.cat([block(x), skip], dim=1)
         out["ab"] = torch.tanh(self.last(x))
@@ -245,6 +246,9 @@ class Pix2PixRecipe(Recipe):
 
     def inference_modules(self, G: nn.Module) -> nn.Module:
         return unwrap(G).inference_part()
+
+    def training_only(self) -> tuple[str, ...]:
+        return ("branch.head",) if self.options.num_classes else ()
 
     def setup(self, device: torch.device) -> None:
         if self._needs_teacher():
