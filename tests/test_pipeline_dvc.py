@@ -140,6 +140,7 @@ def _experiments(project: Path) -> dict[str, dict]:
     return {r["name"]: r["data"] for rev in shown for e in rev.get("experiments") or [] for r in e["revs"]}
 
 
+@pytest.mark.slow  # about 2 min
 def test_experiment_in_a_temporary_copy(tmp_path: Path) -> None:
     """`dvc exp run --temp` (what `--queue` workers do): the stages run in a copy under .dvc/tmp/exps, their
     outputs and metrics come back with the experiment, and the MLflow run lands in the workspace's store."""

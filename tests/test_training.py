@@ -60,6 +60,7 @@ def test_two_worker_training_logs_to_mlflow_and_resumes(project: Path) -> None:
     assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G_again.state_dict().values()))
 
 
+@pytest.mark.slow  # about 1 min; the DVC side of "code changed" is in the fast suite (test_pipeline_dvc)
 def test_changed_code_trains_afresh(project: Path, monkeypatch) -> None:
     """DVC reruns the train stage when model/training code changes; that must not resume the old run."""
     params = load_params(project / "params.yaml")
@@ -122,6 +123,7 @@ def test_global_batch_gives_the_same_optimisation_for_1_and_2_workers(tmp_path: 
     assert histories[1] == histories[2]
 
 
+@pytest.mark.slow  # about 1.5 min: a worker killed mid-run and restarted
 def test_dead_worker_is_restarted_from_the_last_checkpoint(project: Path, tmp_path: Path, monkeypatch) -> None:
     marker = tmp_path / "crashed"
     monkeypatch.setenv("CHROMAPIPE_TEST_CRASH_MARKER", str(marker))

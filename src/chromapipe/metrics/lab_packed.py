@@ -23,7 +23,6 @@ Implementations, as the thesis' notebook configured them:
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
@@ -34,8 +33,6 @@ from chromapipe.weights import WeightsUnavailable
 from . import frechet
 from .provenance import pkg_version
 from .suite import MetricReport
-
-log = logging.getLogger(__name__)
 
 LAB_KEYS = ("lab_psnr", "lab_ssim", "lab_lpips_vgg", "lab_fid")
 COLOR_SPACE = ("L*a*b* packed as a 3-channel [0, 1] tensor (thesis code): L/100, (a'+1)/2, (b'+1)/2 with "
