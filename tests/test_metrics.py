@@ -166,7 +166,7 @@ def test_fid_plumbing_with_DUMMY_random_inception_weights(tmp_path, monkeypatch)
     pred = torch.randint(0, 256, (3, 3, 32, 32), generator=g, dtype=torch.uint8)
     target = torch.randint(0, 256, (3, 3, 32, 32), generator=g, dtype=torch.uint8)
     suite = MetricSuite(device="cpu")
-    spill_root = suite._spill.root
+    spill_root = suite._fid.spill.root
     suite.update(pred, target)
     report = suite.compute()
     suite.close()

@@ -35,7 +35,7 @@ from chromapipe.devices import resolve_device
 from chromapipe.metrics.lab_packed import LabPackedSuite
 from chromapipe.metrics.record import BASELINE, GRAY, MEASURED, MetricsRecord
 from chromapipe.metrics.scoring import Predictor, ScoredBatch, gray_predictor, score_batches
-from chromapipe.metrics.suite import MetricSuite
+from chromapipe.metrics.suite import MetricReport, MetricSuite
 from chromapipe.models.base import Recipe
 from chromapipe.models.checkpoint import load_generator
 from chromapipe.models.palette import GRID
@@ -133,15 +133,19 @@ def evaluate_set(params: Params, name: str, set_name: str, predictor: Predictor,
     lab = LabPackedSuite(fid=ec.fid, device=dev) if ec.lab_packed else contextlib.nullcontext()
     with MetricSuite(lpips_net=ec.lpips_net, fid=ec.fid, device=dev) as suite, lab as lab_suite:
         batches = tqdm(DataLoader(dataset, batch_size=ec.batch_size, shuffle=False), desc=f"evaluate {name} on {set_name}", unit="batch")
-        seen = score_batches(predictor, batches, suite, dev, on_batch=samples, lab_suite=lab_suite)
-        reports = [suite.compute()] + ([lab_suite.compute()] if lab_suite is not None else [])
+
+        def on_batch(scored: ScoredBatch) -> None:
+            samples(scored)
+            if lab_suite is not None:
+                lab_suite.update(scored.L, scored.prediction["ab"], scored.ab_true)
+
+        seen = score_batches(predictor, batches, suite, dev, on_batch=on_batch)
+        report = MetricReport.combined([suite.compute()] + ([lab_suite.compute()] if lab_suite is not None else []))
     seconds = time.time() - t0
     samples.close()
     record = MetricsRecord(
         name=name, **facts, protocol=_protocol(params, set_name, manifest, split, seen),
-        metrics={k: v for r in reports for k, v in r.metrics.items()},
-        unavailable={k: v for r in reports for k, v in r.unavailable.items()},
-        details={k: v for r in reports for k, v in r.details.items()},
+        metrics=report.metrics, unavailable=report.unavailable, details=report.details,
         timing={"seconds": round(seconds, 2), "images_per_s": round(seen / max(seconds, 1e-9), 3), "device": str(dev)},
     )
     record.write(out_dir)

@@ -151,6 +151,43 @@ def torch_fidelity_fid(spill: ImageSpill, weights_path: Path, cuda: bool) -> flo
     return float(out["frechet_inception_distance"])
 
 
+class FidAccumulator:
+    """FID of the (pred, target) uint8 pairs fed to :meth:`add`: the image spill plus the Inception weights,
+    shared by the sRGB suite and the thesis' Lab-packed one. Build it with :meth:`create`, which says why
+    there is none when the weights are not on this machine."""
+
+    def __init__(self, weights_path: Path, weights_prov: dict[str, str]) -> None:
+        self.weights_path, self.weights_prov = weights_path, weights_prov
+        self.spill = ImageSpill()
+
+    @classmethod
+    def create(cls) -> tuple[FidAccumulator | None, str | None]:
+        """(accumulator, None), or (None, the reason FID cannot be computed here)."""
+        from chromapipe.weights import WeightsUnavailable
+        from chromapipe.weights.resolver import inception_weights_path
+
+        try:
+            path, prov = inception_weights_path()
+        except WeightsUnavailable as exc:
+            return None, f"Inception weights pt_inception-2015-12-05 not available: {exc.reason}"
+        return cls(path, prov), None
+
+    def add(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        self.spill.add(pred, target)
+
+    def compute(self, cuda: bool) -> tuple[float | None, str | None, dict[str, Any]]:
+        """(FID or None, why not, details with the sample count and the small-sample warning)."""
+        n = len(self.spill.pred)
+        details = {**fid_details(self.weights_prov), "n_samples": n, "low_sample_warning": n < LOW_SAMPLE_THRESHOLD,
+                   "low_sample_threshold": LOW_SAMPLE_THRESHOLD, "resolutions": sorted(f"{h}x{w}" for h, w in self.spill.sizes)}
+        if n < 2:
+            return None, (f"needs at least 2 images, got {n}" if n else "no images were fed"), details
+        return torch_fidelity_fid(self.spill, self.weights_path, cuda=cuda), None, details
+
+    def close(self) -> None:
+        self.spill.close()
+
+
 def fid_details(weights_prov: dict[str, str]) -> dict[str, Any]:
     return {
         "implementation": f"torch-fidelity {pkg_version('torch-fidelity')} calculate_metrics "

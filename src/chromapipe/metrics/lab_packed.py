@@ -31,8 +31,9 @@ from chromapipe.devices import resolve_device
 from chromapipe.weights import WeightsUnavailable
 
 from . import frechet
+from .lpips_offline import build_lpips, lpips_of_signed_images
 from .provenance import pkg_version
-from .suite import MetricReport
+from .suite import MetricReport, with_missing_reasons
 
 LAB_KEYS = ("lab_psnr", "lab_ssim", "lab_lpips_vgg", "lab_fid")
 COLOR_SPACE = ("L*a*b* packed as a 3-channel [0, 1] tensor (thesis code): L/100, (a'+1)/2, (b'+1)/2 with "
@@ -64,24 +65,17 @@ class LabPackedSuite:
         self._lpips: list[float] = []
         self._lpips_model: torch.nn.Module | None = None
         self._lpips_details: dict[str, Any] = {}
-        self._spill: frechet.ImageSpill | None = None
-        self._inception: tuple[Any, dict[str, str]] | None = None
-        from .lpips_offline import build_lpips
-
+        self._fid: frechet.FidAccumulator | None = None
         try:
             self._lpips_model, self._lpips_details = build_lpips("vgg", self.device)
         except WeightsUnavailable as exc:
             self.unavailable["lab_lpips_vgg"] = f"LPIPS-vgg backbone unavailable: {exc.reason}"
-        if not fid:
+        if fid:
+            self._fid, why_not = frechet.FidAccumulator.create()
+            if why_not:
+                self.unavailable["lab_fid"] = why_not
+        else:
             self.unavailable["lab_fid"] = "disabled (evaluate.fid: false)"
-            return
-        from chromapipe.weights.resolver import inception_weights_path
-
-        try:
-            self._inception = inception_weights_path()
-            self._spill = frechet.ImageSpill()
-        except WeightsUnavailable as exc:
-            self.unavailable["lab_fid"] = f"Inception weights pt_inception-2015-12-05 not available: {exc.reason}"
 
     def update(self, L: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor) -> None:
         pred = pack_lab(L, ab_pred).to(self.device)
@@ -89,10 +83,9 @@ class LabPackedSuite:
         self._psnr.update(pred, target)
         self._ssim.update(pred, target)
         if self._lpips_model is not None:
-            with torch.no_grad():
-                self._lpips += self._lpips_model(pred * 2 - 1, target * 2 - 1).flatten().double().cpu().tolist()
-        if self._spill is not None:
-            self._spill.add((pred * 255).to(torch.uint8), (target * 255).to(torch.uint8))  # torchmetrics' .byte()
+            self._lpips += lpips_of_signed_images(self._lpips_model, pred * 2 - 1, target * 2 - 1).tolist()
+        if self._fid is not None:
+            self._fid.add((pred * 255).to(torch.uint8), (target * 255).to(torch.uint8))  # torchmetrics' .byte()
         self.n += len(pred)
 
     def compute(self) -> MetricReport:
@@ -114,23 +107,18 @@ class LabPackedSuite:
                                         "(torchmetrics LPIPS normalize=True)", "averaging": "mean over images", **common}
             if self._lpips:
                 metrics["lab_lpips_vgg"] = sum(self._lpips) / len(self._lpips)
-        if self._spill is not None and self._inception is not None:
-            path, prov = self._inception
-            details["lab_fid"] = {**frechet.fid_details(prov), "input": "uint8(255·packed), as torchmetrics "
-                                  "FrechetInceptionDistance(normalize=True)", **common,
-                                  "low_sample_warning": self.n < frechet.LOW_SAMPLE_THRESHOLD}
-            if self.n >= 2:
-                metrics["lab_fid"] = frechet.torch_fidelity_fid(self._spill, path, cuda=self.device.type == "cuda")
-            elif self.n:
-                unavailable["lab_fid"] = f"needs at least 2 images, got {self.n}"
-        for key in LAB_KEYS:
-            if metrics[key] is None and key not in unavailable:
-                unavailable[key] = "no images were fed"
-        return MetricReport(metrics=metrics, unavailable=unavailable, details=details)
+        if self._fid is not None:
+            metrics["lab_fid"], why_not, fid = self._fid.compute(cuda=self.device.type == "cuda")
+            details["lab_fid"] = {**fid, "input": "uint8(255·packed), as torchmetrics FrechetInceptionDistance(normalize=True)",
+                                  "color_space": COLOR_SPACE, "protocol": common["protocol"]}
+            if why_not and self.n:
+                unavailable["lab_fid"] = why_not
+        return MetricReport(metrics=metrics, unavailable=with_missing_reasons(metrics, unavailable), details=details)
 
     def close(self) -> None:
-        if self._spill is not None:
-            self._spill.close()
+        """Remove the FID image spill (also done at garbage collection)."""
+        if self._fid is not None:
+            self._fid.close()
 
     def __enter__(self) -> LabPackedSuite:
         return self

@@ -75,11 +75,14 @@ def build_lpips(net: str = "alex", device: str | torch.device = "cpu") -> tuple[
 
 def lpips_per_image(model: torch.nn.Module, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(B,) LPIPS distances of uint8 (B,3,H,W) pairs."""
+    return lpips_of_signed_images(model, pred.float() / 127.5 - 1.0, target.float() / 127.5 - 1.0)
+
+
+def lpips_of_signed_images(model: torch.nn.Module, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B,) LPIPS distances of float (B,3,H,W) images already in [-1, 1], lpips' input range."""
     device = next(model.parameters()).device
-    p = pred.to(device, torch.float32) / 127.5 - 1.0
-    t = target.to(device, torch.float32) / 127.5 - 1.0
     with torch.no_grad():
-        return model(p, t).flatten().to("cpu", torch.float64)
+        return model(pred.to(device, torch.float32), target.to(device, torch.float32)).flatten().to("cpu", torch.float64)
 
 
-__all__ = ["build_lpips", "lpips_per_image", "map_features_to_lpips", "WeightsUnavailable", "LPIPS_LIN"]
+__all__ = ["build_lpips", "lpips_per_image", "lpips_of_signed_images", "map_features_to_lpips", "WeightsUnavailable", "LPIPS_LIN"]

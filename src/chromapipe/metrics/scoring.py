@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 
 from chromapipe.color import join_lab, lab_to_rgb_uint8
-from chromapipe.metrics.lab_packed import LabPackedSuite
 from chromapipe.metrics.suite import MetricSuite
 
 Prediction = dict[str, torch.Tensor]
@@ -43,11 +42,9 @@ def score_batches(
     suite: MetricSuite,
     device: torch.device,
     on_batch: Callable[[ScoredBatch], None] | None = None,
-    lab_suite: LabPackedSuite | None = None,
 ) -> int:
-    """Feed every batch (``{"L", "ab", ...}`` in Lab units) through ``predictor`` into ``suite`` (sRGB) and,
-    when given, ``lab_suite`` (the thesis' Lab-packed protocol); returns the number of images. ``on_batch``
-    sees each scored batch (samples, palettes)."""
+    """Feed every batch (``{"L", "ab", ...}`` in Lab units) through ``predictor`` into ``suite``; returns
+    the number of images. ``on_batch`` sees each scored batch (samples, palettes, the Lab-packed suite)."""
     n = 0
     for batch in batches:
         L, ab_true = batch["L"].to(device), batch["ab"].to(device)
@@ -56,8 +53,6 @@ def score_batches(
         pred_rgb = lab_to_rgb_uint8(join_lab(L, prediction["ab"]))
         target_rgb = lab_to_rgb_uint8(join_lab(L, ab_true))
         suite.update(pred_rgb, target_rgb)
-        if lab_suite is not None:
-            lab_suite.update(L, prediction["ab"], ab_true)
         if on_batch is not None:
             on_batch(ScoredBatch(L, ab_true, prediction, pred_rgb, target_rgb))
         n += len(pred_rgb)

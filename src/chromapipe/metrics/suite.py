@@ -40,10 +40,22 @@ class MetricReport:
     unavailable: dict[str, str] = field(default_factory=dict)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    @classmethod
+    def combined(cls, reports: list[MetricReport]) -> MetricReport:
+        """One report of several protocols' reports (their keys are disjoint: ``psnr`` vs ``lab_psnr``)."""
+        return cls({k: v for r in reports for k, v in r.metrics.items()},
+                   {k: v for r in reports for k, v in r.unavailable.items()},
+                   {k: v for r in reports for k, v in r.details.items()})
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (non-finite floats become None)."""
         clean = {k: (v if v is None or math.isfinite(v) else None) for k, v in self.metrics.items()}
         return {"metrics": clean, "unavailable": dict(self.unavailable), "details": dict(self.details)}
+
+
+def with_missing_reasons(metrics: dict[str, float | None], unavailable: dict[str, str]) -> dict[str, str]:
+    """``unavailable`` plus "no images were fed" for every metric left None without a reason."""
+    return {**unavailable, **{k: "no images were fed" for k, v in metrics.items() if v is None and k not in unavailable}}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -72,8 +84,7 @@ class MetricSuite:
         self._effnet_details: dict[str, Any] = {}
         self._fd_pred: frechet.FeatureStats | None = None
         self._fd_target: frechet.FeatureStats | None = None
-        self._spill: frechet.ImageSpill | None = None
-        self._inception: tuple[Any, dict[str, str]] | None = None
+        self._fid: frechet.FidAccumulator | None = None
         self._setup_lpips(lpips_net)
         if fid:
             self._setup_fid()
@@ -91,14 +102,9 @@ class MetricSuite:
             log.warning("LPIPS unavailable: %s", exc)
 
     def _setup_fid(self) -> None:
-        from chromapipe.weights.resolver import inception_weights_path
-
-        try:
-            self._inception = inception_weights_path()
-            self._spill = frechet.ImageSpill()
-        except WeightsUnavailable as exc:
-            self.unavailable["fid"] = (f"Inception weights pt_inception-2015-12-05 not available: {exc.reason}. "
-                                       "See fd_effnetlite0 for an offline Fréchet distance (not FID)")
+        self._fid, why_not = frechet.FidAccumulator.create()
+        if why_not:
+            self.unavailable["fid"] = f"{why_not}. See fd_effnetlite0 for an offline Fréchet distance (not FID)"
         try:
             self._effnet, self._effnet_details = frechet.build_effnet(self.device)
             self._fd_pred, self._fd_target = frechet.FeatureStats(1280), frechet.FeatureStats(1280)
@@ -124,8 +130,8 @@ class MetricSuite:
         if self._effnet is not None:
             self._fd_pred.update(self._effnet(pred))
             self._fd_target.update(self._effnet(target))
-        if self._spill is not None:
-            self._spill.add(pred, target)
+        if self._fid is not None:
+            self._fid.add(pred, target)
 
     # ------------------------------------------------------------------------------------------- results
     def compute(self) -> MetricReport:
@@ -165,10 +171,7 @@ class MetricSuite:
         details["delta_cf"] = {**cf_impl, "definition": "|mean CF(pred) - mean CF(gt)|"}
 
         self._compute_frechet(metrics, unavailable, details, common)
-        for key in METRIC_KEYS:
-            if metrics[key] is None and key not in unavailable:
-                unavailable[key] = "no images were fed"
-        return MetricReport(metrics=metrics, unavailable=unavailable, details=details)
+        return MetricReport(metrics=metrics, unavailable=with_missing_reasons(metrics, unavailable), details=details)
 
     def _compute_frechet(self, metrics: dict[str, float | None], unavailable: dict[str, str],
                          details: dict[str, dict[str, Any]], common: dict[str, Any]) -> None:
@@ -183,18 +186,15 @@ class MetricSuite:
                 metrics["fd_effnetlite0"] = frechet.frechet_distance(mu1, c1, mu2, c2)
             elif n:
                 unavailable["fd_effnetlite0"] = f"needs at least 2 images, got {n}"
-        if self._spill is not None and self._inception is not None:
-            path, prov = self._inception
-            details["fid"] = {**frechet.fid_details(prov), **low}
-            if n >= 2:
-                metrics["fid"] = frechet.torch_fidelity_fid(self._spill, path, cuda=self.device.type == "cuda")
-            elif n:
-                unavailable["fid"] = f"needs at least 2 images, got {n}"
+        if self._fid is not None:
+            metrics["fid"], why_not, details["fid"] = self._fid.compute(cuda=self.device.type == "cuda")
+            if why_not and n:
+                unavailable["fid"] = why_not
 
     def close(self) -> None:
         """Remove the FID image spill (also done at garbage collection)."""
-        if self._spill is not None:
-            self._spill.close()
+        if self._fid is not None:
+            self._fid.close()
 
     def __enter__(self) -> MetricSuite:
         return self

@@ -28,8 +28,9 @@ class CheckpointError(RuntimeError):
     """A generator file is missing, unreadable or not a chromapipe generator."""
 
 
-def _is_training_only(key: str, names: tuple[str, ...]) -> bool:
-    return any(key.startswith(name + ".") for name in names)
+def _without_training_only(state: dict[str, torch.Tensor], names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """``state`` without the entries of the named submodules (``branch.head.*``)."""
+    return {k: v for k, v in state.items() if not any(k.startswith(name + ".") for name in names)}
 
 
 def _drop_training_only(G: nn.Module, names: tuple[str, ...]) -> None:
@@ -42,8 +43,7 @@ def _drop_training_only(G: nn.Module, names: tuple[str, ...]) -> None:
 def save_generator(path: Path, name: str, cfg: ModelConfig, G: nn.Module, meta: dict[str, Any] | None = None) -> None:
     """Write the generator's weights (without :meth:`Recipe.training_only` parts) and its config."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    skip = build_recipe(cfg).training_only()
-    state = {k: v.detach().cpu() for k, v in unwrap(G).state_dict().items() if not _is_training_only(k, skip)}
+    state = {k: v.detach().cpu() for k, v in _without_training_only(unwrap(G).state_dict(), build_recipe(cfg).training_only()).items()}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save({"format": FORMAT, "name": name, "config": to_dict(cfg), "state_dict": state, "meta": meta or {}}, tmp)
     tmp.replace(path)  # atomic: an interrupted save never leaves a half-written generator
@@ -61,8 +61,7 @@ def _load_mapped(blob: dict[str, Any], cfg: ModelConfig) -> tuple[Recipe, nn.Mod
     recipe = build_recipe(cfg)
     with torch.device("meta"):
         G = recipe.build_generator()
-    _drop_training_only(G, recipe.training_only())
-    G.load_state_dict(_inference_state(blob, recipe), assign=True)
+    _load_inference_state(G, recipe, blob, assign=True)
     if any(t.is_meta for t in chain(G.parameters(), G.buffers())):
         raise RuntimeError("the generator has tensors outside its state dict")
     return recipe, G
@@ -71,15 +70,16 @@ def _load_mapped(blob: dict[str, Any], cfg: ModelConfig) -> tuple[Recipe, nn.Mod
 def _load_copied(blob: dict[str, Any], cfg: ModelConfig) -> tuple[Recipe, nn.Module]:
     recipe = build_recipe(cfg)
     G = recipe.build_generator()
-    _drop_training_only(G, recipe.training_only())
-    G.load_state_dict(_inference_state(blob, recipe))
+    _load_inference_state(G, recipe, blob, assign=False)
     return recipe, G
 
 
-def _inference_state(blob: dict[str, Any], recipe: Recipe) -> dict[str, torch.Tensor]:
-    """The file's state dict without training-only parts (files written before they were left out have them)."""
-    skip = recipe.training_only()
-    return {k: v for k, v in blob["state_dict"].items() if not _is_training_only(k, skip)}
+def _load_inference_state(G: nn.Module, recipe: Recipe, blob: dict[str, Any], assign: bool) -> None:
+    """Drop ``G``'s training-only parts, then load the file's weights strictly (the entries of those parts
+    are ignored: files written before they were left out have them)."""
+    names = recipe.training_only()
+    _drop_training_only(G, names)
+    G.load_state_dict(_without_training_only(blob["state_dict"], names), assign=assign)
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Recipe, nn.Module, dict[str, Any]]:

@@ -299,12 +299,12 @@ def palgan_main_table(evals: Evals, runs: RunLinks) -> Table:
     return t.finish("table1", "Table 1 — PalGAN main table layout (PSNR↑ SSIM↑ LPIPS↓ FID↓ per dataset)", caption)
 
 
-def _single_set_row(t: _Rows, head: dict, ev: MetricsRecord, cols: list[str], runs: RunLinks) -> None:
-    """A measured row of a one-data-set table: identifying cells, source, run, metric cells, protocol."""
+def _single_set_row(t: _Rows, head: dict, ev: MetricsRecord, columns: dict[tuple[str, str], str], runs: RunLinks) -> None:
+    """A measured row of a one-data-set table: identifying cells, source, run, a cell per (column → metric
+    key) of ``columns``, protocol."""
     run = _run_cell(ev, runs)
     row = {**head, ("", "source"): "measured (this run)", ("", "run"): run[0]}
-    for m in cols:
-        row[("metrics", metric_label(m))] = measured_cell(ev, m, t.notes)
+    row.update({column: measured_cell(ev, metric, t.notes) for column, metric in columns.items()})
     row[("", "protocol")] = protocol_text(ev)
     t.measured(row, run)
 
@@ -322,15 +322,8 @@ def thesis_table(evals: Evals, runs: RunLinks) -> Table:
     srgb = list(reported_metrics) + _proxies([index.cell(m, label) for m in models])
     lab_group, srgb_group = "thesis protocol: L*a*b* packed as 3 channels", "this run's protocol: sRGB uint8"
     matched = [m for m, rows in pub.MODEL_ROWS.items() if pub.THESIS_TABLE in rows]
+    columns = {(lab_group, metric_label(m)): THESIS_LAB[m] for m in reported_metrics} | {(srgb_group, metric_label(m)): m for m in srgb}
     t = _Rows()
-
-    def measured_row(head: dict, ev: MetricsRecord) -> None:
-        run = _run_cell(ev, runs)
-        row = {**head, ("", "source"): "measured (this run)", ("", "run"): run[0]}
-        row.update({(lab_group, metric_label(m)): measured_cell(ev, THESIS_LAB[m], t.notes) for m in reported_metrics})
-        row.update({(srgb_group, metric_label(m)): measured_cell(ev, m, t.notes) for m in srgb})
-        row[("", "protocol")] = protocol_text(ev)
-        t.measured(row, run)
 
     methods = list(dict.fromkeys(r.method for r in records))
     for i, method in enumerate(methods):
@@ -346,9 +339,10 @@ def thesis_table(evals: Evals, runs: RunLinks) -> Table:
             continue  # ③ has two reported rows (30/50 epochs); its measured row follows both
         for model in matched:
             if pub.paper_row(model, pub.THESIS_TABLE)[0] == method[0] and (ev := index.cell(model, label)):
-                measured_row({("", "configuration"): f"{method[0]} {ev.name}"}, ev)
+                _single_set_row(t, {("", "configuration"): f"{method[0]} {ev.name}"}, ev, columns, runs)
     for model in (m for m in models if m not in matched):
-        measured_row({("", "configuration"): index.cell(model, label).label}, index.cell(model, label))
+        ev = index.cell(model, label)
+        _single_set_row(t, {("", "configuration"): ev.label}, ev, columns, runs)
     caption = (
         "Thesis configurations: ① GAN + 100·L1 (model pix2pix), ② GAN + 100·L1 + 0.003·CE (pix2pix_class), "
         "③ 0.1·WGAN-GP + L2 + 0.003·CE (pix2pix_wgan_class). Reported: " + pub.PROTOCOLS[pub.THESIS_TABLE]
@@ -408,7 +402,7 @@ def ca_ablation_table(evals: Evals, runs: RunLinks) -> Table | None:
         row[("", "protocol")] = "COCO-Stuff val"
         t.reported(row)
         if ev := index.cell(model, label):
-            _single_set_row(t, {**ca, ("", "method"): ev.name}, ev, cols, runs)
+            _single_set_row(t, {**ca, ("", "method"): ev.name}, ev, {("metrics", metric_label(m)): m for m in cols}, runs)
     caption = ("Reported: " + pub.PROTOCOLS[pub.PALGAN_CA] + f". Measured: each variant's record on {label} only "
                "(protocol column).")
     caption += _not_measured_note(index, pub.PALGAN_CA, (label,))
