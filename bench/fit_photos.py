@@ -15,8 +15,9 @@ Everything runs through the project's own code, with the model's own settings fr
   cadence and ``recipe.prepare_batch``; G and D in train mode, as the loop runs them; batches drawn
   without replacement per pass, without the loop's random horizontal flip (memorising is the point);
 - scoring: ``recipe.predict`` in eval mode (what the evaluate stage does) → L joined back →
-  ``lab_to_rgb_uint8`` → ``metrics.suite.MetricSuite`` (PSNR, SSIM, LPIPS, colorfulness; no FID),
-  against the gray baseline scored the same way.
+  ``lab_to_rgb_uint8`` → ``metrics.suite.MetricSuite`` (PSNR, SSIM, LPIPS, colorfulness; no FID), all
+  through ``metrics.scoring.score_batches``, the evaluate stage's loop; the gray baseline is its
+  ``gray_predictor``, scored the same way.
 
 Only the batch size, the number of photos and the number of steps are chosen here; losses, learning
 rates, betas and schedules are the model's unless ``--set key=value`` overrides one (recorded in the
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -50,6 +52,7 @@ from chromapipe.color import join_lab, lab_to_rgb_uint8, rgb_uint8_to_lab
 from chromapipe.config import DataConfig, ModelConfig, load_params
 from chromapipe.data.decode import SkipImage, decode_rgb, grayscale_spread
 from chromapipe.data.process import crops
+from chromapipe.metrics.scoring import Predictor, gray_predictor, score_batches
 from chromapipe.metrics.suite import MetricSuite
 from chromapipe.models.base import Recipe
 from chromapipe.models.registry import build_recipe
@@ -172,26 +175,17 @@ def train(cfg: ModelConfig, photos: Photos, *, steps: int, seconds: float | None
 
 
 # -- scoring -----------------------------------------------------------------------------------------------------
-def score_rgb(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """PSNR / SSIM / LPIPS / colorfulness of uint8 sRGB predictions against the ground truth."""
-    suite = MetricSuite(fid=False)
-    suite.update(pred, target)
-    metrics = suite.compute().metrics
-    return {k: float(metrics[k]) for k in METRICS if metrics.get(k) is not None}
-
-
 def to_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     return lab_to_rgb_uint8(join_lab(L.float(), ab.float()))
 
 
-@torch.no_grad()
-def predict(recipe: Recipe, G: nn.Module, L: torch.Tensor, batch_size: int = 4, **conditioning: Any) -> torch.Tensor:
-    """ab (Lab units) for L at the model's resolution, in the generator's current mode."""
-    chunks = []
-    for i in range(0, len(L), batch_size):
-        extra = {k: v[i : i + batch_size] for k, v in conditioning.items()}
-        chunks.append(recipe.predict(G, L[i : i + batch_size], **extra)["ab"])
-    return torch.cat(chunks)
+def score_with(predictor: Predictor, photos: Photos, device: str = "cpu") -> dict[str, float]:
+    """PSNR / SSIM / LPIPS / colorfulness of one predictor on all the photos (one batch), through the
+    evaluate stage's loop (``metrics.scoring.score_batches``)."""
+    with MetricSuite(fid=False) as suite:
+        score_batches(predictor, [{"L": photos.L, "ab": photos.ab}], suite, torch.device(device))
+        metrics = suite.compute().metrics
+    return {k: float(metrics[k]) for k in METRICS if metrics.get(k) is not None}
 
 
 def score(trained: Trained, photos: Photos, device: str = "cpu", diagnostics: bool = True) -> dict[str, dict[str, float]]:
@@ -203,15 +197,15 @@ def score(trained: Trained, photos: Photos, device: str = "cpu", diagnostics: bo
     from an assignment generator G that has not).
     """
     recipe, G = trained.recipe, trained.G
-    L, ab = photos.L.to(device), photos.ab.to(device)
-    target = to_rgb(L, ab)
     G.eval()
-    out = {"model": score_rgb(to_rgb(L, predict(recipe, G, L)), target), "gray": score_rgb(to_rgb(L, torch.zeros_like(ab)), target)}
+    out = {"model": score_with(functools.partial(recipe.predict, G), photos, device),
+           "gray": score_with(gray_predictor, photos, device)}
     if diagnostics:
         G_train = copy.deepcopy(G).train()  # a copy: train-mode forwards update BN running statistics
-        out["model_train_mode"] = score_rgb(to_rgb(L, predict(recipe, G_train, L)), target)
-        if getattr(recipe, "has_palette", False):
-            out["model_gt_palette"] = score_rgb(to_rgb(L, predict(recipe, G, L, palette=recipe.palette_target(ab))), target)
+        out["model_train_mode"] = score_with(functools.partial(recipe.predict, G_train), photos, device)
+        if recipe.has_palette:
+            palette = recipe.palette_target(photos.ab.to(device))
+            out["model_gt_palette"] = score_with(lambda L: recipe.predict(G, L, palette=palette), photos, device)
     return out
 
 
@@ -221,7 +215,8 @@ def save_grid(path: Path, trained: Trained, photos: Photos, device: str = "cpu")
 
     L, ab = photos.L.to(device), photos.ab.to(device)
     trained.G.eval()
-    pred = predict(trained.recipe, trained.G, L)
+    with torch.no_grad():
+        pred = trained.recipe.predict(trained.G, L)["ab"]
     rows = [torch.cat([to_rgb(L[i : i + 1], torch.zeros_like(ab[i : i + 1])), to_rgb(L[i : i + 1], pred[i : i + 1]),
                        to_rgb(L[i : i + 1], ab[i : i + 1])], dim=-1) for i in range(len(L))]
     path.parent.mkdir(parents=True, exist_ok=True)
