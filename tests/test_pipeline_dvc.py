@@ -33,7 +33,8 @@ TINY_PROFILE = {  # DVC requires every params section that dvc.yaml tracks to be
     "datasets": {"sample": {"size": 64, "crops_per_image": 4, "splits": {"train": 0.7, "val": 0.1, "test": 0.2}, "workers": 1}},
     "train": {"num_workers": 2, "resources_per_worker": {"CPU": 1}, "log_every": 2, "image_every": 4, "checkpoint_every": 4},
     "evaluate": {"batch_size": 4, "samples": 3},
-    "models": {"tiny": {"arch": "tests.tiny_recipe:TinyRecipe", "dataset": "sample", "resolution": 32, "batch_size": 2, "steps": 6}},
+    "models": {"tiny": {"arch": "tests.tiny_recipe:TinyRecipe", "dataset": "sample", "resolution": 32, "batch_size": 2, "steps": 6},
+               "tiny_b": {"arch": "tests.tiny_recipe:TinyRecipe", "dataset": "sample", "resolution": 32, "batch_size": 2, "steps": 4, "lr_g": 1.0e-3}},
 }
 
 
@@ -64,6 +65,11 @@ def test_repro_builds_every_output(repro: Path) -> None:
         assert metrics["details"]["fid"]["n_samples"] == 8
     else:  # offline: FID is recorded as unavailable with its reason, never faked
         assert metrics["metrics"]["fid"] is None and "Inception" in metrics["unavailable"]["fid"]
+    # both models trained in one Ray Train run (the train stage) and scored in one process (the evaluate stage)
+    summaries = {m: json.loads((repro / "models" / m / "train.json").read_text()) for m in ("tiny", "tiny_b")}
+    assert summaries["tiny"]["ray"]["models_in_ray_run"] == ["tiny", "tiny_b"] == summaries["tiny_b"]["ray"]["models_in_ray_run"]
+    assert (summaries["tiny"]["steps"], summaries["tiny_b"]["steps"]) == (6, 4)
+    assert json.loads((repro / "evaluation/scores/tiny_b.json").read_text())["sample"]["n_images"] == 8
     gray = json.loads((repro / "evaluation/gray/sample/metrics.json").read_text())
     assert gray["kind"] == "baseline" and gray["metrics"]["cf"] < 0.5  # ab = 0 is gray up to sRGB rounding
     assert len(list((repro / "evaluation/tiny/sample/samples").glob("*.png"))) == 3
@@ -93,7 +99,7 @@ def test_second_repro_is_a_no_op(repro: Path) -> None:
     assert "up to date" in status
 
 
-STAGE_SCRIPTS = {"prepare": "prepare", "train": "train", "evaluate": "evaluate", "baseline": "evaluate", "report": "report"}
+STAGE_SCRIPTS = {"prepare": "prepare", "train": "train", "evaluate": "evaluate", "report": "report"}
 
 
 @pytest.mark.parametrize("stage", STAGE_SCRIPTS)
@@ -110,8 +116,8 @@ def test_code_changes_rerun_the_stages_that_run_that_code(repro: Path) -> None:
     """Touching color.py outdates every stage that converts colors; config.py every stage; the report's
     code only the report."""
     expect = {
-        "src/chromapipe/color.py": {"prepare@sample", "train@tiny", "evaluate@tiny", "baseline"},
-        "src/chromapipe/config.py": {"prepare@sample", "train@tiny", "evaluate@tiny", "baseline", "report"},
+        "src/chromapipe/color.py": {"prepare@sample", "train", "evaluate"},
+        "src/chromapipe/config.py": {"prepare@sample", "train", "evaluate", "report"},
         "src/chromapipe/reporting/tables.py": {"report"},
     }
     for rel, stages in expect.items():
@@ -124,6 +130,28 @@ def test_code_changes_rerun_the_stages_that_run_that_code(repro: Path) -> None:
         finally:
             path.write_text(original)
     assert "up to date" in _dvc(repro, "status")
+
+
+@pytest.mark.slow  # about 75 s: a second Ray Train run
+def test_changed_model_params_retrain_that_model_only(repro: Path) -> None:
+    """One model's params change: DVC reruns the train stage, which trains that model and brings the
+    unchanged one back from its finished MLflow run (same run, same generator, no new steps)."""
+    params_file = repro / "params.yaml"
+    original = params_file.read_text()
+    before = json.loads((repro / "models/tiny/train.json").read_text())
+    try:
+        changed = yaml.safe_load(original)
+        changed["models"]["tiny_b"]["lr_g"] = 5.0e-4
+        params_file.write_text(yaml.safe_dump(changed))
+        _dvc(repro, "repro", "train")
+        tiny = json.loads((repro / "models/tiny/train.json").read_text())
+        tiny_b = json.loads((repro / "models/tiny_b/train.json").read_text())
+        assert tiny["restored_from_mlflow"] and tiny["run_id"] == before["run_id"] and tiny["ray"] == {}
+        assert not tiny_b["restored_from_mlflow"] and tiny_b["ray"]["models_in_ray_run"] == ["tiny_b"]
+        client = MlflowClient(f"sqlite:///{repro / 'mlflow.db'}")
+        assert [m.step for m in client.get_metric_history(tiny["run_id"], "train/g_total")] == [2, 4, 6]
+    finally:
+        params_file.write_text(original)
 
 
 def _tiny_project(tmp_path: Path) -> Path:

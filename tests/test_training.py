@@ -125,16 +125,21 @@ def test_global_batch_gives_the_same_optimisation_for_1_and_2_workers(tmp_path: 
 
 @pytest.mark.slow  # about 1.5 min: a worker killed mid-run and restarted
 def test_dead_worker_is_restarted_from_the_last_checkpoint(project: Path, tmp_path: Path, monkeypatch) -> None:
+    """Two models in one Ray Train run; the second one's worker dies after its step-4 checkpoint. The
+    restarted group skips the first (its generator is logged) and resumes the second from step 4."""
     marker = tmp_path / "crashed"
     monkeypatch.setenv("CHROMAPIPE_TEST_CRASH_MARKER", str(marker))
-    path = quick_params(project, models={"flaky": {"arch": "tests.tiny_recipe:FlakyRecipe", "resolution": 32, "batch_size": 2, "steps": 8}})
-    summary = train_model(load_params(path), "flaky")
+    path = quick_params(project, models={"steady": {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 2, "steps": 4},
+                                         "flaky": {"arch": "tests.tiny_recipe:FlakyRecipe", "resolution": 32, "batch_size": 2, "steps": 8}})
+    steady, flaky = run.train_models(load_params(path), ["steady", "flaky"])
     assert marker.exists(), "the worker never crashed: the test did not exercise recovery"
-    assert summary["steps"] == 8
-    assert (project / "models" / "flaky" / "generator.pt").exists()
+    assert flaky["steps"] == 8 and steady["steps"] == 4 and flaky["ray"]["ray_run"] == steady["ray"]["ray_run"]
+    assert (project / "models" / "flaky" / "generator.pt").exists() and (project / "models" / "steady" / "generator.pt").exists()
+    client = MlflowClient(load_params(path).tracking.uri)
     # resumed from the step-4 checkpoint, not from scratch: steps 2 and 4 were logged once, before the crash
-    history = MlflowClient(load_params(path).tracking.uri).get_metric_history(summary["run_id"], "train/g_total")
-    assert sorted(m.step for m in history) == [2, 4, 6, 8]
+    assert sorted(m.step for m in client.get_metric_history(flaky["run_id"], "train/g_total")) == [2, 4, 6, 8]
+    # the model finished before the crash was not trained again, nor did it take the other's checkpoint
+    assert sorted(m.step for m in client.get_metric_history(steady["run_id"], "train/g_total")) == [2, 4]
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

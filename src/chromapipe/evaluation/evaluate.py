@@ -101,6 +101,14 @@ def load_predictor(params: Params, name: str, device: torch.device) -> tuple[Pre
     return functools.partial(recipe.predict, G), recipe, {"arch": info["config"].arch, "kind": MEASURED, "run_id": info["meta"].get("run_id")}
 
 
+def evaluate_all(params: Params, names: list[str] | None = None, device: str = "auto") -> dict[str, list[MetricsRecord]]:
+    """Score every model in params and the gray baseline (or just ``names``) in one process: the metric
+    networks (LPIPS, Inception) are built once for all of them. The baseline also writes the ground-truth
+    samples the report shows beside every model's."""
+    names = names or [*params.models, GRAY]
+    return {name: evaluate(params, name, device, ground_truth=name == GRAY) for name in names}
+
+
 def evaluate(params: Params, name: str, device: str = "auto", ground_truth: bool = False) -> list[MetricsRecord]:
     """Score model ``name`` (or ``"gray"``: on every evaluated set) on each of its evaluation sets, writing
     ``<evaluate.out>/<name>/<set>/metrics.json`` + samples, and ``<evaluate.out>/scores/<name>.json`` (the

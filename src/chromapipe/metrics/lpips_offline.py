@@ -8,6 +8,7 @@ copied into lpips' slices layer by layer, each shape checked against torchvision
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any
 
@@ -47,8 +48,17 @@ def map_features_to_lpips(net: torch.nn.Module, features: dict[str, torch.Tensor
 def build_lpips(net: str = "alex", device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """An eval-mode ``lpips.LPIPS`` with real ImageNet weights, and its provenance.
 
-    Raises ``WeightsUnavailable`` if the backbone (or the package's linear head) cannot be resolved locally.
+    Built once per (net, device) in a process: the network is frozen and stateless, and the evaluate
+    stage and validation during training score many models and sets with it (building LPIPS-vgg costs
+    seconds on a CPU). Raises ``WeightsUnavailable`` if the backbone (or the package's linear head)
+    cannot be resolved locally.
     """
+    model, details = _build_lpips(net, torch.device(device))
+    return model, dict(details)
+
+
+@functools.lru_cache(maxsize=None)
+def _build_lpips(net: str, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
     if net not in _LOADERS:
         raise ValueError(f"lpips net must be one of {sorted(_LOADERS)}, got {net!r}")
     import lpips

@@ -1,5 +1,13 @@
 """The per-worker training function that Ray Train runs on every worker: one loop for every recipe.
 
+One Ray Train run trains a list of models, one after another, on the same worker group: the worker
+processes, the process group and Ray's controller are set up once (tens of seconds on a small machine,
+more than a sample model's training), and on a cluster the group stays placed between models. Each model
+is trained exactly as a run of its own would train it (seeded per model, its own data, optimisers and
+MLflow run); rank 0 logs its generator to MLflow when its last step is done (``training.export``).
+After a failure Ray restarts the group from the latest checkpoint: models whose generator is logged are
+skipped, and the checkpoint resumes only the model it belongs to (it records its MLflow run id).
+
 What is here is what the papers share: Adam with their betas, constant or cosine learning rate,
 D updated every iteration and G every ``n_critic``-th (5 for WGAN-GP), separate DDP wrappers for G and
 D, optional bf16 autocast on GPU, checkpoints every ``checkpoint_every`` steps (resumed automatically by
@@ -12,6 +20,7 @@ synchronisation per step); a non-finite generator or discriminator loss stops tr
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
 import time
@@ -25,6 +34,7 @@ import ray.train
 import ray.train.torch
 import torch
 from torch import nn
+from mlflow.tracking import MlflowClient
 from torch.utils.data import DataLoader, DistributedSampler
 
 from chromapipe.config import ModelConfig, TrainConfig
@@ -32,6 +42,7 @@ from chromapipe.data.shards import LabShardDataset
 from chromapipe.models.base import Batch, Recipe, unwrap
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, discriminator_compilable
+from chromapipe.training.export import generator_logged, log_generator
 from chromapipe.training.schedule import make_scheduler, per_worker_batch, total_steps
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 from chromapipe.training.tracking import RunLogger, flatten
@@ -54,6 +65,7 @@ class WorkerConfig:
     data_root: Path
     tracking_uri: str
     run_id: str
+    config_hash: str
 
 
 @dataclass
@@ -67,10 +79,10 @@ class Networks:
     sched_g: torch.optim.lr_scheduler.LRScheduler
     sched_d: torch.optim.lr_scheduler.LRScheduler
 
-    def save(self, path: Path, step: int, describe: dict[str, Any]) -> None:
+    def save(self, path: Path, step: int, run_id: str) -> None:
         torch.save(
             {
-                "describe": describe,  # provenance as the worker built it (pretrained parts, teachers)
+                "run_id": run_id,  # the model this state belongs to
                 "G": unwrap(self.G).state_dict(), "D": unwrap(self.D).state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
@@ -81,8 +93,7 @@ class Networks:
             path,
         )
 
-    def load(self, path: Path, device: torch.device) -> int:
-        state = torch.load(path, map_location=device, weights_only=True)
+    def restore(self, state: dict[str, Any]) -> int:
         unwrap(self.G).load_state_dict(state["G"])
         unwrap(self.D).load_state_dict(state["D"])
         for key in ("opt_g", "opt_d", "sched_g", "sched_d"):
@@ -177,9 +188,36 @@ class RankZero:
             log.info("%s step %d validation: %s", self.wc.name, step, {k: round(v, 4) for k, v in scores.items()})
 
 
-def train_loop_per_worker(wc: WorkerConfig) -> None:
-    """Ray Train entry point: ``train_loop_config`` is the :class:`WorkerConfig` itself."""
+def _resume(checkpoint: ray.train.Checkpoint | None, wc: WorkerConfig, nets: Networks, device: torch.device) -> int:
+    """The step to start from: the checkpoint's, if it belongs to this model; else 0."""
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as d:
+        state = torch.load(Path(d) / CHECKPOINT_FILE, map_location=device, weights_only=True)
+    if state.get("run_id") != wc.run_id:
+        return 0
+    step = nets.restore(state)
+    log.info("%s: resumed from checkpoint at step %d", wc.name, step)
+    return step
+
+
+def train_loop_per_worker(configs: list[WorkerConfig]) -> None:
+    """Ray Train entry point: ``train_loop_config`` is the list of models to train, in order."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    checkpoint = ray.train.get_checkpoint()
+    for wc in configs:
+        if generator_logged(MlflowClient(wc.tracking_uri), wc.run_id):
+            log.info("%s: its generator is logged already (trained before a restart)", wc.name)
+            continue
+        train_model(wc, checkpoint)
+        gc.collect()  # the next model must not wait for this one's networks, optimisers and loader
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def train_model(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None:
+    """Train one model on this worker (one DDP rank) and, on rank 0, log its generator."""
+    t0 = time.time()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     cfg, tc = wc.model, wc.train
@@ -199,13 +237,7 @@ def train_loop_per_worker(wc: WorkerConfig) -> None:
         raise ValueError(f"the global batch {cfg.batch_size} exceeds the {len(dataset)} training images: lower models.{wc.name}.batch_size")
     steps = total_steps(cfg, len(dataset))
     nets = _build_networks(recipe, cfg, tc, steps)
-
-    step = 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            step = nets.load(Path(d) / CHECKPOINT_FILE, device)
-        log.info("resumed from checkpoint at step %d", step)
+    step = _resume(checkpoint, wc, nets, device)
 
     amp = tc.amp and device.type == "cuda"
     chief = RankZero(wc, recipe, device) if rank == 0 else None
@@ -213,7 +245,7 @@ def train_loop_per_worker(wc: WorkerConfig) -> None:
         chief.start(step)
     guard = NonFiniteGuard(step)
     batches = _infinite(loader, sampler, start_epoch=step // len(loader))
-    window_start, window_images, logs = time.time(), 0, {}
+    window_start, window_images, logs, values = time.time(), 0, {}, {}
     nets.G.train()
     nets.D.train()
     while step < steps:
@@ -227,9 +259,10 @@ def train_loop_per_worker(wc: WorkerConfig) -> None:
         nets.sched_d.step()
         step += 1
         window_images += cfg.batch_size
-        log_now = step % tc.log_every == 0 or step == steps
-        save_now = step % tc.checkpoint_every == 0 or step == steps
-        if log_now or save_now:
+        last = step == steps
+        log_now = step % tc.log_every == 0 or last
+        save_now = step % tc.checkpoint_every == 0 and not last  # the last step exports the generator instead
+        if log_now or save_now or last:
             guard.check(step)  # one host sync: losses are read only here
             values = logs_to_floats(logs)
         if log_now:
@@ -245,5 +278,10 @@ def train_loop_per_worker(wc: WorkerConfig) -> None:
         if chief:
             chief.after_step(nets.G, step, steps)
         if save_now:
-            save = (lambda p: nets.save(p, step, recipe.describe())) if rank == 0 else None
+            save = (lambda p: nets.save(p, step, wc.run_id)) if rank == 0 else None
             _report({"step": step, **values}, save, step)
+    if chief:
+        meta = {"run_id": wc.run_id, "config_hash": wc.config_hash, "steps": step, "describe": recipe.describe(),
+                "train_seconds": round(time.time() - t0, 1)}
+        log_generator(chief.logger.client, wc.run_id, wc.name, cfg, unwrap(nets.G), meta)
+    ray.train.report({"step": step, **values})  # every rank: the model's end is a sync point for the group

@@ -1,29 +1,31 @@
-"""The train stage's driver, in three steps: start (name the run), fit (Ray Train), export (the generator).
+"""The train stage's driver, in three steps: start (name each model's run), fit (one Ray Train run for
+every model that needs training), export (each generator from its MLflow run to ``<train.out>/<model>``).
 
-The Ray run is named after a hash of everything that determines the training (model config, data
-manifest, seed, world size, the project code the training imports): rerunning an interrupted stage resumes
-that run's last checkpoint, while a change of params or code gets a new name and starts fresh instead of
-silently resuming an old run. A run that already finished is not trained again: its generator is restored
-from the MLflow run it was logged to, so Ray's multi-GB resume checkpoints can be deleted once the
-generator is exported (``train.keep_checkpoints: false``, the default).
+Each model's MLflow run is found by a hash of everything that determines its training (model config, data
+manifest, seed, world size, the project code the training imports); the Ray run is named after the hashes
+of all models the stage was asked for. Rerunning an interrupted stage therefore resumes the model that
+was in progress from its last checkpoint, while a change of params or code starts that model fresh
+instead of silently resuming an old run. A model whose configuration already finished is not trained
+again: its generator comes back from the MLflow run it was logged to, so Ray's multi-GB resume
+checkpoints can be deleted once every generator is exported (``train.keep_checkpoints: false``, the
+default), and a stage rerun for one changed model trains that model only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import logging
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
-import torch
 from mlflow.tracking import MlflowClient
-from ray.train import CheckpointConfig, FailureConfig, Result, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from chromapipe.codedeps import import_closure
@@ -31,14 +33,12 @@ from chromapipe.config import ModelConfig, Params, artifact_location, config_has
 from chromapipe.data.shards import read_manifest
 from chromapipe.hashing import source_fingerprint
 from chromapipe.models.base import Recipe
-from chromapipe.models.checkpoint import save_generator
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.loop import CHECKPOINT_FILE, WorkerConfig, train_loop_per_worker
+from chromapipe.training.export import download_generator, generator_logged
+from chromapipe.training.loop import WorkerConfig, train_loop_per_worker
 from chromapipe.training.tracking import find_or_create_run
 
 log = logging.getLogger(__name__)
-
-GENERATOR_ARTIFACT = "generator/generator.pt"
 
 
 def _connect_ray(num_cpus_needed: float) -> bool:
@@ -112,85 +112,64 @@ def start(params: Params, name: str) -> TrainingRun:
         tags={"chromapipe.arch": cfg.arch},
         artifact_location=artifact_location(params),
     )
-    finished = resumed and any(a.path == GENERATOR_ARTIFACT for a in client.list_artifacts(run_id, "generator"))
+    finished = resumed and generator_logged(client, run_id)
     return TrainingRun(name, cfg, recipe, h, run_id, resumed, finished, data_root, uri)
 
 
-def fit(params: Params, run: TrainingRun) -> tuple[dict[str, torch.Tensor], dict[str, Any], Path]:
-    """Train under Ray Train; returns (generator state dict, cluster facts, Ray's run directory)."""
+def _ray_run_name(runs: list[TrainingRun]) -> str:
+    """Stable for the same models and configurations, so an interrupted stage resumes its Ray run."""
+    if len(runs) == 1:
+        return f"{runs[0].name}-{runs[0].config_hash}"
+    digest = hashlib.sha256(" ".join(f"{r.name}={r.config_hash}" for r in runs).encode()).hexdigest()[:12]
+    return f"{len(runs)}-models-{digest}"
+
+
+def fit(params: Params, runs: list[TrainingRun], ray_name: str) -> tuple[dict[str, Any], Path]:
+    """Train ``runs`` in one Ray Train run (its worker group trains them in turn); returns (cluster
+    facts, Ray's run directory). Every generator is in its MLflow run afterwards."""
     tc = params.train
     started_ray = _connect_ray(tc.num_workers * tc.resources_per_worker.get("CPU", 1.0))
     try:
-        worker = WorkerConfig(name=run.name, model=run.cfg, train=tc, seed=params.seed, data_root=run.data_root,
-                              tracking_uri=run.tracking_uri, run_id=run.run_id)
+        workers = [WorkerConfig(name=r.name, model=r.cfg, train=tc, seed=params.seed, data_root=r.data_root,
+                                tracking_uri=r.tracking_uri, run_id=r.run_id, config_hash=r.config_hash) for r in runs]
         trainer = TorchTrainer(
             train_loop_per_worker,
-            train_loop_config=worker,
+            train_loop_config=workers,
             scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker=dict(tc.resources_per_worker)),
             run_config=RunConfig(
-                name=f"{run.name}-{run.config_hash}",
+                name=ray_name,
                 storage_path=str(resolve_path(tc.storage_path)),
                 failure_config=FailureConfig(max_failures=tc.max_failures),
                 checkpoint_config=CheckpointConfig(num_to_keep=2),
             ),
         )
-        result: Result = trainer.fit()
+        result = trainer.fit()
         cluster = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": sum(1 for n in ray.nodes() if n["Alive"]),
-                   "joined_existing": not started_ray}
+                   "joined_existing": not started_ray, "ray_run": ray_name, "models_in_ray_run": [r.name for r in runs]}
     finally:
         if started_ray:
             ray.shutdown()
-    if result.checkpoint is None:
-        raise RuntimeError(f"training {run.name} produced no checkpoint (see the Ray logs above)")
-    with result.checkpoint.as_directory() as d:
-        state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    return {"G": state["G"], "step": int(state["step"]), "describe": state.get("describe", {})}, cluster, Path(result.path)
+    missing = [r.name for r in runs if not generator_logged(MlflowClient(r.tracking_uri), r.run_id)]
+    if missing:
+        raise RuntimeError(f"training finished without logging the generator of {missing} (see the Ray logs above)")
+    return cluster, Path(result.path)
 
 
-def _generator_with(recipe: Recipe, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """The generator holding trained weights, built on the meta device first: shapes only, so no
-    pretrained file is loaded (or needed) on the driver just to be overwritten."""
-    with torch.device("meta"):
-        G = recipe.build_generator()
-    G.load_state_dict(weights, assign=True)
-    if any(t.is_meta for t in [*G.parameters(), *G.buffers()]):  # a tensor outside the state dict
-        G = recipe.build_generator()
-        G.load_state_dict(weights)
-    return G
-
-
-def _restore_finished(run: TrainingRun, generator_file: Path) -> int:
-    """The generator a finished run logged, copied back from MLflow (no retraining); returns its steps."""
-    generator_file.parent.mkdir(parents=True, exist_ok=True)
-    local = MlflowClient(run.tracking_uri).download_artifacts(run.run_id, GENERATOR_ARTIFACT, str(generator_file.parent / ".restore"))
-    shutil.move(local, generator_file)
-    shutil.rmtree(generator_file.parent / ".restore", ignore_errors=True)
-    blob = torch.load(generator_file, map_location="cpu", weights_only=True, mmap=True)
-    return int(blob["meta"].get("steps", 0))
-
-
-def export(params: Params, run: TrainingRun, state: dict[str, Any], cluster: dict[str, Any], wall: float) -> dict[str, Any]:
-    """Write ``<train.out>/<name>/generator.pt`` and ``train.json``; log them to the MLflow run."""
-    tc = params.train
-    out_dir = resolve_path(tc.out) / run.name
-    generator_file = out_dir / "generator.pt"
+def export(params: Params, run: TrainingRun, cluster: dict[str, Any]) -> dict[str, Any]:
+    """Copy the run's generator to ``<train.out>/<name>/generator.pt``; write and log ``train.json``.
+    ``cluster``: the Ray facts if this stage trained it, empty if it came back from a finished run."""
+    out_dir = resolve_path(params.train.out) / run.name
     client = MlflowClient(run.tracking_uri)
-    describe = state.get("describe") or run.recipe.describe()
-    if state:
-        G = _generator_with(run.recipe, state["G"])
-        save_generator(generator_file, run.name, run.cfg, G, meta={"run_id": run.run_id, "config_hash": run.config_hash, "steps": state["step"], "describe": describe})
-        client.log_artifact(run.run_id, str(generator_file), artifact_path="generator")
-        client.log_dict(run.run_id, preprocessing_spec(run.cfg, describe), "generator/preprocessing.json")
-        steps = state["step"]
-    else:
-        steps = _restore_finished(run, generator_file)
+    meta = download_generator(client, run.run_id, out_dir / "generator.pt")
+    steps, seconds = int(meta.get("steps", 0)), meta.get("train_seconds")
     summary = {
         "model": run.name, "arch": run.cfg.arch, "run_id": run.run_id, "config_hash": run.config_hash,
-        "resumed": run.resumed, "restored_from_mlflow": not state, "steps": steps,
+        "resumed": run.resumed, "restored_from_mlflow": not cluster, "steps": steps,
         "global_batch": run.cfg.batch_size, "images_seen": steps * run.cfg.batch_size,
-        "wall_s": round(wall, 1), "images_per_s_incl_startup": round(steps * run.cfg.batch_size / max(wall, 1e-9), 3),
-        "resolution": run.cfg.resolution, "num_workers": tc.num_workers, "use_gpu": tc.use_gpu,
-        "ray": cluster, "describe": describe,
+        "train_seconds": seconds,  # on the workers, from building the networks to the logged generator
+        "images_per_s_incl_setup": round(steps * run.cfg.batch_size / seconds, 3) if seconds else None,
+        "resolution": run.cfg.resolution, "num_workers": params.train.num_workers, "use_gpu": params.train.use_gpu,
+        "ray": cluster, "describe": meta.get("describe", {}),
     }
     (out_dir / "train.json").write_text(json.dumps(summary, indent=1, default=str))
     client.log_dict(run.run_id, summary, "train.json")
@@ -198,16 +177,25 @@ def export(params: Params, run: TrainingRun, state: dict[str, Any], cluster: dic
     return summary
 
 
-def train_model(params: Params, name: str) -> dict[str, Any]:
-    """Train model ``name`` (or restore its finished run); write the generator and ``train.json``."""
-    run = start(params, name)
-    t0 = time.time()
-    state, cluster, ray_dir = ({}, {}, None) if run.finished else fit(params, run)
-    summary = export(params, run, state, cluster, time.time() - t0)
+def train_models(params: Params, names: list[str]) -> list[dict[str, Any]]:
+    """Train models ``names`` (those whose configuration finished before are restored instead) in one
+    Ray Train run; write each generator and ``train.json``. Returns their summaries, in order."""
+    runs = [start(params, name) for name in names]
+    todo = [r for r in runs if not r.finished]
+    for r in runs:
+        log.info("%s: %s", r.name, "trains" if not r.finished else f"finished before, restored from MLflow run {r.run_id}")
+    cluster, ray_dir = fit(params, todo, _ray_run_name(runs)) if todo else ({}, None)
+    summaries = [export(params, r, cluster if r in todo else {}) for r in runs]
     if ray_dir is not None and not params.train.keep_checkpoints:
         _drop_checkpoints(ray_dir)
-    log.info("trained %s: %d steps in %.1fs -> %s", name, summary["steps"], summary["wall_s"], resolve_path(params.train.out) / name)
-    return summary
+    for s in summaries:
+        log.info("%s: %d steps (%s s on the workers) -> %s", s["model"], s["steps"], s["train_seconds"], resolve_path(params.train.out) / s["model"])
+    return summaries
+
+
+def train_model(params: Params, name: str) -> dict[str, Any]:
+    """Train one model (or restore its finished run): :func:`train_models` for a single name."""
+    return train_models(params, [name])[0]
 
 
 def _drop_checkpoints(ray_dir: Path) -> None:
@@ -216,15 +204,3 @@ def _drop_checkpoints(ray_dir: Path) -> None:
     MLflow run hold everything used afterwards; a rerun of the same configuration restores from MLflow."""
     if ray_dir.is_dir():  # local or NFS storage; a remote store keeps its own lifecycle rules
         shutil.rmtree(ray_dir, ignore_errors=True)
-
-
-def preprocessing_spec(cfg: Any, describe: dict[str, Any]) -> dict[str, Any]:
-    """How a photo becomes the generator's input and its output becomes a photo (logged beside the weights)."""
-    return {
-        "color_space": "sRGB -> CIE L*a*b* (D65, 2 deg observer; scikit-image's constants)",
-        "input": f"L* of the image, resized to {cfg.resolution}x{cfg.resolution} (bilinear, antialiased)",
-        "network_scaling": describe.get("scaling", "see the recipe"),
-        "output": "a*b* in Lab units at the model resolution, resized bilinearly to the image size and joined with the full-resolution L*",
-        "arch": cfg.arch,
-        "resolution": cfg.resolution,
-    }
