@@ -98,8 +98,9 @@ class EvaluateConfig:
     lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
     fid: bool = True
     #: also score the thesis' own protocol (metrics/lab_packed.py: lab_psnr, lab_ssim, lab_lpips_vgg, lab_fid on
-    #: L*a*b* packed as a 3-channel tensor), beside the sRGB metrics, so the thesis' table can be compared
-    lab_packed: bool = False
+    #: L*a*b* packed as a 3-channel tensor), beside the sRGB metrics, so the thesis' table can be compared:
+    #: true (every model), false, or the models to score so (the gray baseline too, as their reference)
+    lab_packed: bool | list[str] = False
     out: str = "evaluation"
     samples: int = 6  # images saved for the report's comparison grid
 
@@ -164,6 +165,11 @@ class Params:
         """The datasets model ``model`` is scored on (the evaluation matrix's row)."""
         return self.evaluate.sets.get(model) or [self.training_set(model)]
 
+    def lab_packed(self, model: str) -> bool:
+        """Whether ``model`` (or the gray baseline) is also scored under the thesis' Lab-packed protocol."""
+        wanted = self.evaluate.lab_packed
+        return wanted if isinstance(wanted, bool) else bool(wanted) and (model == "gray" or model in wanted)
+
     def evaluated_sets(self) -> list[str]:
         """Every dataset some model is scored on (the gray baseline is scored on each), in params order."""
         wanted = {s for m in self.models for s in self.evaluation_sets(m)}
@@ -208,6 +214,9 @@ def _check_ranges(p: Params) -> None:
         for set_name in p.evaluation_sets(name):
             if set_name not in p.datasets:
                 raise ConfigError(f"evaluate.sets.{name}: {set_name!r} is not a dataset; expected one of {', '.join(map(repr, p.datasets))}")
+    for name in [] if isinstance(p.evaluate.lab_packed, bool) else p.evaluate.lab_packed:
+        if name not in p.models:
+            raise ConfigError(f"evaluate.lab_packed: {name!r} is not a model; expected true, false or a list of {', '.join(map(repr, p.models))}")
     for name in p.evaluate.sets:
         if name not in p.models:
             raise ConfigError(f"evaluate.sets.{name}: no such model; expected one of {', '.join(map(repr, p.models))}")

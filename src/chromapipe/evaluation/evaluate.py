@@ -138,7 +138,7 @@ def evaluate_set(params: Params, name: str, set_name: str, predictor: Predictor,
         raise RuntimeError(f"evaluate: the {split!r} split of dataset {set_name!r} is empty; adjust datasets.{set_name}.splits")
     samples = SampleWriter(out_dir, ec.samples, recipe, ground_truth)
     t0 = time.time()
-    lab = LabPackedSuite(fid=ec.fid, device=dev) if ec.lab_packed else contextlib.nullcontext()
+    lab = LabPackedSuite(fid=ec.fid, device=dev) if params.lab_packed(name) else contextlib.nullcontext()
     with MetricSuite(lpips_net=ec.lpips_net, fid=ec.fid, device=dev) as suite, lab as lab_suite:
         batches = tqdm(DataLoader(dataset, batch_size=ec.batch_size, shuffle=False), desc=f"evaluate {name} on {set_name}", unit="batch")
 
