@@ -45,6 +45,8 @@ def _base() -> dict:
         (lambda p: p["datasets"]["sample"].update(role="eval", crops_per_image=1), "models.tiny.dataset: 'sample' is not a dataset with role 'train'"),
         (lambda p: p.update(evaluate={"sets": {"tiny": ["coco"]}}), "evaluate.sets.tiny: 'coco' is not a dataset"),
         (lambda p: p.update(evaluate={"sets": {"nobody": ["sample"]}}), "evaluate.sets.nobody: no such model"),
+        (lambda p: p.update(evaluate={"lab_packed": ["tiny", "pix2pix"]}), "evaluate.lab_packed: 'pix2pix' is not a model"),
+        (lambda p: p.update(evaluate={"lab_packed": "yes"}), "evaluate.lab_packed: 'yes' is not allowed"),
         (lambda p: (p.update(train={"num_workers": 2}), p["models"]["tiny"].update(batch_size=3)), "models.tiny.batch_size: 3 is the global batch and must divide evenly over train.num_workers = 2"),
         (lambda p: p["models"]["tiny"].update(arch="gan9000"), "models.tiny.arch: 'gan9000' is not allowed"),
         (lambda p: p["models"]["tiny"].update(steps=None), "models.tiny: set exactly one of steps or epochs"),
@@ -66,6 +68,15 @@ def test_bad_params_name_the_key(mutate, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         validate_models(parse_params(raw))
     assert message in str(err.value)
+
+
+def test_lab_packed_names_the_models_scored_under_the_thesis_protocol() -> None:
+    raw = _base()
+    raw["models"]["other"] = dict(TINY)
+    for setting, expected in ((True, (True, True, True)), (False, (False, False, False)), (["tiny"], (True, False, True)), ([], (False, False, False))):
+        raw["evaluate"] = {"lab_packed": setting}
+        p = parse_params(raw)
+        assert (p.lab_packed("tiny"), p.lab_packed("other"), p.lab_packed("gray")) == expected, setting
 
 
 def test_params_load_without_torch() -> None:

@@ -13,7 +13,7 @@ import torch
 from chromapipe.config import ModelConfig, load_params
 from chromapipe.data.prepare import prepare
 from chromapipe.data.shards import LabShardDataset
-from chromapipe.evaluation.evaluate import evaluate
+from chromapipe.evaluation.evaluate import evaluate, evaluate_all
 from chromapipe.metrics.record import MetricsRecord
 from chromapipe.models.checkpoint import save_generator
 from chromapipe.models.palette import GRID
@@ -26,7 +26,7 @@ def project(tmp_path_factory) -> Path:
     """64-px sample crops and two generators at 32 px (half the data's size): a plain and a palette one."""
     root = tmp_path_factory.mktemp("eval")
     models = {name: {"arch": cls.arch, "resolution": 32, "batch_size": 2, "steps": 1} for name, cls in (("tiny", TinyRecipe), ("tiny_palette", TinyPaletteRecipe))}
-    params = load_params(quick_params(root, models=models, evaluate={"samples": 3, "lab_packed": True}))
+    params = load_params(quick_params(root, models=models, evaluate={"samples": 3, "lab_packed": ["tiny"]}))
     prepare(params.dataset("sample"))
     for name, cls in (("tiny", TinyRecipe), ("tiny_palette", TinyPaletteRecipe)):
         torch.manual_seed(0)
@@ -46,7 +46,7 @@ def test_model_record_samples_and_protocol(project: Path) -> None:
     assert on_disk.to_json() == json.loads(json.dumps(record.to_json()))  # what is written is what is returned
     assert json.loads((project / "evaluation/scores/tiny.json").read_text())["sample"]["n_images"] == 8
     assert len(list((project / "evaluation/tiny/sample/samples").glob("*.png"))) == 3
-    assert not (project / "evaluation/tiny/sample/ground_truth").exists()  # only the baseline stage writes those
+    assert not (project / "evaluation/tiny/sample/ground_truth").exists()  # only the gray baseline writes those
     assert not (project / "evaluation/tiny/sample/palettes.npz").exists()  # a model without a palette writes none
     assert 5 < record.metrics["psnr"] < 60 and record.metrics["cf"] > 1  # random weights: colored, wrong
     # the thesis' protocol beside sRGB (evaluate.lab_packed), with its own color space in the details
@@ -56,8 +56,9 @@ def test_model_record_samples_and_protocol(project: Path) -> None:
 
 def test_gray_baseline_is_a_predictor_like_any_other(project: Path) -> None:
     params = load_params(project / "params.yaml")
-    (record,) = evaluate(params, "gray", ground_truth=True)
+    (record,) = evaluate_all(params, ["gray"])["gray"]  # the baseline writes the ground truth the report shows
     assert record.kind == "baseline" and record.run_id is None
+    assert "lab_psnr" in record.metrics  # the reference line of the models scored under the thesis' protocol
     assert record.metrics["cf"] < 0.5  # ab = 0 is gray up to sRGB rounding
     truths = sorted((project / "evaluation/gray/sample/ground_truth").glob("*.png"))
     assert len(truths) == 3
@@ -65,7 +66,8 @@ def test_gray_baseline_is_a_predictor_like_any_other(project: Path) -> None:
 
 def test_palette_model_writes_its_palettes(project: Path) -> None:
     params = load_params(project / "params.yaml")
-    evaluate(params, "tiny_palette")
+    (record,) = evaluate(params, "tiny_palette")
+    assert not any(k.startswith("lab_") for k in [*record.metrics, *record.unavailable])  # not in evaluate.lab_packed
     palettes = np.load(project / "evaluation/tiny_palette/sample/palettes.npz")
     assert palettes["pred"].shape == palettes["gt"].shape == (3, GRID, GRID)
     np.testing.assert_allclose(palettes["gt"].sum(axis=(1, 2)), 1.0, atol=1e-5)

@@ -68,7 +68,7 @@ def _save_png(path: Path, rgb: torch.Tensor) -> None:
 
 class SampleWriter:
     """Keeps the first ``n`` images of an evaluation for the report: predictions under ``samples/``,
-    optionally the ground truth under ``ground_truth/`` (written once, by the baseline stage), and for
+    optionally the ground truth under ``ground_truth/`` (written once, by the gray baseline), and for
     models that predict a palette the predicted and ground-truth palettes (``palettes.npz``)."""
 
     def __init__(self, out_dir: Path, n: int, recipe: Recipe | None, ground_truth: bool) -> None:

@@ -44,7 +44,7 @@ def model_checkpoint(name: str, params: Params) -> Path:
     hint = f"trained models: {', '.join(trained)}" if trained else f"no trained models under {models_dir}"
     if params.models and name not in params.models:
         hint += f"; params.yaml defines {', '.join(sorted(params.models))}"
-    raise UsageError(f"model {name!r}: {path} not found ({hint}); train it with `dvc repro train@{name}`")
+    raise UsageError(f"model {name!r}: {path} not found ({hint}); train it with `dvc repro train` (or `python pipeline/train.py {name}`)")
 
 
 def checkpoint_file(path: str) -> Path:
