@@ -9,8 +9,9 @@ bench/results/prepare-<label>.json:
   N workers (default: every local core), in float16, lab8 and rgb8 (N workers), with each run's
   round-trip error and counts; wall img/s (sources per second, skipped files included, as the stage
   sees them) and CPU ms per source (this process + its worker processes);
-- optionally (``--ray``) the ray engine on a local two-node ``ray start`` cluster (token auth), run as
-  the stage runs: a fresh process with RAY_ADDRESS;
+- optionally (``--ray``) the ray engine on a local ``ray start`` cluster (token auth) of one node and of
+  two, each node offering N/2 CPUs, run as the stage runs: a fresh process with RAY_ADDRESS (on one
+  machine the second node adds cores, not a second machine's disk and network: an upper bound on scaling);
 - read cost: ``LabShardDataset.__getitem__`` img/s per encoding, one thread;
 - a CPU breakdown of the per-image steps (read, header, decode, gray test, resize, encode per
   encoding, write, hash), one thread: where the time goes;
@@ -171,15 +172,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def ray_cluster_run(cfg: DataConfig, cpus_per_node: int) -> dict[str, Any]:
-    """Start a head and a worker node on localhost, run prepare in a fresh process with RAY_ADDRESS."""
+def ray_cluster_run(cfg: DataConfig, cpus_per_node: int, nodes: int = 2) -> dict[str, Any]:
+    """Start a head and ``nodes - 1`` worker nodes on localhost, run prepare in a fresh process with RAY_ADDRESS."""
     ray_cli = str(Path(sys.executable).with_name("ray"))
     port = _free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     start = [ray_cli, "start", "--disable-usage-stats", f"--num-cpus={cpus_per_node}", "--node-ip-address=127.0.0.1"]
     try:
         subprocess.run([*start, "--head", f"--port={port}", "--include-dashboard=false"], check=True, env=env, capture_output=True, timeout=300)
-        subprocess.run([*start, f"--address=127.0.0.1:{port}"], check=True, env=env, capture_output=True, timeout=300)
+        for _ in range(nodes - 1):
+            subprocess.run([*start, f"--address=127.0.0.1:{port}"], check=True, env=env, capture_output=True, timeout=300)
         t0 = time.perf_counter()
         child = subprocess.run([sys.executable, __file__, "--child", json.dumps(to_dict(cfg))], env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
                                check=True, capture_output=True, text=True, timeout=3600)
@@ -205,7 +207,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--workers", type=int, default=local_cores(), help="N for the parallel runs (default: every local core)")
     ap.add_argument("--encodings", default="float16,lab8,rgb8")
-    ap.add_argument("--ray", action="store_true", help="also run the ray engine on a local two-node `ray start` cluster")
+    ap.add_argument("--ray", action="store_true", help="also run the ray engine on a local `ray start` cluster of one node and of two")
     ap.add_argument("--read-images", type=int, default=256)
     ap.add_argument("--breakdown", type=int, default=300, help="photos for the per-step CPU breakdown")
     ap.add_argument("--label", default=f"{local_cores()}cpu")
@@ -239,8 +241,12 @@ def main() -> None:
             shutil.rmtree(out)
         if args.ray:
             per_node = max(1, args.workers // 2)
-            result["ray"] = ray_cluster_run(DataConfig(**{**base, "engine": "auto"}, encoding="float16", out=str(Path(tmp) / "out-ray")), per_node)
-            print("ray", result["ray"], flush=True)
+            ray_cfg = DataConfig(**{**base, "engine": "auto"}, encoding="float16", out=str(Path(tmp) / "out-ray"))
+            result["ray_1node"] = ray_cluster_run(ray_cfg, per_node, nodes=1)
+            print("ray, one node", result["ray_1node"], flush=True)
+            shutil.rmtree(Path(tmp) / "out-ray", ignore_errors=True)
+            result["ray"] = ray_cluster_run(ray_cfg, per_node, nodes=2)
+            print("ray, two nodes", result["ray"], flush=True)
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     result["summary"] = summarize(result, args.workers)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -278,6 +284,9 @@ def summarize(result: dict[str, Any], workers: int) -> dict[str, Any]:
     size = result["prepare"][0]["bytes_per_image"]
     out["imagenet_train_disk_gb"] = {enc: round(IMAGENET_TRAIN * (r["bytes_per_image"] + 8) / 1e9, 1) for (enc, _), r in by.items()}
     out["imagenet_train_disk_gb"]["note"] = f"{IMAGENET_TRAIN} images at the benchmark's size ({size} B/image in float16), + 8 B/label"
+    if "ray_1node" in result:  # the same per-node CPUs: what a second node adds
+        out["ray_images_per_s"] = {"1_node": result["ray_1node"]["images_per_s"], "2_nodes": result["ray"]["images_per_s"]}
+        out["ray_2_nodes_vs_1"] = round(result["ray"]["images_per_s"] / result["ray_1node"]["images_per_s"], 3)
     out["read_images_per_s"] = {enc: r["images_per_s"] for enc, r in result["read"].items()}
     out["read_cpu_ms_per_image"] = {enc: r["cpu_ms_per_image"] for enc, r in result["read"].items()}
     return out
