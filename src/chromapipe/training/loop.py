@@ -33,16 +33,16 @@ import pyarrow.fs
 import ray.train
 import ray.train.torch
 import torch
-from torch import nn
 from mlflow.tracking import MlflowClient
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from chromapipe.config import ModelConfig, TrainConfig
 from chromapipe.data.shards import LabShardDataset
 from chromapipe.models.base import Batch, Recipe, unwrap
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, discriminator_compilable
 from chromapipe.training.export import generator_logged, log_generator
+from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, discriminator_compilable
 from chromapipe.training.schedule import make_scheduler, per_worker_batch, total_steps
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 from chromapipe.training.tracking import RunLogger, flatten
@@ -209,13 +209,14 @@ def train_loop_per_worker(configs: list[WorkerConfig]) -> None:
         if generator_logged(MlflowClient(wc.tracking_uri), wc.run_id):
             log.info("%s: its generator is logged already (trained before a restart)", wc.name)
             continue
-        train_model(wc, checkpoint)
+        train_one(wc, checkpoint)
+        checkpoint = None  # the latest checkpoint can only be the first unfinished model's
         gc.collect()  # the next model must not wait for this one's networks, optimisers and loader
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
 
-def train_model(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None:
+def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None:
     """Train one model on this worker (one DDP rank) and, on rank 0, log its generator."""
     t0 = time.time()
     ctx = ray.train.get_context()
@@ -262,7 +263,7 @@ def train_model(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> No
         last = step == steps
         log_now = step % tc.log_every == 0 or last
         save_now = step % tc.checkpoint_every == 0 and not last  # the last step exports the generator instead
-        if log_now or save_now or last:
+        if log_now or save_now:
             guard.check(step)  # one host sync: losses are read only here
             values = logs_to_floats(logs)
         if log_now:
