@@ -207,6 +207,6 @@ def test_queued_experiments(tmp_path: Path) -> None:
     assert all("psnr" in exps[name]["metrics"]["evaluation/scores/tiny.json"]["data"]["sample"] for name in ("steps4", "steps6"))
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("chromapipe").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("chromapipe").experiment_id], filter_string="tags.`chromapipe.model` = 'tiny'")
     histories = sorted([m.step for m in client.get_metric_history(r.info.run_id, "train/g_total")] for r in runs)
     assert histories == [[2, 4], [2, 4, 6]]
