@@ -1,8 +1,11 @@
 """Benchmark ``chromapipe colorize``: seconds per megapixel and peak RSS for each architecture.
 
 Usage: ``python bench/bench_colorize.py [--device cpu|cuda] [--sizes 1 6] [--repeats 2] [--models pix2pix chromagan palgan]``
-→ ``bench/results/colorize-<device>.json``. On CUDA the generator runs on the GPU and the full-resolution
-assembly on the CPU, as in the command; the generator time includes the copy of ab back to the host.
+→ ``bench/results/colorize-<device>.json``. On CUDA the per-file path is the command's device path: JPEGs
+decoded by nvJPEG into GPU memory (Pillow where it does not apply, then one upload), L* for the network,
+the generator and the full-resolution render on the GPU, the render's time including the copy of the
+encoded pixels back to the host; each stage is closed by ``torch.cuda.synchronize()`` so GPU work is
+charged to the stage that queued it. Each size records which decoder and which render path ran.
 
 Each model runs in its own subprocess so its peak RSS (``ru_maxrss``, which includes ~0.7 GB for
 importing the CUDA build of torch) is its own. A model uses its trained generator
@@ -25,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -73,8 +77,7 @@ def worker(name: str, inputs: list[str], repeats: int, device: str) -> dict:
     import torch
 
     from chromapipe.config import project_root, to_dict
-    from chromapipe.inference import fullres
-    from chromapipe.inference.io import read_image, write_image
+    from chromapipe.inference.runner import uses_device_path
     from chromapipe.models.base import count_parameters
     from chromapipe.models.checkpoint import load_generator
     from chromapipe.models.registry import build_recipe
@@ -101,28 +104,13 @@ def worker(name: str, inputs: list[str], repeats: int, device: str) -> dict:
         "load_s": round(load_s, 3),
         "sizes": [],
     }
+    on_device = uses_device_path(torch.device(device))
     with tempfile.TemporaryDirectory() as tmp:
         for path in inputs:
             runs = []
             for _ in range(repeats):
-                stages = {}
-                t = time.perf_counter()
-                img = read_image(Path(path), 10**9)
-                stages["decode"] = time.perf_counter() - t
-                t = time.perf_counter()
-                L = fullres.network_L(img.pixels, recipe.resolution)[None].to(device)
-                stages["network_input"] = time.perf_counter() - t
-                t = time.perf_counter()
-                with torch.inference_mode():
-                    ab = recipe.predict(G, L)["ab"][0].cpu()
-                stages["generator"] = time.perf_counter() - t
-                t = time.perf_counter()
-                out = fullres.render(img.pixels, ab, img.alpha)
-                stages["render"] = time.perf_counter() - t
-                t = time.perf_counter()
-                write_image(Path(tmp) / "out.jpg", out, img.format, img.metadata, 95)
-                stages["encode"] = time.perf_counter() - t
-                del out
+                stage_by_stage = device_file if on_device else host_file
+                stages, img, decoder = stage_by_stage(recipe, G, torch.device(device), Path(path), Path(tmp) / "out.jpg")
                 runs.append(stages)
             best = min(runs, key=lambda s: sum(s.values()))
             mp = img.pixels.shape[0] * img.pixels.shape[1] / 1e6
@@ -135,11 +123,77 @@ def worker(name: str, inputs: list[str], repeats: int, device: str) -> dict:
                     "seconds": round(total, 3),
                     "s_per_mp": round(total / mp, 3),
                     "stages_s": {k: round(v, 3) for k, v in best.items()},
+                    "decoder": decoder,
+                    "render_path": "device" if on_device else "cpu",
                 }
             )
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     result["rss_after_load_mb"] = round(rss_loaded, 1)
     return result
+
+
+def host_file(recipe: Any, G: Any, device: Any, path: Path, out_path: Path) -> tuple[dict[str, float], Any, str]:
+    """One file through the command's CPU path, stage by stage (on CUDA before the device path existed,
+    this was the command's path too, the generator's time then including the copy of ab to the host).
+    Returns the stage times, the decoded image and the decoder that ran."""
+    import torch
+
+    from chromapipe.inference import fullres
+    from chromapipe.inference.io import read_image, write_image
+
+    stages = {}
+    t = time.perf_counter()
+    img = read_image(path, 10**9)
+    stages["decode"] = time.perf_counter() - t
+    t = time.perf_counter()
+    L = fullres.network_L(img.pixels, recipe.resolution)[None].to(device)
+    stages["network_input"] = time.perf_counter() - t
+    t = time.perf_counter()
+    with torch.inference_mode():
+        ab = recipe.predict(G, L)["ab"][0].cpu()
+    stages["generator"] = time.perf_counter() - t
+    t = time.perf_counter()
+    out = fullres.render(img.pixels, ab, img.alpha)
+    stages["render"] = time.perf_counter() - t
+    t = time.perf_counter()
+    write_image(out_path, out, img.format, img.metadata, 95)
+    stages["encode"] = time.perf_counter() - t
+    return stages, img, img.decoder
+
+
+def device_file(recipe: Any, G: Any, device: Any, path: Path, out_path: Path) -> tuple[dict[str, float], Any, str]:
+    """One file through the command's device path (``runner.Colorizer.prepare``/``flush``), stage by stage:
+    ``torch.cuda.synchronize()`` before each clock read, so each stage is charged its own GPU work.
+    Returns the stage times, the decoded image and the decoder that ran (``nvjpeg`` or ``pil``)."""
+    import torch
+
+    from chromapipe.inference import fullres
+    from chromapipe.inference.io import read_image, wants_padding, write_image
+
+    def clock() -> float:
+        torch.cuda.synchronize()
+        return time.perf_counter()
+
+    stages = {}
+    t = clock()
+    img = read_image(path, 10**9, device=device)
+    decoder = img.decoder
+    img = img.to_device(device)
+    stages["decode"] = clock() - t
+    t = clock()
+    L = fullres.network_L(img.pixels, recipe.resolution)[None]
+    stages["network_input"] = clock() - t
+    t = clock()
+    with torch.inference_mode():
+        ab = recipe.predict(G, L)["ab"][0]
+    stages["generator"] = clock() - t
+    t = clock()
+    out = fullres.render(img.pixels, ab, img.alpha, pad=wants_padding(img.format, img.pixels, img.alpha))
+    stages["render"] = clock() - t
+    t = clock()
+    write_image(out_path, out, img.format, img.metadata, 95, has_alpha=img.alpha is not None)
+    stages["encode"] = clock() - t
+    return stages, img, decoder
 
 
 def cpu_name() -> str:
@@ -170,7 +224,8 @@ def main() -> int:
 
     configs = model_configs(args.models)
     report: dict = {
-        "benchmark": f"chromapipe colorize, {args.device}, one image at a time (decode -> generator -> full-res Lab -> JPEG q95)",
+        "benchmark": f"chromapipe colorize, {args.device}, one image at a time (decode -> generator -> full-res Lab -> JPEG q95)"
+        + (", per-pixel work on the GPU (nvJPEG decode, network input, render)" if args.device == "cuda" else ""),
         "command": "python bench/bench_colorize.py " + " ".join(sys.argv[1:]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",

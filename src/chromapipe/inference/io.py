@@ -4,7 +4,9 @@ Decoding keeps the file's own integer type (uint8, or uint16 for 16-bit files): 
 later in strips (see :mod:`chromapipe.inference.fullres`), so a 24 MP photo costs 72 MB here, not a
 float64 copy. EXIF orientation is applied on read (and the tag reset on write, so viewers do not rotate
 twice). Pillow decodes everything except 16-bit colour PNGs, which it truncates to 8 bits; torchvision's
-PNG decoder keeps those at 16 bits.
+PNG decoder keeps those at 16 bits. On a CUDA colorize run, 8-bit RGB and gray JPEGs are decoded by
+nvJPEG straight into GPU memory (see :func:`nvjpeg_mode`): Pillow still reads the header and metadata,
+only the pixels skip the host, and anything nvJPEG cannot decode falls back to Pillow.
 
 Output format follows the input where the format can hold a full-colour photo (JPEG, PNG, WebP, TIFF,
 BMP); anything else (GIF's 256-colour palette, PPM, ICO, …) is written as PNG. Alpha is kept (all of
@@ -16,16 +18,24 @@ is dropped.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from PIL import Image, PngImagePlugin
 
+from chromapipe.inference.fullres import DevicePixels
 from chromapipe.inference.png16 import write_png16
+
+if TYPE_CHECKING:
+    from torchvision.io import ImageReadMode
+
+log = logging.getLogger("chromapipe.colorize")
 
 #: input format -> (Pillow writer, extension used when the input's own suffix is not kept)
 _KEPT_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "MPO": ".jpg"}
@@ -50,12 +60,19 @@ class Metadata:
 
 @dataclasses.dataclass
 class DecodedImage:
-    """``pixels``: (H, W) gray or (H, W, 3) RGB, uint8 or uint16; ``alpha``: (H, W) of the same type or None."""
+    """``pixels``: (H, W) gray or (H, W, 3) RGB, uint8 or uint16; ``alpha``: (H, W) of the same type or None.
 
-    pixels: np.ndarray
-    alpha: np.ndarray | None
+    Either is a host array or, on the GPU path, :class:`~chromapipe.inference.fullres.DevicePixels`
+    (which mirrors the array's ``shape``, ``dtype`` and ``nbytes``): ``fullres.network_L`` and
+    ``fullres.render`` take both and return what the encoder needs on the host, so the rest of the
+    pipeline does not care where the pixels are. ``decoder`` says which decoder produced them
+    (``pil``, ``torchvision-png`` or ``nvjpeg``), for logs and benchmarks."""
+
+    pixels: np.ndarray | DevicePixels
+    alpha: np.ndarray | DevicePixels | None
     format: str
     metadata: Metadata
+    decoder: str = "pil"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -64,6 +81,14 @@ class DecodedImage:
     @property
     def nbytes(self) -> int:
         return self.pixels.nbytes + (self.alpha.nbytes if self.alpha is not None else 0)
+
+    def to_device(self, device: torch.device) -> DecodedImage:
+        """The image with its pixels (and alpha) on ``device``: host arrays are uploaded once, pixels
+        already there (nvJPEG) stay; the host arrays are freed once the caller drops this image."""
+        def up(a: np.ndarray | DevicePixels) -> DevicePixels:
+            return a if isinstance(a, DevicePixels) else DevicePixels.upload(a, device)
+
+        return dataclasses.replace(self, pixels=up(self.pixels), alpha=None if self.alpha is None else up(self.alpha))
 
 
 # -- reading ---------------------------------------------------------------------------------------------
@@ -141,6 +166,61 @@ def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](arr)) if orientation in ops else np.ascontiguousarray(arr)
 
 
+def orient_tensor(t: torch.Tensor, orientation: int) -> torch.Tensor:
+    """:func:`orient` for an (H, W, ...) tensor on any device (the nvJPEG path orients on the GPU),
+    as a contiguous tensor; the same eight operations, with torch's flips for NumPy's negative strides."""
+    ops = {
+        2: lambda a: a.flip(1),
+        3: lambda a: a.flip(0, 1),
+        4: lambda a: a.flip(0),
+        5: lambda a: a.transpose(0, 1),
+        6: lambda a: torch.rot90(a, -1, (0, 1)),
+        7: lambda a: a.flip(0, 1).transpose(0, 1),
+        8: lambda a: torch.rot90(a, 1, (0, 1)),
+    }
+    return (ops[orientation](t) if orientation in ops else t).contiguous()
+
+
+def nvjpeg_mode(img: Image.Image, device: torch.device | None) -> ImageReadMode | None:
+    """How to decode ``img`` (an opened, not yet decoded Pillow image) with nvJPEG on ``device``, or None
+    when Pillow decodes it: only on a CUDA device, only plain JPEG files (an MPO's extra pictures are
+    Pillow's business) whose Pillow mode is 8-bit RGB or L. CMYK/YCCK keep Pillow's conversions, and an
+    Adobe-marked JPEG with transform 0 stores RGB rather than YCbCr, which libjpeg honours and a GPU
+    decoder might not. Anything else nvJPEG cannot handle (arithmetic coding, odd subsampling, ...) is
+    found by trying: :func:`read_image` falls back to Pillow on a decode error."""
+    if device is None or device.type != "cuda" or img.format != "JPEG" or img.mode not in ("RGB", "L"):
+        return None
+    if img.mode == "RGB" and img.info.get("adobe_transform") == 0:
+        return None
+    from torchvision.io import ImageReadMode
+
+    return ImageReadMode.RGB if img.mode == "RGB" else ImageReadMode.GRAY
+
+
+def _nvjpeg_decode(data: torch.Tensor, mode: ImageReadMode, device: torch.device) -> torch.Tensor:
+    """torchvision's nvJPEG decode: (C, H, W) uint8 on ``device`` (its own function so tests can stand in)."""
+    from torchvision.io import decode_jpeg
+
+    return decode_jpeg(data, mode=mode, device=device)
+
+
+def _pixels_from_nvjpeg(path: Path, mode: ImageReadMode, device: torch.device, size: tuple[int, int], orientation: int) -> DevicePixels | None:
+    """The JPEG's pixels decoded on ``device`` and oriented there, or None (logged at debug level) when
+    nvJPEG fails or disagrees with Pillow's header about the size, so the caller decodes with Pillow."""
+    from torchvision.io import read_file
+
+    try:
+        chw = _nvjpeg_decode(read_file(str(path)), mode, device)
+    except Exception as exc:  # noqa: BLE001 - any nvJPEG failure means: decode on the host instead
+        log.debug("%s: nvJPEG cannot decode it (%s: %s); decoding with Pillow", path, type(exc).__name__, exc)
+        return None
+    if tuple(chw.shape[1:]) != (size[1], size[0]):
+        log.debug("%s: nvJPEG decoded %s, the header says %dx%d; decoding with Pillow", path, tuple(chw.shape), *size)
+        return None
+    hwc = chw[0] if chw.shape[0] == 1 else chw.permute(1, 2, 0)
+    return DevicePixels(orient_tensor(hwc, orientation), np.dtype(np.uint8))
+
+
 def _pixels_from_png16(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     from torchvision.io import ImageReadMode, decode_png, read_file
 
@@ -153,8 +233,11 @@ def _pixels_from_png16(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return color, alpha
 
 
-def read_image(path: Path, max_pixels: int) -> DecodedImage:
-    """Decode ``path`` (first frame of multi-frame files) upright, in its own bit depth."""
+def read_image(path: Path, max_pixels: int, device: torch.device | None = None) -> DecodedImage:
+    """Decode ``path`` (first frame of multi-frame files) upright, in its own bit depth. ``device``: the
+    colorize device when it runs the device path; on CUDA a JPEG :func:`nvjpeg_mode` accepts comes back
+    as device pixels, everything else (and every file when ``device`` is None or the CPU) as host arrays."""
+    decoder = "pil"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -165,9 +248,13 @@ def read_image(path: Path, max_pixels: int) -> DecodedImage:
                 fmt = img.format or "PNG"
                 orientation = int(img.getexif().get(_ORIENTATION, 1) or 1)
                 meta = _metadata(img)
+                mode = nvjpeg_mode(img, device)  # None unless device is CUDA
+                on_device = _pixels_from_nvjpeg(path, mode, device, (w, h), orientation) if mode is not None and device is not None else None
+                if on_device is not None:  # else: Pillow decodes, as on the CPU
+                    return DecodedImage(pixels=on_device, alpha=None, format=fmt, metadata=meta, decoder="nvjpeg")
                 if fmt == "PNG" and _png_bit_depth(path) == 16 and not img.mode.startswith("I"):
                     pixels, alpha = _pixels_from_png16(path)  # torchvision applied the orientation
-                    orientation = 1
+                    orientation, decoder = 1, "torchvision-png"
                 else:
                     img.load()
                     pixels, alpha = _pixels_from_pillow(img)
@@ -180,7 +267,7 @@ def read_image(path: Path, max_pixels: int) -> DecodedImage:
         raise InputError(str(exc)) from None
     except (OSError, ValueError, SyntaxError, RuntimeError, EOFError) as exc:  # truncated / corrupt data
         raise InputError(f"cannot decode: {exc}") from None
-    return DecodedImage(pixels=pixels, alpha=alpha, format=fmt, metadata=meta)
+    return DecodedImage(pixels=pixels, alpha=alpha, format=fmt, metadata=meta, decoder=decoder)
 
 
 # -- finding inputs --------------------------------------------------------------------------------------
@@ -236,7 +323,7 @@ def output_format(fmt: str) -> str:
     return "JPEG" if fmt == "MPO" else fmt if fmt in _KEPT_FORMATS else "PNG"
 
 
-def wants_padding(fmt: str, pixels: np.ndarray, alpha: np.ndarray | None) -> bool:
+def wants_padding(fmt: str, pixels: np.ndarray | DevicePixels, alpha: np.ndarray | DevicePixels | None) -> bool:
     """Whether to render 4-channel (RGBX) output: JPEG's encoder takes it without a copy."""
     return output_format(fmt) == "JPEG" and alpha is None and pixels.dtype == np.uint8
 
