@@ -79,6 +79,14 @@ def test_lab_packed_names_the_models_scored_under_the_thesis_protocol() -> None:
         assert (p.lab_packed("tiny"), p.lab_packed("other"), p.lab_packed("gray")) == expected, setting
 
 
+def test_gray_baseline_name_has_one_definition() -> None:
+    """The leaf config holds the baseline's name; metrics.record re-exports the same object for its callers."""
+    from chromapipe import config
+    from chromapipe.metrics import record
+
+    assert config.GRAY == "gray" and record.GRAY is config.GRAY
+
+
 def test_params_load_without_torch() -> None:
     """Loading params (prepare, report) does not import torch or the models: no config <-> models circle."""
     code = ("import sys; from chromapipe.config import load_params; load_params(sys.argv[1]); "

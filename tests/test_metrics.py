@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,24 @@ def test_suite_without_inception_reports_fd_not_fid(monkeypatch):
     json.dumps(report.to_dict())
 
 
+def test_suite_without_metric_packages_reports_them_unavailable(monkeypatch):
+    """A bare GPU image lacks lpips, efficientnet_lite_pytorch and torch_fidelity: the suite names the missing
+    package for each metric it cannot compute and still computes the others (a None in sys.modules makes the
+    import fail as for an absent package)."""
+    from chromapipe.metrics import lpips_offline
+
+    for module in ("lpips", "efficientnet_lite_pytorch", "torch_fidelity"):
+        monkeypatch.setitem(sys.modules, module, None)
+    lpips_offline._build_lpips.cache_clear()  # an LPIPS built by an earlier test would hide the import
+    pred, target = _real_pairs()
+    with MetricSuite(device="cpu") as suite:
+        suite.update(pred, target)
+        report = suite.compute()
+    for key, module in (("lpips", "lpips"), ("fd_effnetlite0", "efficientnet_lite_pytorch"), ("fid", "torch_fidelity")):
+        assert report.metrics[key] is None and f"Python package {module} is not installed" in report.unavailable[key]
+    assert all(isinstance(report.metrics[k], float) for k in ("psnr", "ssim", "cf", "cf_gt", "delta_cf"))
+
+
 def test_identical_images_count_as_capped_psnr():
     pred, target = _real_pairs()
     with MetricSuite(fid=False) as suite:
@@ -135,13 +154,16 @@ def test_identical_images_count_as_capped_psnr():
     json.dumps(report.to_dict(), allow_nan=False)
 
 
-def test_fid_plumbing_with_DUMMY_random_inception_weights(tmp_path, monkeypatch):
+@pytest.fixture
+def dummy_inception(tmp_path, monkeypatch) -> Path:
     """DUMMY weights: a random-init Inception exercises torch-fidelity's path only; never a real FID.
 
     For speed on 2 CPU cores the dummy network also sees 96x96 inputs instead of 299x299 (plumbing only).
+    LPIPS and the FD proxy are skipped: only the FID path is under test where this is used.
     """
     import torch_fidelity.feature_extractor_inceptionv3 as fe
 
+    from chromapipe.metrics import frechet, lpips_offline
     from chromapipe.weights import resolver
 
     with monkeypatch.context() as m:  # build the architecture without any weights file
@@ -155,13 +177,15 @@ def test_fid_plumbing_with_DUMMY_random_inception_weights(tmp_path, monkeypatch)
     monkeypatch.setattr(resolver, "inception_weights_path", lambda allow_download=None: (
         dummy_path, {"path": str(dummy_path), "sha256": "DUMMY-not-pinned", "source": "test"}))
 
-    from chromapipe.metrics import frechet, lpips_offline
-
     def skipped(*a, **k):
         raise WeightsUnavailable("not-needed", "skipped in the FID plumbing test")
 
-    monkeypatch.setattr(lpips_offline, "build_lpips", skipped)  # only the FID path is under test here
+    monkeypatch.setattr(lpips_offline, "build_lpips", skipped)
     monkeypatch.setattr(frechet, "build_effnet", skipped)
+    return dummy_path
+
+
+def test_fid_plumbing_with_DUMMY_random_inception_weights(dummy_inception):
     g = torch.Generator().manual_seed(1)
     pred = torch.randint(0, 256, (3, 3, 32, 32), generator=g, dtype=torch.uint8)
     target = torch.randint(0, 256, (3, 3, 32, 32), generator=g, dtype=torch.uint8)
@@ -172,9 +196,45 @@ def test_fid_plumbing_with_DUMMY_random_inception_weights(tmp_path, monkeypatch)
     suite.close()
     assert report.metrics["fid"] is not None and np.isfinite(report.metrics["fid"])
     assert report.details["fid"]["n_samples"] == 3 and report.details["fid"]["low_sample_warning"] is True
-    assert report.details["fid"]["weights"] == str(dummy_path)
+    assert report.details["fid"]["weights"] == str(dummy_inception)
     assert report.metrics["fd_effnetlite0"] is None and report.metrics["lpips"] is None
     assert not Path(spill_root).exists()
+
+
+@pytest.mark.slow  # ~40 s on 2 cores: three 2048-d Fréchet distances
+def test_fid_ground_truth_statistics_are_computed_once_per_set(dummy_inception, monkeypatch):
+    """Two models scored on one set: the ground truth's Inception statistics are computed for the first and
+    reused for the second (its images are not read again), whose FID equals torch-fidelity's uncached value
+    exactly (tolerance 0: the cached statistics are the same float64 arrays). The cache is keyed by the
+    ground truth's pixels, so other ground truth (here: the same images in another order) is another entry."""
+    from chromapipe.metrics import frechet
+
+    reads: list[str] = []
+    read_png = frechet._PngDataset.__getitem__
+    monkeypatch.setattr(frechet._PngDataset, "__getitem__", lambda self, i: reads.append(self.files[i].name) or read_png(self, i))
+    g = torch.Generator().manual_seed(2)
+    target = torch.randint(0, 256, (4, 3, 32, 32), generator=g, dtype=torch.uint8)
+    preds = [torch.randint(0, 256, target.shape, generator=g, dtype=torch.uint8) for _ in range(2)]
+    results = []
+    for pred in preds:
+        reads.clear()
+        with MetricSuite(device="cpu") as suite:
+            suite.update(pred, target)
+            report = suite.compute()
+            results.append((report.metrics["fid"], report.details["fid"], {r for r in reads if r.startswith("target-")}))
+            spill = suite._fid.spill
+            if pred is preds[-1]:
+                uncached = frechet.torch_fidelity_fid(spill, dummy_inception, cuda=False)
+                other = frechet.ImageSpill()
+                other.add(pred, target.flip(0))
+                assert frechet.ground_truth_cache_name(other, "DUMMY-not-pinned", False) != \
+                    frechet.ground_truth_cache_name(spill, "DUMMY-not-pinned", False)
+                other.close()
+    (first, first_details, first_reads), (second, second_details, second_reads) = results
+    assert len(first_reads) == 4 and first_details["ground_truth_statistics"].startswith("computed")
+    assert second_reads == set() and second_details["ground_truth_statistics"].startswith("cached")
+    assert second == uncached and first != second
+    assert list(frechet.ground_truth_cache_root().glob("chromapipe-gt-*-stat-fid-*.pt"))
 
 
 def test_rejects_non_uint8_and_shape_mismatch():

@@ -23,6 +23,10 @@ import yaml
 
 from chromapipe.schema import ConfigError, build_dataclass  # noqa: F401 - re-exported for callers
 
+#: The gray-input (ab = 0) baseline's name: scored like a model, so params (``evaluate.lab_packed``) and the
+#: evaluate/report code must spell it alike. Defined here, the leaf, because ``config`` may not import
+#: ``chromapipe.metrics`` (imports run one way); ``chromapipe.metrics.record.GRAY`` re-exports it.
+GRAY = "gray"
 
 
 @dataclass(frozen=True)
@@ -168,7 +172,7 @@ class Params:
     def lab_packed(self, model: str) -> bool:
         """Whether ``model`` (or the gray baseline) is also scored under the thesis' Lab-packed protocol."""
         wanted = self.evaluate.lab_packed
-        return wanted if isinstance(wanted, bool) else bool(wanted) and (model == "gray" or model in wanted)
+        return wanted if isinstance(wanted, bool) else bool(wanted) and (model == GRAY or model in wanted)
 
     def evaluated_sets(self) -> list[str]:
         """Every dataset some model is scored on (the gray baseline is scored on each), in params order."""

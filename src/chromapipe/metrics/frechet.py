@@ -6,10 +6,18 @@ Memory stays bounded for any number of images:
 - FID goes through ``torch_fidelity.calculate_metrics`` (the reference implementation, not re-derived
   here), which needs its inputs as Datasets. Images are therefore spilled to lossless PNGs in a temporary
   directory (disk, not RAM; removed by ``close()``) and read back by a Dataset returning uint8 3×H×W.
+
+The ground truth is the same for every model scored on a set, so its Inception statistics are computed once
+per process: torch-fidelity's own cache (``input2_cache_name``) keeps them in a process-private directory
+under a name derived from the SHA-256 of the ground-truth pixels (plus weights and device), so a cached
+entry can only be reused for exactly the same images and the FID value does not change.
 """
 
 from __future__ import annotations
 
+import atexit
+import hashlib
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -23,7 +31,7 @@ import torch.nn.functional as F
 
 from chromapipe.weights.effnet import PREPROCESSING, efficientnet_lite0, lite0_input
 
-from .provenance import pkg_version
+from .provenance import missing_package, pkg_version
 
 LOW_SAMPLE_THRESHOLD = 2048  # below this a 2048-d covariance is rank-deficient: FID/FD values are unstable
 
@@ -114,13 +122,17 @@ class _PngDataset(torch.utils.data.Dataset):
 
 
 class ImageSpill:
-    """Lossless on-disk store of (pred, target) images for torch-fidelity; deleted on ``close()``/GC."""
+    """Lossless on-disk store of (pred, target) images for torch-fidelity; deleted on ``close()``/GC.
+
+    It also hashes the targets as they come (order, shape and pixels): the identity of the ground-truth set
+    under which its FID statistics are cached."""
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="chromapipe-fid-"))
         self.pred: list[Path] = []
         self.target: list[Path] = []
         self.sizes: set[tuple[int, int]] = set()
+        self._target_hash = hashlib.sha256()
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.root, True)
 
     def add(self, pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -132,22 +144,54 @@ class ImageSpill:
                 path = self.root / f"{tag}-{i:07d}.png"
                 path.write_bytes(encode_png(img.contiguous(), compression_level=1).numpy().tobytes())
                 lst.append(path)
+            self._target_hash.update(f"{tuple(t.shape)}|".encode())
+            self._target_hash.update(t.contiguous().numpy().tobytes())
             self.sizes.add((int(p.shape[-2]), int(p.shape[-1])))
+
+    def target_digest(self) -> str:
+        """SHA-256 of every target fed so far, in order (shapes and uint8 pixels)."""
+        return self._target_hash.hexdigest()
 
     def close(self) -> None:
         self._finalizer()
 
 
-def torch_fidelity_fid(spill: ImageSpill, weights_path: Path, cuda: bool) -> float:
-    """FID of predictions vs targets through ``torch_fidelity.calculate_metrics`` (Inception pool3, 2048-d)."""
+_GT_CACHE_ROOT: Path | None = None
+_GT_CACHED: set[str] = set()  # ground-truth cache names whose statistics this process has computed
+
+
+def ground_truth_cache_root() -> Path:
+    """The process-private directory of torch-fidelity's cached ground-truth statistics (removed at exit):
+    private so that no other process's (or torch-fidelity version's) entry can ever be picked up."""
+    global _GT_CACHE_ROOT
+    if _GT_CACHE_ROOT is None:
+        _GT_CACHE_ROOT = Path(tempfile.mkdtemp(prefix="chromapipe-fid-gt-"))
+        atexit.register(shutil.rmtree, _GT_CACHE_ROOT, True)
+    return _GT_CACHE_ROOT
+
+
+def ground_truth_cache_name(spill: ImageSpill, weights_sha256: str, cuda: bool) -> str:
+    """torch-fidelity cache name of the spill's ground truth: what its statistics depend on — the exact
+    target pixels, the Inception weights and the device the features are computed on."""
+    key = hashlib.sha256(f"{spill.target_digest()}|{weights_sha256}|cuda={cuda}".encode()).hexdigest()
+    return f"chromapipe-gt-{key[:32]}"
+
+
+def torch_fidelity_fid(spill: ImageSpill, weights_path: Path, cuda: bool, gt_cache_name: str | None = None) -> float:
+    """FID of predictions vs targets through ``torch_fidelity.calculate_metrics`` (Inception pool3, 2048-d).
+
+    With ``gt_cache_name`` torch-fidelity caches the targets' statistics under that name in
+    :func:`ground_truth_cache_root` and, when they are there already, never reads the targets again."""
     import torch_fidelity
 
     batch = 64 if len(spill.sizes) == 1 else 1  # mixed sizes cannot be stacked into one batch
     few_cpus = (os.cpu_count() or 1) <= 4  # torch-fidelity would start 4 loader workers: too many here
+    cache = {"cache": True, "cache_root": str(ground_truth_cache_root()), "input2_cache_name": gt_cache_name} \
+        if gt_cache_name else {"cache": False}
     out = torch_fidelity.calculate_metrics(
         input1=_PngDataset(spill.pred), input2=_PngDataset(spill.target), cuda=cuda, fid=True,
-        feature_extractor_weights_path=str(weights_path), cache=False, verbose=False, batch_size=batch,
-        samples_shuffle=False, save_cpu_ram=few_cpus or not cuda)
+        feature_extractor_weights_path=str(weights_path), verbose=False, batch_size=batch,
+        samples_shuffle=False, save_cpu_ram=few_cpus or not cuda, **cache)
     return float(out["frechet_inception_distance"])
 
 
@@ -166,6 +210,8 @@ class FidAccumulator:
         from chromapipe.weights import WeightsUnavailable
         from chromapipe.weights.resolver import inception_weights_path
 
+        if importlib.util.find_spec("torch_fidelity") is None:  # checked now, not after every image is fed
+            return None, missing_package("torch_fidelity")
         try:
             path, prov = inception_weights_path()
         except WeightsUnavailable as exc:
@@ -182,7 +228,13 @@ class FidAccumulator:
                    "low_sample_threshold": LOW_SAMPLE_THRESHOLD, "resolutions": sorted(f"{h}x{w}" for h, w in self.spill.sizes)}
         if n < 2:
             return None, (f"needs at least 2 images, got {n}" if n else "no images were fed"), details
-        return torch_fidelity_fid(self.spill, self.weights_path, cuda=cuda), None, details
+        name = ground_truth_cache_name(self.spill, self.weights_prov["sha256"], cuda)
+        details["ground_truth_statistics"] = ("cached: computed earlier in this process for the same ground-truth "
+                                              "pixels" if name in _GT_CACHED else "computed (then cached for "
+                                              "later models on the same ground truth)")
+        fid = torch_fidelity_fid(self.spill, self.weights_path, cuda=cuda, gt_cache_name=name)
+        _GT_CACHED.add(name)
+        return fid, None, details
 
     def close(self) -> None:
         self.spill.close()

@@ -32,7 +32,7 @@ from chromapipe.weights import WeightsUnavailable
 
 from . import frechet
 from .lpips_offline import build_lpips, lpips_of_signed_images
-from .provenance import pkg_version
+from .provenance import missing_package, pkg_version
 from .suite import MetricReport, with_missing_reasons
 
 LAB_KEYS = ("lab_psnr", "lab_ssim", "lab_lpips_vgg", "lab_fid")
@@ -70,6 +70,8 @@ class LabPackedSuite:
             self._lpips_model, self._lpips_details = build_lpips("vgg", self.device)
         except WeightsUnavailable as exc:
             self.unavailable["lab_lpips_vgg"] = f"LPIPS-vgg backbone unavailable: {exc.reason}"
+        except ModuleNotFoundError as exc:
+            self.unavailable["lab_lpips_vgg"] = f"LPIPS unavailable: {missing_package(exc)}"
         if fid:
             self._fid, why_not = frechet.FidAccumulator.create()
             if why_not:

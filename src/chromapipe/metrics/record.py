@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chromapipe.config import GRAY  # noqa: F401 - the baseline's name lives in the leaf; re-exported here
+
 MEASURED = "measured"
 BASELINE = "baseline"
-GRAY = "gray"  # the gray-input (ab = 0) baseline's name
 
 
 @dataclass

@@ -22,7 +22,7 @@ from chromapipe.weights import WeightsUnavailable
 
 from . import frechet
 from .colorfulness import colorfulness_per_image
-from .provenance import pkg_version
+from .provenance import missing_package, pkg_version
 from .pixel import SSIM_RADIUS, SSIM_SIGMA, psnr_per_image, ssim_per_image
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,9 @@ class MetricSuite:
         except WeightsUnavailable as exc:
             self.unavailable["lpips"] = f"LPIPS-{net} backbone unavailable: {exc.reason}"
             log.warning("LPIPS unavailable: %s", exc)
+        except ModuleNotFoundError as exc:
+            self.unavailable["lpips"] = f"LPIPS unavailable: {missing_package(exc)}"
+            log.warning("LPIPS unavailable: %s", exc)
 
     def _setup_fid(self) -> None:
         self._fid, why_not = frechet.FidAccumulator.create()
@@ -110,6 +113,8 @@ class MetricSuite:
             self._fd_pred, self._fd_target = frechet.FeatureStats(1280), frechet.FeatureStats(1280)
         except WeightsUnavailable as exc:
             self.unavailable["fd_effnetlite0"] = f"EfficientNet-Lite0 weights unavailable: {exc.reason}"
+        except ModuleNotFoundError as exc:
+            self.unavailable["fd_effnetlite0"] = f"EfficientNet-Lite0 network unavailable: {missing_package(exc)}"
 
     # ------------------------------------------------------------------------------------------- feeding
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
