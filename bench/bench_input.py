@@ -1,19 +1,28 @@
-"""Training input end to end: images/s through the real Ray Train loop against the step-only benchmark.
+"""Training input end to end: images/s through the training loop's input path against the step-only benchmark.
 
-End to end is the train stage's own path (``chromapipe.training.run.train_models``): shards on disk,
-``LabShardDataset`` + ``DistributedSampler`` + ``DataLoader`` (``train.loader_workers``), the batch moved
-to the device, the GAN step, MLflow logging every ``log_every`` steps, in a Ray Train worker. Its rate is
-the median of the loop's own ``train/images_per_s`` windows after the first (which holds the model build
-and the first steps). Step-only is ``bench_train.bench_model``: the same ``train_step`` and optimisers
-on random tensors already in memory. Same model, batch, steps and threads; step-only runs before and after
-the end-to-end runs, in the same process, so drift on a shared machine shows. The ratio end to end ÷
-step-only says whether the input keeps up (the issue's goal on a GPU: ≥ 0.95).
+Two engines for "end to end":
+- ``ray`` (default) is the train stage's own path (``chromapipe.training.run.train_models``): shards on
+  disk, ``training.batches`` (``LabShardDataset`` + ``DistributedSampler`` + ``DataLoader`` with
+  ``train.loader_workers``, pinned memory), the batch moved to the device, the GAN step, MLflow logging
+  every ``log_every`` steps, in a Ray Train worker. Its rate is the median of the loop's own
+  ``train/images_per_s`` windows after the first (which holds the model build and the first steps).
+- ``loop`` runs the same input path and step in this process without Ray Train and MLflow (for machines
+  that have neither, e.g. a lent GPU machine): ``training.batches.build_loader`` → ``to_device`` →
+  ``prepare_batch`` → ``train_step``, losses read once per ``log_every`` steps as the loop does; its rate
+  is the median of the same windows. What it leaves out is Ray's per-report cost, paid at log steps only.
+
+Step-only is ``bench_train.bench_model``: the same ``train_step`` and optimisers on random tensors already
+on the device. Same model, batch, steps, device and speed options; step-only runs before and after the
+end-to-end runs, in the same process, so drift shows. The ratio end to end ÷ step-only says whether the
+input keeps up (the issue's goal on a GPU: ≥ 0.95).
 
     python bench/bench_input.py [--model pix2pix] [--batch-size 4] [--steps 20] [--threads 2]
                                 [--loader-workers 0 2] [--root FOLDER] [--label cpu]
+    python bench/bench_input.py --engine loop --device cuda --amp --channels-last --cudnn-benchmark \
+        --batch-size 32 --steps 60 --log-every 10 --loader-workers 4 8 --encoding float16 --root PHOTOS --label cuda
 
 Data: the embedded sample photos (256² crops) by default, or an ImageFolder tree (``--root``, e.g. the
-ImageNet sample). Writes bench/results/input-<label>.json.
+ImageNet sample), prepared into shards of ``--encoding``. Writes bench/results/input-<label>.json.
 """
 
 from __future__ import annotations
@@ -30,14 +39,16 @@ from pathlib import Path
 
 import torch
 import yaml
-from mlflow.tracking import MlflowClient
 
-from chromapipe.config import load_params
+from chromapipe.config import ModelConfig, Params, TrainConfig, load_params
 from chromapipe.data.prepare import prepare
-from chromapipe.training.run import train_models
+from chromapipe.models.registry import build_recipe
+from chromapipe.training.batches import build_loader, configure_device, infinite, to_device
+from chromapipe.training.performance import apply_performance_options, batch_to_channels_last
+from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import bench_model  # noqa: E402  (a sibling script, not a package)
+from bench_train import bench_model, device_name  # noqa: E402  (a sibling script, not a package)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -49,9 +60,13 @@ def write_params(tmp: Path, args: argparse.Namespace, loader_workers: int) -> Pa
     model = {**shipped["models"][args.model], "steps": args.steps, "batch_size": args.batch_size, "dataset": "bench"}
     dataset = {"size": 256, "splits": {"train": 0.9, "val": 0.05, "test": 0.05}, "out": str(tmp / "data")}
     dataset |= {"source": "folder", "root": str(args.root)} if args.root else {"source": "sample", "crops_per_image": 4}
+    dataset["encoding"] = args.encoding
+    resources = {"CPU": float(args.threads)} | ({"GPU": 1.0} if args.device == "cuda" else {})
     params = {
         "datasets": {"bench": dataset},
-        "train": {"num_workers": 1, "resources_per_worker": {"CPU": float(args.threads)}, "loader_workers": loader_workers,
+        "train": {"num_workers": 1, "resources_per_worker": resources, "loader_workers": loader_workers,
+                  "use_gpu": args.device == "cuda", "amp": args.amp, "channels_last": args.channels_last,
+                  "cudnn_benchmark": args.cudnn_benchmark,
                   "log_every": args.log_every, "image_every": 10**6, "checkpoint_every": 10**6, "validate_every": 0,
                   "storage_path": str(tmp / "ray"), "out": str(tmp / "models")},
         "tracking": {"uri": f"sqlite:///{tmp / f'mlflow-w{loader_workers}.db'}"},  # a store each: else the run is restored, not trained
@@ -63,6 +78,12 @@ def write_params(tmp: Path, args: argparse.Namespace, loader_workers: int) -> Pa
 
 
 def end_to_end(tmp: Path, args: argparse.Namespace, loader_workers: int) -> dict:
+    if args.engine == "loop":
+        return loop_end_to_end(load_params(write_params(tmp, args, loader_workers)), args)
+    from mlflow.tracking import MlflowClient
+
+    from chromapipe.training.run import train_models
+
     params = load_params(write_params(tmp, args, loader_workers))
     t0 = time.perf_counter()
     (summary,) = train_models(params, [args.model])
@@ -74,9 +95,48 @@ def end_to_end(tmp: Path, args: argparse.Namespace, loader_workers: int) -> dict
             "stage_wall_s": round(wall, 1)}
 
 
-def step_only(args: argparse.Namespace, cfg) -> dict:  # noqa: ANN001
+def loop_end_to_end(params: Params, args: argparse.Namespace) -> dict:
+    """The Ray Train loop's input path and step (``training.loop.train_one``) in this process, without Ray
+    Train and MLflow; the rate of each ``log_every`` window is measured as the loop measures it."""
+    cfg, tc, device = params.model(args.model), params.train, torch.device(args.device)
+    if args.steps < 2 * tc.log_every:
+        raise SystemExit(f"--steps {args.steps}: needs at least 2 x --log-every ({tc.log_every}); the first window is not counted")
+    t0 = time.perf_counter()
+    configure_device(device, tc)
+    torch.manual_seed(params.seed)
+    _, sampler, loader = build_loader(params.dataset_dir("bench"), cfg, tc, params.seed, 0, 1, device)
+    recipe = build_recipe(cfg)
+    recipe.setup(device)
+    G = apply_performance_options(recipe.build_generator().to(device), channels_last=tc.channels_last, compile=False)
+    D = apply_performance_options(recipe.build_discriminator().to(device), channels_last=tc.channels_last, compile=False)
+    opt_g, opt_d = build_optimizers(G, D, cfg)
+    guard, batches = NonFiniteGuard(), infinite(loader, sampler, start_epoch=0)
+    windows: list[float] = []
+    window_start, window_images = time.perf_counter(), 0
+    for step in range(1, args.steps + 1):
+        batch = recipe.prepare_batch(to_device(next(batches), device))
+        if tc.channels_last:
+            batch = batch_to_channels_last(batch)
+        logs = train_step(recipe, G, D, opt_g, opt_d, batch, step % cfg.n_critic == 0, tc.amp and device.type == "cuda")
+        guard.update(logs)
+        window_images += cfg.batch_size
+        if step % tc.log_every == 0:
+            guard.check(step)  # the loop's one host sync per log step
+            logs_to_floats(logs)
+            windows.append(window_images / (time.perf_counter() - window_start))
+            window_start, window_images = time.perf_counter(), 0
+    rates = windows[1:]  # the first window holds the loader's start and cuDNN's autotuning
+    return {"engine": "loop (no Ray Train, no MLflow)", "loader_workers": tc.loader_workers, "steps": args.steps,
+            "windows": [round(v, 3) for v in rates], "images_per_s": round(statistics.median(rates), 3),
+            "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def step_only(args: argparse.Namespace, cfg: ModelConfig, tc: TrainConfig) -> dict:
     torch.set_num_threads(args.threads)
-    r = bench_model(cfg, args.batch_size, torch.device("cpu"), args.steps, warmup=2, amp=False, channels_last=False, compile=False)
+    device = torch.device(args.device)
+    configure_device(device, tc)
+    r = bench_model(cfg, args.batch_size, device, args.steps, warmup=5 if device.type == "cuda" else 2,
+                    amp=tc.amp and device.type == "cuda", channels_last=tc.channels_last, compile=False)
     return {k: r[k] for k in ("images_per_s", "seconds_per_step", "cpu_seconds_per_step", "steps")}
 
 
@@ -90,32 +150,40 @@ def main() -> None:
     ap.add_argument("--loader-workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--root", type=Path, help="an ImageFolder tree instead of the embedded sample photos")
     ap.add_argument("--label", default="cpu")
+    ap.add_argument("--engine", choices=("ray", "loop"), default="ray", help="end to end through Ray Train + MLflow, or the same loop without them")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast (train.amp)")
+    ap.add_argument("--channels-last", action="store_true", help="train.channels_last")
+    ap.add_argument("--cudnn-benchmark", action="store_true", help="train.cudnn_benchmark")
+    ap.add_argument("--out", type=Path, help="output JSON (default bench/results/input-<label>.json)")
+    ap.add_argument("--encoding", choices=("float16", "lab8", "rgb8"), default="float16", help="shard encoding of the prepared data")
     args = ap.parse_args()
     os.environ.pop("RAY_ADDRESS", None)  # a local Ray instance of its own, like the stage without a cluster
     result: dict = {"benchmark": "training input, end to end vs step-only (bench/bench_input.py)", "argv": sys.argv[1:],
                     "machine": {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
-                    "load_average_before": [round(x, 2) for x in os.getloadavg()], "device": "cpu"}
+                    "load_average_before": [round(x, 2) for x in os.getloadavg()], "device": device_name(torch.device(args.device)),
+                    "engine": args.engine, "options": {k: getattr(args, k) for k in ("amp", "channels_last", "cudnn_benchmark", "encoding")}}
     with tempfile.TemporaryDirectory(prefix="bench-input-") as tmp_name:
         tmp = Path(tmp_name)
         params = load_params(write_params(tmp, args, 0))
         manifest = prepare(params.dataset("bench"))
         result["data"] = {"source": str(args.root or "embedded sample photos"), "train_images": manifest["splits"]["train"]["n_images"]}
         cfg = params.model(args.model)
-        result["step_only_before"] = step_only(args, cfg)
+        result["step_only_before"] = step_only(args, cfg, params.train)
         print("step-only", result["step_only_before"], flush=True)
         result["end_to_end"] = []
         for workers in args.loader_workers:
             result["end_to_end"].append(end_to_end(tmp, args, workers))
             print("end to end", result["end_to_end"][-1], flush=True)
-        result["step_only_after"] = step_only(args, cfg)
+        result["step_only_after"] = step_only(args, cfg, params.train)
         print("step-only", result["step_only_after"], flush=True)
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     reference = statistics.mean([result["step_only_before"]["images_per_s"], result["step_only_after"]["images_per_s"]])
     result["summary"] = {"model": args.model, "batch_size": args.batch_size, "threads": args.threads, "step_only_images_per_s": round(reference, 3),
                          **{f"end_to_end_w{r['loader_workers']}_images_per_s": r["images_per_s"] for r in result["end_to_end"]},
                          **{f"ratio_w{r['loader_workers']}": round(r["images_per_s"] / reference, 3) for r in result["end_to_end"]}}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"input-{args.label}.json"
+    path = args.out or RESULTS / f"input-{args.label}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["summary"], indent=1))
     print(f"wrote {path}")

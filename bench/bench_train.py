@@ -3,7 +3,7 @@
 Runs `chromapipe.training.step.train_step` with the trainer's optimisers (`build_optimizers`) on random
 batches at each model's resolution, on CPU or GPU, optionally with bf16 autocast and the fast-path
 options (`--channels-last`, `--compile`: `chromapipe.training.performance`), and writes
-bench/results/train-<device>[-bf16][-cl][-compile][-b<batch>].json. Models and their settings come from a
+bench/results/train-<device>[-bf16][-cl][-compile][-cudnnb][-b<batch>].json. Models and their settings come from a
 params file (default: params.yaml); --batch-size overrides every model's batch size.
 
 Wall time is what counts, but on a shared machine other processes inflate it: each model also records
@@ -44,6 +44,9 @@ PEAK_TFLOPS = {
     "H100 PCIe": (756.5, 378.0),
     "H100": (989.4, 494.7),
 }
+
+
+BATCHES_IN_TURN = 4
 
 
 def device_name(device: torch.device) -> str:
@@ -89,14 +92,17 @@ def flops_per_image(recipe: Recipe, G, D, opts, batch: dict[str, torch.Tensor], 
 def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: int, warmup: int, amp: bool, channels_last: bool, compile: bool) -> dict:
     recipe = build_recipe(cfg)
     recipe.setup(device)
-    G, D = recipe.build_generator().to(device), recipe.build_discriminator().to(device)
+    # the layout before the optimisers (as the training loop does): Adam's moments take their parameter's
+    # layout when first used, and the fused kernel needs parameters, gradients and moments in one layout
+    G = apply_performance_options(recipe.build_generator().to(device), channels_last=channels_last, compile=False)
+    D = apply_performance_options(recipe.build_discriminator().to(device), channels_last=channels_last, compile=False)
     opts = build_optimizers(G, D, cfg)
     gen = torch.Generator().manual_seed(0)
     batch = lambda: random_batch(recipe, batch_size, cfg.resolution, device, gen, channels_last)  # noqa: E731
     flops = flops_per_image(recipe, G, D, opts, batch(), cfg.n_critic, amp)  # before compiling: eager ops only
     compile_d = compile and discriminator_compilable(recipe)
-    G = apply_performance_options(G, channels_last=channels_last, compile=compile)
-    D = apply_performance_options(D, channels_last=channels_last, compile=compile_d)
+    G = apply_performance_options(G, channels_last=False, compile=compile)
+    D = apply_performance_options(D, channels_last=False, compile=compile_d)
     if compile:  # every kind of iteration (critic-only, generator) must be compiled before timing
         warmup = max(warmup, cfg.n_critic + 1)
 
@@ -104,14 +110,17 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    # a few distinct batches made on the device before timing, used in turn: the timed loop is the step alone
+    # (drawing 6 M random numbers on the host and copying them costs tens of ms per batch-32 step)
+    batches = [batch() for _ in range(BATCHES_IN_TURN)]
     for i in range(warmup):
-        train_step(recipe, G, D, *opts, batch(), (i + 1) % cfg.n_critic == 0, amp)
+        train_step(recipe, G, D, *opts, batches[i % BATCHES_IN_TURN], (i + 1) % cfg.n_critic == 0, amp)
     sync()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0, cpu0 = time.perf_counter(), time.process_time()
     for i in range(steps):
-        train_step(recipe, G, D, *opts, batch(), (i + 1) % cfg.n_critic == 0, amp)
+        train_step(recipe, G, D, *opts, batches[i % BATCHES_IN_TURN], (i + 1) % cfg.n_critic == 0, amp)
     sync()
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     images_per_s = steps * batch_size / seconds
@@ -135,7 +144,7 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
 
 
 def default_out(args: argparse.Namespace, device: torch.device) -> Path:
-    parts = [f"train-{device.type}", "-bf16" * args.amp, "-cl" * args.channels_last, "-compile" * args.compile, f"-b{args.batch_size}" if args.batch_size else ""]
+    parts = [f"train-{device.type}", "-bf16" * args.amp, "-cl" * args.channels_last, "-compile" * args.compile, "-cudnnb" * args.cudnn_benchmark, f"-b{args.batch_size}" if args.batch_size else ""]
     return Path("bench/results") / ("".join(parts) + ".json")
 
 
@@ -146,6 +155,7 @@ def main() -> None:
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
     ap.add_argument("--channels-last", action="store_true", help="NHWC weights and batches")
     ap.add_argument("--compile", action="store_true", help="torch.compile G (and D unless its loss has a gradient penalty)")
+    ap.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuning (train.cudnn_benchmark)")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch-size", type=int)
@@ -158,6 +168,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     params = load_params(args.params)
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     names = args.models.split(",") if args.models else list(params.models)
     name = device_name(device)
     peak, peak_source = peak_tflops(name, args.amp, args.peak_tflops) if device.type == "cuda" or args.peak_tflops else (None, "CPU: no peak assumed")
@@ -170,6 +181,7 @@ def main() -> None:
         "amp_bf16": args.amp,
         "channels_last": args.channels_last,
         "compile": args.compile,
+        "cudnn_benchmark": args.cudnn_benchmark,
         "params_file": args.params,
         "peak_tflops": peak,
         "peak_assumption": peak_source,

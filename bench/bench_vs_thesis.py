@@ -20,9 +20,15 @@ a change of machine load hits both alike; warm-up steps are excluded. Before tim
 copied into our networks (same tensors in the same order) and both are run in eval mode on one batch: the
 outputs must agree, which checks that the two architectures are the same function.
 
+Ours also runs in the speed options' variants named by ``--variants`` (``plain``; tokens joined by ``-``:
+``bf16`` autocast, ``cl`` channels_last, ``compile``), each a network pair of its own, timed in the same
+alternation; theirs runs as their code ships (fp32, NCHW). ``--cudnn-benchmark`` switches cuDNN's autotuner
+on for the whole process, i.e. for theirs too (it is a global switch; their code does not set it).
+
     git clone https://github.com/lorenzo-saccaro/image-colorization-classification /tmp/thesis-repo
     python bench/bench_vs_thesis.py --thesis-repo /tmp/thesis-repo --device cpu --threads 2 --steps 5 --warmup 2
-    python bench/bench_vs_thesis.py --thesis-repo /tmp/thesis-repo --device cuda --steps 50 --warmup 10
+    python bench/bench_vs_thesis.py --thesis-repo /tmp/thesis-repo --device cuda --steps 50 --warmup 10 \
+        --cudnn-benchmark --variants plain bf16-cl bf16-cl-compile
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from chromapipe.config import ModelConfig
 from chromapipe.models.base import count_parameters
 from chromapipe.models.pix2pix import Pix2PixRecipe
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.performance import count_flops
+from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, count_flops
 from chromapipe.training.step import build_optimizers, train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -71,10 +77,16 @@ def load_thesis_module(repo: Path, name: str) -> ModuleType:
 
 
 def repo_commit(repo: Path) -> str | None:
+    """The checkout's commit; for a copy of the two files without ``.git`` (carried to a GPU machine), the
+    commit written beside them in a file ``COMMIT``."""
+    marker = repo / "COMMIT"
     try:
-        return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        top = subprocess.run(["git", "-C", str(repo), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True).stdout.strip()
+        if Path(top).resolve() == repo.resolve():  # not the commit of a repository the copy sits inside
+            return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return None
+        pass
+    return marker.read_text().strip() if marker.is_file() else None
 
 
 class Thesis:
@@ -124,6 +136,28 @@ def thesis_step(t: Thesis, x: torch.Tensor, target: torch.Tensor, labels: torch.
 def ours_config(resolution: int, batch_size: int) -> ModelConfig:
     return ModelConfig(arch="pix2pix", resolution=resolution, batch_size=batch_size, steps=1, lr_g=LR, lr_d=LR, betas=BETAS,
                        loss={"adv": 1.0, "l1": L1_WEIGHT}, options={"real_label": REAL_LABEL})  # fmt: skip
+
+
+VARIANT_TOKENS = {"bf16", "cl", "compile"}
+
+
+def parse_variant(name: str) -> dict[str, bool]:
+    """``plain`` or ``-``-joined tokens of VARIANT_TOKENS → the speed options it switches on."""
+    tokens = set() if name == "plain" else set(name.split("-"))
+    if not tokens <= VARIANT_TOKENS:
+        raise SystemExit(f"--variants: unknown option(s) {sorted(tokens - VARIANT_TOKENS)} in {name!r}; use plain or {sorted(VARIANT_TOKENS)} joined by '-'")
+    return {"amp": "bf16" in tokens, "channels_last": "cl" in tokens, "compile": "compile" in tokens}
+
+
+def ours_step(cfg: ModelConfig, batch: dict[str, torch.Tensor], device: torch.device, variant: str) -> Callable[[], object]:
+    """A network pair of ours with ``variant``'s options and a closure running one training iteration."""
+    opts = parse_variant(variant)
+    recipe = build_recipe(cfg)
+    G = apply_performance_options(recipe.build_generator().to(device), channels_last=opts["channels_last"], compile=opts["compile"])
+    D = apply_performance_options(recipe.build_discriminator().to(device), channels_last=opts["channels_last"], compile=opts["compile"])
+    opt_g, opt_d = build_optimizers(G, D, cfg)
+    b = batch_to_channels_last(batch) if opts["channels_last"] else batch
+    return lambda: train_step(recipe, G, D, opt_g, opt_d, b, True, opts["amp"])
 
 
 # -- checks and timing -----------------------------------------------------------------------------------------
@@ -192,7 +226,12 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     ap.add_argument("--out", type=Path, help="default bench/results/vs-thesis-<device>.json")
+    ap.add_argument("--variants", nargs="+", default=["plain"], help="our speed-option variants: plain, or bf16/cl/compile joined by '-'")
+    ap.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuning for the whole process (theirs too)")
     args = ap.parse_args()
+    for variant in args.variants:
+        parse_variant(variant)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -218,14 +257,19 @@ def main() -> None:
     step_theirs = lambda: thesis_step(theirs, x, target, batch["label"])  # noqa: E731
     step_ours = lambda: train_step(recipe, G, D, opt_g, opt_d, batch, True, False)  # noqa: E731
     flops = {"thesis": count_flops(step_theirs), "chromapipe": count_flops(step_ours)}
-    times = time_alternating({"thesis": step_theirs, "chromapipe": step_ours}, args.steps, args.warmup, device)
+    steps = {"thesis": step_theirs, "chromapipe": step_ours}
+    steps |= {f"chromapipe[{v}]": ours_step(cfg, batch, device, v) for v in args.variants if v != "plain"}
+    warmup = args.warmup + (3 if any(parse_variant(v)["compile"] for v in args.variants) else 0)  # compiling: first calls
+    times = time_alternating(steps, args.steps, warmup, device)
 
     result = {
         "device": device_name(device),
         "device_type": device.type,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "dtype": "fp32 (the thesis trains without AMP)",
+        "dtype": "thesis fp32 (it trains without AMP); ours: see variants",
+        "variants": {name: parse_variant(name[len("chromapipe["):-1]) if "[" in name else parse_variant("plain") for name in steps if name != "thesis"},
+        "cudnn_benchmark": args.cudnn_benchmark,
         "batch_size": bs,
         "resolution": res,
         "steps": args.steps,
@@ -243,15 +287,21 @@ def main() -> None:
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "command": shlex.join(["python", "bench/bench_vs_thesis.py", *sys.argv[1:]]),
     }
+    for name in steps:
+        if name.startswith("chromapipe["):
+            result[name] = summary(times[name], bs, flops["chromapipe"])
+            result[f"speedup_{name}_over_thesis"] = round(result[name]["images_per_s"] / result["thesis"]["images_per_s"], 3)
     result["speedup_chromapipe_over_thesis"] = round(result["chromapipe"]["images_per_s"] / result["thesis"]["images_per_s"], 3)
     result["speedup_median_step"] = round(result["thesis"]["seconds_per_step_median"] / result["chromapipe"]["seconds_per_step_median"], 3)
     result["cpu_time_ratio_thesis_over_chromapipe"] = round(result["thesis"]["cpu_seconds_per_step_mean"] / result["chromapipe"]["cpu_seconds_per_step_mean"], 3)
     out = args.out or Path(f"bench/results/vs-thesis-{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: result[k] for k in ("parameters", "same_function_check", "speedup_chromapipe_over_thesis", "cpu_time_ratio_thesis_over_chromapipe")}, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k.startswith(("parameters", "same_function_check", "speedup_", "cpu_time_ratio"))}, indent=1))
     print("thesis", {k: v for k, v in result["thesis"].items() if k != "seconds_per_step_all"})
-    print("chromapipe", {k: v for k, v in result["chromapipe"].items() if k != "seconds_per_step_all"})
+    for name in steps:
+        if name != "thesis":
+            print(name, {k: v for k, v in result[name].items() if k != "seconds_per_step_all"})
     print("wrote", out)
 
 

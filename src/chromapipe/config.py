@@ -89,6 +89,7 @@ class TrainConfig:
     out: str = "models"
     channels_last: bool = False  # NHWC weights and batches (training.performance): same maths, faster convs on GPU
     compile: bool = False  # torch.compile G (and D unless its loss has a gradient penalty); slow first steps
+    cudnn_benchmark: bool = False  # GPU: cuDNN autotunes each convolution once (fixed shapes); not bitwise reproducible
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import gc
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,15 +35,15 @@ import ray.train.torch
 import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
 
 from chromapipe.config import ModelConfig, TrainConfig
 from chromapipe.data.shards import LabShardDataset
-from chromapipe.models.base import Batch, Recipe, unwrap
+from chromapipe.models.base import Recipe, unwrap
 from chromapipe.models.registry import build_recipe
+from chromapipe.training.batches import build_loader, configure_device, infinite, to_device
 from chromapipe.training.export import generator_logged, log_generator
 from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, discriminator_compilable
-from chromapipe.training.schedule import make_scheduler, per_worker_batch, total_steps
+from chromapipe.training.schedule import make_scheduler, total_steps
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 from chromapipe.training.tracking import RunLogger, flatten
 from chromapipe.training.validation import Validator
@@ -102,18 +102,6 @@ class Networks:
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
         return int(state["step"])
-
-
-def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> Batch:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def _infinite(loader: DataLoader, sampler: DistributedSampler, start_epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-    epoch = start_epoch
-    while True:
-        sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
 
 
 def _report(metrics: dict[str, float], save: Callable[[Path], None] | None, step: int) -> None:
@@ -229,11 +217,8 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
     recipe: Recipe = build_recipe(cfg)
     recipe.setup(device)
 
-    dataset = LabShardDataset(wc.data_root, "train", resolution=cfg.resolution, hflip=cfg.hflip)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=wc.seed, drop_last=True)
-    loader = DataLoader(dataset, batch_size=per_worker_batch(cfg, world), sampler=sampler, drop_last=True,
-                        num_workers=tc.loader_workers, pin_memory=device.type == "cuda",
-                        persistent_workers=tc.loader_workers > 0)
+    configure_device(device, tc)
+    dataset, sampler, loader = build_loader(wc.data_root, cfg, tc, wc.seed, rank, world, device)
     if len(loader) == 0:
         raise ValueError(f"the global batch {cfg.batch_size} exceeds the {len(dataset)} training images: lower models.{wc.name}.batch_size")
     steps = total_steps(cfg, len(dataset))
@@ -245,12 +230,12 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
     if chief:
         chief.start(step)
     guard = NonFiniteGuard(step)
-    batches = _infinite(loader, sampler, start_epoch=step // len(loader))
+    batches = infinite(loader, sampler, start_epoch=step // len(loader))
     window_start, window_images, logs, values = time.time(), 0, {}, {}
     nets.G.train()
     nets.D.train()
     while step < steps:
-        batch = recipe.prepare_batch(_to_device(next(batches), device))
+        batch = recipe.prepare_batch(to_device(next(batches), device))
         if tc.channels_last:
             batch = batch_to_channels_last(batch)
         g_step = (step + 1) % cfg.n_critic == 0  # n_critic D steps, on fresh batches, per G step

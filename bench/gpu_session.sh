@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Every GPU figure of issue #13 in one call of a lent GPU machine (reports/benchmarks.md, "GPU session").
+#
+# Why one script: device time is scarce (one machine start costs minutes), so the whole session is prepared
+# and checked beforehand and runs once; each section has its own time limit, so one that fails or runs long
+# costs only its slot, and what finished is kept. It runs in a scratch copy of the repository (it switches
+# ChromaGAN's backbone to random init there: speed does not depend on weights, and the VGG16 file is not
+# carried), so it never edits the checkout it is started from.
+#
+#   bash bench/gpu_session.sh CARRY_DIR RESULTS_DIR
+#
+# CARRY_DIR (built on a machine with the packages; an ignored path, e.g. data/gpu) holds:
+#   wheels/   lpips, torch-fidelity and efficientnet_lite_pytorch wheels (the GPU image lacks them)
+#   weights/  chromapipe's weight cache: MANIFEST.json, alexnet_features.pth, efficientnet-lite0-*.pth
+#   thesis-repo/  models.py and losses.py of lorenzo-saccaro/image-colorization-classification (+ COMMIT)
+#   photos/   an ImageFolder tree of real photos (bench/make_resized_sample.py: 256-px short side)
+# Environment: ONLY (section names: run only these); PACK (a .tgz path: the results so far are packed into it after every section, so a call cut
+# short still returns what finished); DEVICE (cuda); DEADLINE (seconds, 540): no section runs past it, so the call ends inside the
+# device's 10-minute limit with everything finished so far; QUICK=1 for a CPU dry run with tiny sizes.
+set -u
+CARRY=$(realpath "${1:?carry dir}")
+RESULTS=$(realpath -m "${2:?results dir}")
+DEVICE=${DEVICE:-cuda}
+QUICK=${QUICK:-0}
+PY=${PY:-python3}  # the GPU image's python3 holds torch
+DEADLINE=${DEADLINE:-540}
+mkdir -p "$RESULTS"
+WORK=$(mktemp -d /tmp/gpu-session-XXXX)
+tar --exclude=./.venv --exclude=./data --exclude=./.git --exclude=./mlartifacts --exclude=./models -cf - . | tar -xf - -C "$WORK"
+cd "$WORK" || exit 1
+sed -i 's/backbone_weights: imagenet/backbone_weights: random/' params.yaml params-paper.yaml
+
+rm -rf /tmp/gpu-session-site
+"$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/gpu-session-site "$CARRY"/wheels/*.whl 2>&1 | tail -2
+export PYTHONPATH=$WORK/src:/tmp/gpu-session-site PYTHONUNBUFFERED=1 CHROMAPIPE_WEIGHTS_DIR=$CARRY/weights
+START=$(date +%s)
+THESIS_COMMIT=$(cat "$CARRY/thesis-repo/COMMIT" 2>/dev/null || echo unknown)
+
+# section NAME SECONDS CMD...: runs CMD with a time limit, its output in RESULTS/NAME.log, one status line here
+section() {
+  local name=$1 limit=$2
+  shift 2
+  local t0=$(date +%s)
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
+  local left=$((DEADLINE - (t0 - START)))
+  if [ "$left" -lt 20 ]; then echo "== $name skipped: the session's ${DEADLINE}s are spent"; return; fi
+  [ "$left" -lt "$limit" ] && limit=$left
+  timeout "$limit" "$@" >"$RESULTS/$name.log" 2>&1
+  local rc=$?
+  echo "== $name rc=$rc $(($(date +%s) - t0))s (elapsed $(($(date +%s) - START))s)"
+  [ "$rc" != 0 ] && tail -4 "$RESULTS/$name.log" | cut -c1-300
+  [ -n "${PACK:-}" ] && tar -czf "$PACK" -C "$RESULTS" .
+  grep -E "^(wrote|\{|pix2pix|chromagan|palgan|speedup|thesis|chromapipe|step-only|end to end)" "$RESULTS/$name.log" | cut -c1-400 | tail -12
+}
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv
+  "$PY" -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cudnn', torch.backends.cudnn.version())"
+  nproc; } >"$RESULTS/machine.txt" 2>&1
+cat "$RESULTS/machine.txt"
+
+if [ "$QUICK" = 1 ]; then
+  S=1; W=0; B8=2; B32=2; ALL="pix2pix"; P=params.yaml; BIG=2; STEPS_IN=4; VARIANTS="plain cl"
+  EVAL="--batch-sizes 4 --batches 2"; COLOR="--sizes 1 --repeats 1 --models pix2pix"; VS_STEPS=1; AMP=""; LW="0 2"; LOGEV=2
+else
+  S=20; W=5; B8=8; B32=32; ALL="pix2pix,pix2pix_class,pix2pix_wgan_class,chromagan,palgan,palgan_no_ca,palgan_global_ca,palgan_local_ca"; P=params-paper.yaml; BIG=128; STEPS_IN=60
+  VARIANTS="plain cl bf16-cl"
+  EVAL=""; COLOR="--sizes 6 --repeats 3 --models pix2pix chromagan palgan"; VS_STEPS=30; AMP="--amp"; LW="4 12"; LOGEV=10
+fi
+T="$PY bench/bench_train.py --params $P --device $DEVICE --steps $S --warmup $W"
+
+# 1. ours vs the thesis's code, pix2pix ①, the paper's batch (8)
+section vs-thesis 150 "$PY" bench/bench_vs_thesis.py --thesis-repo "$CARRY/thesis-repo" --device "$DEVICE" --batch-size $B8 \
+  --steps $VS_STEPS --warmup $W --cudnn-benchmark --variants $VARIANTS --out "$RESULTS/vs-thesis-cuda.json"
+# 2. every paper model at batch 32 in the fast settings (today's plain settings on the same machine: 8.)
+section train-fast-b32 150 $T --models $ALL --batch-size $B32 $AMP --channels-last --cudnn-benchmark --out "$RESULTS/train-cuda-bf16-cl-cudnnb-b32.json"
+# 3. pix2pix ① option by option, batch 8 and 32
+section p2p-b8-fp32-cudnnb 60 $T --models pix2pix --batch-size $B8 --cudnn-benchmark --out "$RESULTS/train-cuda-cudnnb-b8.json"
+section p2p-b8-fp32-cl-cudnnb 60 $T --models pix2pix --batch-size $B8 --channels-last --cudnn-benchmark --out "$RESULTS/train-cuda-cl-cudnnb-b8.json"
+section p2p-b8-bf16-cl-cudnnb 60 $T --models pix2pix --batch-size $B8 $AMP --channels-last --cudnn-benchmark --out "$RESULTS/train-cuda-bf16-cl-cudnnb-b8.json"
+section p2p-b32-fp32-cl-cudnnb 60 $T --models pix2pix --batch-size $B32 --channels-last --cudnn-benchmark --out "$RESULTS/train-cuda-cl-cudnnb-b32.json"
+# 4. batched inference (ChromaGAN's paper: 4.4 ms/image on a Quadro P6000)
+section inference 90 "$PY" bench/bench_inference.py --params $P --device "$DEVICE" --models chromagan pix2pix --warmup 3 --repeats 10 \
+  --batch-sizes 1 16 64 $BIG --out "$RESULTS/inference-cuda.json"
+# 5. the evaluate stage's metrics on the GPU
+section evaluate 90 "$PY" bench/bench_evaluate.py --device "$DEVICE" --images "$CARRY/photos" $EVAL --out "$RESULTS/evaluate-cuda.json"
+# 6. colorize at 6 MP
+section colorize 120 "$PY" bench/bench_colorize.py --device "$DEVICE" $COLOR --out "$RESULTS/colorize-cuda.json"
+# 7. training input: real shards through the loop's loader vs step-only
+section input 150 "$PY" bench/bench_input.py --engine loop --device "$DEVICE" $AMP --channels-last --cudnn-benchmark \
+  --batch-size $B32 --steps $STEPS_IN --log-every $LOGEV --loader-workers $LW --threads "$(nproc)" --encoding float16 \
+  --root "$CARRY/photos" --out "$RESULTS/input-cuda.json"
+# 8. today's plain settings, every paper model at batch 32, on the same machine (the reference for 2.)
+section train-plain-b32 150 $T --models $ALL --batch-size $B32 --out "$RESULTS/train-cuda-fp32-b32-rerun.json"
+# 9. torch.compile on top (compiling takes a while: last)
+section p2p-compile-b32 200 $T --models pix2pix --batch-size $B32 $AMP --channels-last --cudnn-benchmark --compile \
+  --out "$RESULTS/train-cuda-bf16-cl-compile-cudnnb-b32.json"
+
+echo "thesis commit: $THESIS_COMMIT" >>"$RESULTS/machine.txt"
+echo "done in $(($(date +%s) - START))s"
+rm -rf "$WORK"

@@ -1,0 +1,62 @@
+"""The training input of one worker: shards → DataLoader → device batches. No Ray here.
+
+Why a module of its own: the Ray Train loop (``training.loop``) and the input benchmark
+(``bench/bench_input.py``, which also runs on machines without Ray or MLflow) must feed the step the same
+way. What makes the input keep up with a GPU is all here: shards are memory-mapped (``LabShardDataset``
+opens each ``.npy`` with ``mmap_mode="r"``, so a loader process touches only the images it reads),
+``train.loader_workers`` processes decode in parallel and stay alive between epochs, batches land in
+pinned host memory and are copied to the device without blocking the host, and a GPU runs cuDNN's
+autotuner when ``train.cudnn_benchmark`` is set (the input size never changes during training).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from chromapipe.config import ModelConfig, TrainConfig
+from chromapipe.data.shards import LabShardDataset
+from chromapipe.models.base import Batch
+from chromapipe.training.schedule import per_worker_batch
+
+
+def configure_device(device: torch.device, tc: TrainConfig) -> None:
+    """Process-wide switches for training on ``device``: cuDNN's autotuner on a GPU when asked.
+
+    ``torch.backends.cudnn.benchmark`` times the available convolution algorithms on the first call of
+    each input shape and keeps the fastest; training's shapes are fixed, so that cost is paid once. The
+    chosen algorithms may differ from run to run (results then differ by float rounding), which is why
+    it is a setting and not always on.
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = tc.cudnn_benchmark
+
+
+def build_loader(data_root: Path, cfg: ModelConfig, tc: TrainConfig, seed: int, rank: int, world: int,
+                 device: torch.device) -> tuple[LabShardDataset, DistributedSampler, DataLoader]:
+    """This rank's share of the training split: each of ``world`` ranks draws ``batch_size / world`` images
+    per step from a disjoint shuffle (``DistributedSampler``, reshuffled per epoch by :func:`infinite`)."""
+    dataset = LabShardDataset(data_root, "train", resolution=cfg.resolution, hflip=cfg.hflip)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    workers = tc.loader_workers
+    loader = DataLoader(dataset, batch_size=per_worker_batch(cfg, world), sampler=sampler, drop_last=True,
+                        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                        prefetch_factor=4 if workers > 0 else None)
+    return dataset, sampler, loader
+
+
+def infinite(loader: DataLoader, sampler: DistributedSampler, start_epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+    """The loader's batches epoch after epoch (a resumed run starts at the epoch its step falls in)."""
+    epoch = start_epoch
+    while True:
+        sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> Batch:
+    """The batch on ``device``; from pinned memory the copy does not block the host."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
