@@ -16,8 +16,9 @@ needed), else deterministic synthetic ones (smooth, channel-correlated structure
 noised, so PSNR/SSIM/LPIPS land in the range of real colorizations rather than at identity.
 
 FID: torch-fidelity's Inception weights are not available offline anywhere, so the suite reports ``fid``
-unavailable (the JSON records its reason); the bench still times ``fid_png_spill`` — the lossless PNG spill
-that ``update`` does for every image when FID *is* available — so that cost is known too.
+unavailable (the JSON records its reason); the bench still times ``fid_update`` — what ``update`` does for
+FID when it *is* available (Inception features of pred and target, running sums) — with a random-init
+network of the same architecture, so that cost is known too.
 
     python bench/bench_evaluate.py --device cpu --batch-sizes 4 --batches 2 --out /tmp/ev.json
     python bench/bench_evaluate.py --device cuda --images ../shared/data/imagenet-sample
@@ -207,10 +208,29 @@ def components(suite: MetricSuite, lpips_net: str) -> dict[str, Component]:
         comps["fd_running_sums"] = Component(
             lambda batches: _running_sums(effnet, batches),
             "FeatureStats.update of both sides' features: copy to the host, float64 sums of f and ffT")
-    comps["fid_png_spill"] = Component(
-        _png_spill, "lossless PNG spill of pred and target (torchvision encode_png, level 1) that update does "
-        "only when torch-fidelity FID is available; not part of the timed update while fid is unavailable")
+    if importlib.util.find_spec("torch_fidelity") is not None:
+        weights = "the suite's" if suite._fid is not None else "random (Inception weights unavailable: timing only)"
+        comps["fid_update"] = Component(
+            lambda batches: _fid_accumulator(suite).add,
+            f"FidAccumulator.add: torch-fidelity's Inception (299² inside) on pred and target + float64 sums; "
+            f"{weights} weights; part of the timed update only when FID is available")
     return comps
+
+
+def _fid_accumulator(suite: MetricSuite) -> frechet.FidAccumulator:
+    """A fresh accumulator with the suite's Inception, or with a random-init one of the same architecture
+    when the weights are not here (speed does not depend on them)."""
+    if suite._fid is not None:
+        return frechet.FidAccumulator(suite._fid.net, suite._fid.weights_prov, suite.device)
+    from unittest import mock
+
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}), \
+            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None):
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", [str(frechet.FID_DIM)])
+    prov = {"path": "random init (timing only)", "sha256": "-", "source": "bench"}
+    return frechet.FidAccumulator(net.eval().requires_grad_(False).to(suite.device), prov, suite.device)
 
 
 def _running_sums(effnet: torch.nn.Module, batches: list[Batch]) -> Fn:
@@ -224,11 +244,6 @@ def _running_sums(effnet: torch.nn.Module, batches: list[Batch]) -> Fn:
         stats[1].update(ft)
 
     return update
-
-
-def _png_spill(batches: list[Batch]) -> Fn:
-    """The FID spill's ``add`` (its temporary directory goes when the function is garbage-collected)."""
-    return frechet.ImageSpill().add
 
 
 def time_components(comps: dict[str, Component], warm: list[Batch], batches: list[Batch],

@@ -102,10 +102,9 @@ def load_predictor(params: Params, name: str, device: torch.device) -> tuple[Pre
 
 
 def evaluate_all(params: Params, names: list[str] | None = None, device: str = "auto") -> dict[str, list[MetricsRecord]]:
-    """Score every model in params and the gray baseline (or just ``names``) in one process: LPIPS is built
-    once for all of them, and each set's ground-truth FID statistics are computed once and reused for every
-    later model on that set (``metrics/frechet.py``; torch-fidelity itself still builds its Inception per
-    call). The baseline also writes the ground-truth samples the report shows beside every model's."""
+    """Score every model in params and the gray baseline (or just ``names``) in one process: the metric
+    networks (LPIPS, FID's Inception) are built once for all of them. The baseline also writes the
+    ground-truth samples the report shows beside every model's."""
     names = names or [*params.models, GRAY]
     return {name: evaluate(params, name, device, ground_truth=name == GRAY) for name in names}
 

@@ -1,28 +1,24 @@
 """Fréchet distances: torch-fidelity's FID when its Inception weights resolve locally, and a clearly named
 Fréchet distance on EfficientNet-Lite0 features (``fd_effnetlite0``) that always works offline.
 
-Memory stays bounded for any number of images:
-- FD-EffNet keeps only running sums (n, Σf, Σffᵀ in float64: 1280 + 1280² numbers per side, ~13 MB).
-- FID goes through ``torch_fidelity.calculate_metrics`` (the reference implementation, not re-derived
-  here), which needs its inputs as Datasets. Images are therefore spilled to lossless PNGs in a temporary
-  directory (disk, not RAM; removed by ``close()``) and read back by a Dataset returning uint8 3×H×W.
+Both are computed in-process, batch by batch, on the suite's device, and keep only running sums
+(n, Σf, Σffᵀ in float64 per side: ~13 MB for 1280-d features, ~67 MB for 2048-d), so memory does not grow
+with the images fed and nothing is written to disk.
 
-The ground truth is the same for every model scored on a set, so its Inception statistics are computed once
-per process: torch-fidelity's own cache (``input2_cache_name``) keeps them in a process-private directory
-under a name derived from the SHA-256 of the ground-truth pixels (plus weights and device), so a cached
-entry can only be reused for exactly the same images and the FID value does not change.
+FID uses torch-fidelity's own pieces rather than a re-derivation: its ``FeatureExtractorInceptionV3``
+(``inception-v3-compat``, 2048-d pool3, which resizes uint8 input to 299² itself), built once per process
+and device with the resolved weights, and its ``fid_statistics_to_metric`` for the distance. Only the
+mean and covariance come from the running sums instead of ``np.mean``/``np.cov`` over all stored features
+(the same quantities; tested against ``torch_fidelity.calculate_metrics`` on the same images). Why not
+``calculate_metrics`` itself: it wants Datasets, so every image had to be spilled to a PNG file and read
+back (80 images/s on an H200's host, 15× the rest of the evaluate stage's metrics), and it rebuilt the
+Inception network for every model and set.
 """
 
 from __future__ import annotations
 
-import atexit
-import hashlib
+import functools
 import importlib.util
-import os
-import shutil
-import tempfile
-import weakref
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,106 +102,32 @@ def build_effnet(device: torch.device) -> tuple[EffNetLite0Features, dict[str, A
 
 
 # ---------------------------------------------------------------------------------------------- FID
-class _PngDataset(torch.utils.data.Dataset):
-    """The spilled images, decoded back to uint8 3×H×W as torch-fidelity expects."""
-
-    def __init__(self, files: list[Path]) -> None:
-        self.files = files
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        from torchvision.io import ImageReadMode, decode_png, read_file
-
-        return decode_png(read_file(str(self.files[i])), mode=ImageReadMode.RGB)
+FID_DIM = 2048  # Inception pool3
 
 
-class ImageSpill:
-    """Lossless on-disk store of (pred, target) images for torch-fidelity; deleted on ``close()``/GC.
+@functools.lru_cache(maxsize=4)
+def _inception(weights_path: str, device: torch.device) -> torch.nn.Module:
+    """torch-fidelity's FID network with ``weights_path`` on ``device``, set up as its
+    ``create_feature_extractor`` does (eval mode, no gradients); built once per process and device."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    It also hashes the targets as they come (order, shape and pixels): the identity of the ground-truth set
-    under which its FID statistics are cached."""
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="chromapipe-fid-"))
-        self.pred: list[Path] = []
-        self.target: list[Path] = []
-        self.sizes: set[tuple[int, int]] = set()
-        self._target_hash = hashlib.sha256()
-        self._finalizer = weakref.finalize(self, shutil.rmtree, self.root, True)
-
-    def add(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        from torchvision.io import encode_png
-
-        for p, t in zip(pred.cpu(), target.cpu()):
-            i = len(self.pred)
-            for img, lst, tag in ((p, self.pred, "pred"), (t, self.target, "target")):
-                path = self.root / f"{tag}-{i:07d}.png"
-                path.write_bytes(encode_png(img.contiguous(), compression_level=1).numpy().tobytes())
-                lst.append(path)
-            self._target_hash.update(f"{tuple(t.shape)}|".encode())
-            self._target_hash.update(t.contiguous().numpy().tobytes())
-            self.sizes.add((int(p.shape[-2]), int(p.shape[-1])))
-
-    def target_digest(self) -> str:
-        """SHA-256 of every target fed so far, in order (shapes and uint8 pixels)."""
-        return self._target_hash.hexdigest()
-
-    def close(self) -> None:
-        self._finalizer()
-
-
-_GT_CACHE_ROOT: Path | None = None
-_GT_CACHED: set[str] = set()  # ground-truth cache names whose statistics this process has computed
-
-
-def ground_truth_cache_root() -> Path:
-    """The process-private directory of torch-fidelity's cached ground-truth statistics (removed at exit):
-    private so that no other process's (or torch-fidelity version's) entry can ever be picked up."""
-    global _GT_CACHE_ROOT
-    if _GT_CACHE_ROOT is None:
-        _GT_CACHE_ROOT = Path(tempfile.mkdtemp(prefix="chromapipe-fid-gt-"))
-        atexit.register(shutil.rmtree, _GT_CACHE_ROOT, True)
-    return _GT_CACHE_ROOT
-
-
-def ground_truth_cache_name(spill: ImageSpill, weights_sha256: str, cuda: bool) -> str:
-    """torch-fidelity cache name of the spill's ground truth: what its statistics depend on — the exact
-    target pixels, the Inception weights and the device the features are computed on."""
-    key = hashlib.sha256(f"{spill.target_digest()}|{weights_sha256}|cuda={cuda}".encode()).hexdigest()
-    return f"chromapipe-gt-{key[:32]}"
-
-
-def torch_fidelity_fid(spill: ImageSpill, weights_path: Path, cuda: bool, gt_cache_name: str | None = None) -> float:
-    """FID of predictions vs targets through ``torch_fidelity.calculate_metrics`` (Inception pool3, 2048-d).
-
-    With ``gt_cache_name`` torch-fidelity caches the targets' statistics under that name in
-    :func:`ground_truth_cache_root` and, when they are there already, never reads the targets again."""
-    import torch_fidelity
-
-    batch = 64 if len(spill.sizes) == 1 else 1  # mixed sizes cannot be stacked into one batch
-    few_cpus = (os.cpu_count() or 1) <= 4  # torch-fidelity would start 4 loader workers: too many here
-    cache = {"cache": True, "cache_root": str(ground_truth_cache_root()), "input2_cache_name": gt_cache_name} \
-        if gt_cache_name else {"cache": False}
-    out = torch_fidelity.calculate_metrics(
-        input1=_PngDataset(spill.pred), input2=_PngDataset(spill.target), cuda=cuda, fid=True,
-        feature_extractor_weights_path=str(weights_path), verbose=False, batch_size=batch,
-        samples_shuffle=False, save_cpu_ram=few_cpus or not cuda, **cache)
-    return float(out["frechet_inception_distance"])
+    net = FeatureExtractorInceptionV3("inception-v3-compat", [str(FID_DIM)], feature_extractor_weights_path=weights_path)
+    net.requires_grad_(False)
+    return net.eval().to(device)
 
 
 class FidAccumulator:
-    """FID of the (pred, target) uint8 pairs fed to :meth:`add`: the image spill plus the Inception weights,
-    shared by the sRGB suite and the thesis' Lab-packed one. Build it with :meth:`create`, which says why
-    there is none when the weights are not on this machine."""
+    """FID of the (pred, target) uint8 pairs fed to :meth:`add`, shared by the sRGB suite and the thesis'
+    Lab-packed one. Build it with :meth:`create`, which says why there is none when torch-fidelity or the
+    Inception weights are not on this machine."""
 
-    def __init__(self, weights_path: Path, weights_prov: dict[str, str]) -> None:
-        self.weights_path, self.weights_prov = weights_path, weights_prov
-        self.spill = ImageSpill()
+    def __init__(self, net: torch.nn.Module, weights_prov: dict[str, str], device: torch.device) -> None:
+        self.net, self.weights_prov, self.device = net, weights_prov, device
+        self.pred, self.target = FeatureStats(FID_DIM), FeatureStats(FID_DIM)
+        self.sizes: set[tuple[int, int]] = set()
 
     @classmethod
-    def create(cls) -> tuple[FidAccumulator | None, str | None]:
+    def create(cls, device: torch.device | str = "cpu") -> tuple[FidAccumulator | None, str | None]:
         """(accumulator, None), or (None, the reason FID cannot be computed here)."""
         from chromapipe.weights import WeightsUnavailable
         from chromapipe.weights.resolver import inception_weights_path
@@ -216,35 +138,39 @@ class FidAccumulator:
             path, prov = inception_weights_path()
         except WeightsUnavailable as exc:
             return None, f"Inception weights pt_inception-2015-12-05 not available: {exc.reason}"
-        return cls(path, prov), None
+        device = torch.device(device)
+        return cls(_inception(str(path), device), prov, device), None
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 2048) pool3 features of (B, 3, H, W) uint8 images (torch-fidelity resizes them to 299²)."""
+        return self.net(images.to(self.device))[0]
 
     def add(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        self.spill.add(pred, target)
+        self.pred.update(self.features(pred))
+        self.target.update(self.features(target))
+        self.sizes.add((int(pred.shape[-2]), int(pred.shape[-1])))
 
-    def compute(self, cuda: bool) -> tuple[float | None, str | None, dict[str, Any]]:
+    def compute(self) -> tuple[float | None, str | None, dict[str, Any]]:
         """(FID or None, why not, details with the sample count and the small-sample warning)."""
-        n = len(self.spill.pred)
-        details = {**fid_details(self.weights_prov), "n_samples": n, "low_sample_warning": n < LOW_SAMPLE_THRESHOLD,
-                   "low_sample_threshold": LOW_SAMPLE_THRESHOLD, "resolutions": sorted(f"{h}x{w}" for h, w in self.spill.sizes)}
+        from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+
+        n = self.pred.n
+        details = {**fid_details(self.weights_prov, self.device), "n_samples": n, "low_sample_warning": n < LOW_SAMPLE_THRESHOLD,
+                   "low_sample_threshold": LOW_SAMPLE_THRESHOLD, "resolutions": sorted(f"{h}x{w}" for h, w in self.sizes)}
         if n < 2:
             return None, (f"needs at least 2 images, got {n}" if n else "no images were fed"), details
-        name = ground_truth_cache_name(self.spill, self.weights_prov["sha256"], cuda)
-        details["ground_truth_statistics"] = ("cached: computed earlier in this process for the same ground-truth "
-                                              "pixels" if name in _GT_CACHED else "computed (then cached for "
-                                              "later models on the same ground truth)")
-        fid = torch_fidelity_fid(self.spill, self.weights_path, cuda=cuda, gt_cache_name=name)
-        _GT_CACHED.add(name)
-        return fid, None, details
-
-    def close(self) -> None:
-        self.spill.close()
+        (mu1, sigma1), (mu2, sigma2) = self.pred.mean_cov(), self.target.mean_cov()
+        out = fid_statistics_to_metric({"mu": mu1, "sigma": sigma1}, {"mu": mu2, "sigma": sigma2}, verbose=False)
+        return float(out[KEY_METRIC_FID]), None, details
 
 
-def fid_details(weights_prov: dict[str, str]) -> dict[str, Any]:
+def fid_details(weights_prov: dict[str, str], device: torch.device) -> dict[str, Any]:
     return {
-        "implementation": f"torch-fidelity {pkg_version('torch-fidelity')} calculate_metrics "
-                          "(inception-v3-compat, 2048-d pool3)",
+        "implementation": f"torch-fidelity {pkg_version('torch-fidelity')}: FeatureExtractorInceptionV3 "
+                          "(inception-v3-compat, 2048-d pool3) and fid_statistics_to_metric, run in-process",
         "weights": weights_prov["path"], "sha256": weights_prov["sha256"],
         "weights_source": weights_prov["source"],
-        "storage": "images spilled as lossless PNG to a temporary directory, read back as uint8 Datasets",
+        "statistics": "mean and unbiased (n-1) covariance from float64 running sums (= np.mean / np.cov)",
+        "device": str(device),
     }

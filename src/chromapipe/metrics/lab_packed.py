@@ -73,7 +73,7 @@ class LabPackedSuite:
         except ModuleNotFoundError as exc:
             self.unavailable["lab_lpips_vgg"] = f"LPIPS unavailable: {missing_package(exc)}"
         if fid:
-            self._fid, why_not = frechet.FidAccumulator.create()
+            self._fid, why_not = frechet.FidAccumulator.create(self.device)
             if why_not:
                 self.unavailable["lab_fid"] = why_not
         else:
@@ -110,7 +110,7 @@ class LabPackedSuite:
             if self._lpips:
                 metrics["lab_lpips_vgg"] = sum(self._lpips) / len(self._lpips)
         if self._fid is not None:
-            metrics["lab_fid"], why_not, fid = self._fid.compute(cuda=self.device.type == "cuda")
+            metrics["lab_fid"], why_not, fid = self._fid.compute()
             details["lab_fid"] = {**fid, "input": "uint8(255·packed), as torchmetrics FrechetInceptionDistance(normalize=True)",
                                   "color_space": COLOR_SPACE, "protocol": common["protocol"]}
             if why_not and self.n:
@@ -118,9 +118,8 @@ class LabPackedSuite:
         return MetricReport(metrics=metrics, unavailable=with_missing_reasons(metrics, unavailable), details=details)
 
     def close(self) -> None:
-        """Remove the FID image spill (also done at garbage collection)."""
-        if self._fid is not None:
-            self._fid.close()
+        """Drop the FID running sums (~67 MB); the suite computes no FID afterwards."""
+        self._fid = None
 
     def __enter__(self) -> LabPackedSuite:
         return self

@@ -2,7 +2,7 @@
 
 Why one accumulator: the evaluate stage and ``chromapipe score`` feed batches of any size and count and
 need the same numbers with the same provenance. Per batch the suite keeps only per-image scalars and
-feature sums (see ``frechet.py`` for the FID spill), so memory does not grow with the images fed.
+feature sums (see ``frechet.py``), so memory does not grow with the images fed.
 Every metric that cannot be computed is ``None`` in ``metrics`` with its reason in ``unavailable``.
 
 Keys: psnr, ssim, lpips, fid, fd_effnetlite0, cf, cf_gt, delta_cf.
@@ -105,7 +105,7 @@ class MetricSuite:
             log.warning("LPIPS unavailable: %s", exc)
 
     def _setup_fid(self) -> None:
-        self._fid, why_not = frechet.FidAccumulator.create()
+        self._fid, why_not = frechet.FidAccumulator.create(self.device)
         if why_not:
             self.unavailable["fid"] = f"{why_not}. See fd_effnetlite0 for an offline Fréchet distance (not FID)"
         try:
@@ -192,14 +192,13 @@ class MetricSuite:
             elif n:
                 unavailable["fd_effnetlite0"] = f"needs at least 2 images, got {n}"
         if self._fid is not None:
-            metrics["fid"], why_not, details["fid"] = self._fid.compute(cuda=self.device.type == "cuda")
+            metrics["fid"], why_not, details["fid"] = self._fid.compute()
             if why_not and n:
                 unavailable["fid"] = why_not
 
     def close(self) -> None:
-        """Remove the FID image spill (also done at garbage collection)."""
-        if self._fid is not None:
-            self._fid.close()
+        """Drop the FID running sums (~67 MB); the suite computes no FID afterwards."""
+        self._fid = None
 
     def __enter__(self) -> MetricSuite:
         return self
