@@ -19,7 +19,7 @@ input keeps up (the issue's goal on a GPU: ≥ 0.95).
     python bench/bench_input.py [--model pix2pix] [--batch-size 4] [--steps 20] [--threads 2]
                                 [--loader-workers 0 2] [--root FOLDER] [--label cpu]
     python bench/bench_input.py --engine loop --device cuda --amp --channels-last --cudnn-benchmark \
-        --batch-size 32 --steps 60 --log-every 10 --loader-workers 4 8 --encoding float16 --root PHOTOS --label cuda
+        --batch-size 32 --steps 60 --log-every 10 --loader-workers 4 8 --encoding float16 --root PHOTOS --repeat 8 --label cuda
 
 Data: the embedded sample photos (256² crops) by default, or an ImageFolder tree (``--root``, e.g. the
 ImageNet sample), prepared into shards of ``--encoding``. Writes bench/results/input-<label>.json.
@@ -48,7 +48,8 @@ from chromapipe.training.performance import apply_performance_options, batch_to_
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import bench_model, device_name  # noqa: E402  (a sibling script, not a package)
+from bench_prepare import repeated_tree  # noqa: E402
+from bench_train import bench_model, device_name  # noqa: E402  (sibling scripts, not a package)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -149,6 +150,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--loader-workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--root", type=Path, help="an ImageFolder tree instead of the embedded sample photos")
+    ap.add_argument("--repeat", type=int, default=1, help="--root's photos K times (symlinks, distinct names): epochs"
+                    " long enough that the loader's restart at each epoch does not enter the rate")
     ap.add_argument("--label", default="cpu")
     ap.add_argument("--engine", choices=("ray", "loop"), default="ray", help="end to end through Ray Train + MLflow, or the same loop without them")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -165,9 +168,13 @@ def main() -> None:
                     "engine": args.engine, "options": {k: getattr(args, k) for k in ("amp", "channels_last", "cudnn_benchmark", "encoding")}}
     with tempfile.TemporaryDirectory(prefix="bench-input-") as tmp_name:
         tmp = Path(tmp_name)
+        source = str(args.root or "embedded sample photos")
+        if args.root and args.repeat > 1:
+            args.root = repeated_tree(args.root, args.repeat, tmp / "photos")
         params = load_params(write_params(tmp, args, 0))
         manifest = prepare(params.dataset("bench"))
-        result["data"] = {"source": str(args.root or "embedded sample photos"), "train_images": manifest["splits"]["train"]["n_images"]}
+        result["data"] = {"source": source, "repeat": args.repeat,
+                          "train_images": manifest["splits"]["train"]["n_images"]}
         cfg = params.model(args.model)
         result["step_only_before"] = step_only(args, cfg, params.train)
         print("step-only", result["step_only_before"], flush=True)

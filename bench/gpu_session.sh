@@ -60,11 +60,11 @@ cat "$RESULTS/machine.txt"
 
 if [ "$QUICK" = 1 ]; then
   S=1; W=0; B8=2; B32=2; ALL="pix2pix"; P=params.yaml; BIG=2; STEPS_IN=4; VARIANTS="plain cl"
-  EVAL="--batch-sizes 4 --batches 2"; COLOR="--sizes 1 --repeats 1 --models pix2pix"; VS_STEPS=1; AMP=""; LW="0 2"; LOGEV=2
+  EVAL="--batch-sizes 4 --batches 2"; COLOR="--sizes 1 --repeats 1 --models pix2pix"; VS_STEPS=1; AMP=""; LW="0 2"; LOGEV=2; REPEAT=1
 else
   S=20; W=5; B8=8; B32=32; ALL="pix2pix,pix2pix_class,pix2pix_wgan_class,chromagan,palgan,palgan_no_ca,palgan_global_ca,palgan_local_ca"; P=params-paper.yaml; BIG=128; STEPS_IN=60
   VARIANTS="plain cl bf16-cl"
-  EVAL=""; COLOR="--sizes 6 --repeats 3 --models pix2pix chromagan palgan"; VS_STEPS=30; AMP="--amp"; LW="4 12"; LOGEV=10
+  EVAL=""; COLOR="--sizes 6 --repeats 3 --models pix2pix chromagan palgan"; VS_STEPS=30; AMP="--amp"; LW="4 12"; LOGEV=10; REPEAT=8  # 8 x 259 images: no epoch restart inside the 60 steps
 fi
 T="$PY bench/bench_train.py --params $P --device $DEVICE --steps $S --warmup $W"
 
@@ -88,7 +88,7 @@ section colorize 120 "$PY" bench/bench_colorize.py --device "$DEVICE" $COLOR --o
 # 7. training input: real shards through the loop's loader vs step-only
 section input 150 "$PY" bench/bench_input.py --engine loop --device "$DEVICE" $AMP --channels-last --cudnn-benchmark \
   --batch-size $B32 --steps $STEPS_IN --log-every $LOGEV --loader-workers $LW --threads "$(nproc)" --encoding float16 \
-  --root "$CARRY/photos" --out "$RESULTS/input-cuda.json"
+  --root "$CARRY/photos" --repeat $REPEAT --out "$RESULTS/input-cuda.json"
 # 8. today's plain settings, every paper model at batch 32, on the same machine (the reference for 2.)
 section train-plain-b32 150 $T --models $ALL --batch-size $B32 --out "$RESULTS/train-cuda-fp32-b32-rerun.json"
 # 9. torch.compile on top (compiling takes a while: last)
