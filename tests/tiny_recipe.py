@@ -26,7 +26,7 @@ def ab_histogram(rgb01: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) sRGB in [0, 1] -> (B, 256) normalised 16x16 histogram over a*, b* in [-128, 128)."""
     ab = rgb_to_lab(rgb01)[:, 1:].clamp(-128, 127.99)
     idx = ((ab[:, 0] + 128) // 16).long() * 16 + ((ab[:, 1] + 128) // 16).long()
-    hist = torch.zeros(rgb01.shape[0], 256).scatter_add_(1, idx.flatten(1), torch.ones(idx.flatten(1).shape))
+    hist = torch.zeros(rgb01.shape[0], 256, device=rgb01.device).scatter_add_(1, idx.flatten(1), torch.ones(idx.flatten(1).shape, device=rgb01.device))
     return hist / hist.sum(1, keepdim=True)
 
 
@@ -45,7 +45,7 @@ class TinyPaletteGenerator(TinyGenerator):
         ab = super().forward(L)["ab"]
         predicted = torch.softmax(self.palette_logits, 0).expand(L.shape[0], -1)
         if palette is not None:
-            mean = (palette @ _BIN_CENTRES.T / 128.0).view(-1, 2, 1, 1)
+            mean = (palette @ _BIN_CENTRES.T.to(palette.device) / 128.0).view(-1, 2, 1, 1)
             ab = (mean + 0.05 * ab).clamp(-1, 1)
         return {"ab": ab, "palette": predicted}
 
