@@ -126,6 +126,7 @@ def loop_end_to_end(params: Params, args: argparse.Namespace) -> dict:
             logs_to_floats(logs)
             windows.append(window_images / (time.perf_counter() - window_start))
             window_start, window_images = time.perf_counter(), 0
+    batches.close()  # stops the loader's worker processes before the next measurement
     rates = windows[1:]  # the first window holds the loader's start and cuDNN's autotuning
     return {"engine": "loop (no Ray Train, no MLflow)", "loader_workers": tc.loader_workers, "steps": args.steps,
             "windows": [round(v, 3) for v in rates], "images_per_s": round(statistics.median(rates), 3),

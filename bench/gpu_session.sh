@@ -14,9 +14,12 @@
 #   weights/  chromapipe's weight cache: MANIFEST.json, alexnet_features.pth, efficientnet-lite0-*.pth
 #   thesis-repo/  models.py and losses.py of lorenzo-saccaro/image-colorization-classification (+ COMMIT)
 #   photos/   an ImageFolder tree of real photos (bench/make_resized_sample.py: 256-px short side)
-# Environment: ONLY (section names: run only these); PACK (a .tgz path: the results so far are packed into it after every section, so a call cut
-# short still returns what finished); DEVICE (cuda); DEADLINE (seconds, 540): no section runs past it, so the call ends inside the
-# device's 10-minute limit with everything finished so far; QUICK=1 for a CPU dry run with tiny sizes.
+# Environment:
+#   DEADLINE  seconds (540): no section runs past it, so the call ends inside the device's 10-minute limit
+#   PACK      a .tgz path: the results so far are packed into it after every section (a call cut short
+#             still returns what finished)
+#   ONLY      section names: run only these
+#   DEVICE    cuda; PY the Python holding torch (python3); QUICK=1 a CPU dry run with tiny sizes
 set -u
 CARRY=$(realpath "${1:?carry dir}")
 RESULTS=$(realpath -m "${2:?results dir}")
