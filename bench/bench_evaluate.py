@@ -5,8 +5,8 @@ one GPU).
 Why this shape: the evaluate stage feeds the suite (B,3,256,256) uint8 sRGB batches that are already on the
 device, so the timed region is exactly ``update`` on device-resident batches (warm-up batches excluded,
 ``torch.cuda.synchronize()`` before and after each timed region on CUDA). The per-component times call the
-same functions the suite calls, with the same host transfers (``.tolist()``, the float64 running sums on
-the CPU), so they show where ``update``'s time goes. ``compute()`` (the Fréchet distance's eigendecompositions,
+same functions the suite calls, with the same host transfers (``.tolist()`` of the per-image values), so
+they show where ``update``'s time goes. ``compute()`` (the Fréchet distance's eigendecompositions,
 once per set) is timed separately and added once to the ImageNet-val (50,000 images) estimate.
 
 Images: real photos when ``--images DIR`` names an ImageFolder-like tree (``*.JPEG``/``*.jpg``/``*.png`` in
@@ -207,7 +207,7 @@ def components(suite: MetricSuite, lpips_net: str) -> dict[str, Component]:
         comps["effnet_features"] = fixed(lambda p, t: (effnet(p), effnet(t)), "forward of pred and target")
         comps["fd_running_sums"] = Component(
             lambda batches: _running_sums(effnet, batches),
-            "FeatureStats.update of both sides' features: copy to the host, float64 sums of f and ffT")
+            "FeatureStats.update of both sides' features: float64 sums of f and ffT on the device")
     if importlib.util.find_spec("torch_fidelity") is not None:
         weights = "the suite's" if suite._fid is not None else "random (Inception weights unavailable: timing only)"
         comps["fid_update"] = Component(
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "resolution": RESOLUTION, "input_dtype": "uint8 sRGB (B,3,256,256), already on the device",
         "compute_dtypes": {"psnr/ssim/colorfulness": "float64", "lpips": "float32", "effnet_features": "float32 channels_last",
-                           "fd_running_sums": "float64 on the host"},
+                           "fd_running_sums": "float64 on the device"},
         "images": {**image_info, "count": count, "pred": "colorizer-like: target luminance, chroma x0.4-1.1, tint, noise sigma 3"},
         "environment": env,
         "unavailable": probe.unavailable,

@@ -34,25 +34,33 @@ LOW_SAMPLE_THRESHOLD = 2048  # below this a 2048-d covariance is rank-deficient:
 
 # ---------------------------------------------------------------------------------------------- math
 class FeatureStats:
-    """Running mean/covariance of feature vectors from sums (float64), so features need not be kept."""
+    """Running mean/covariance of feature vectors from sums (float64), so features need not be kept.
+
+    The sums live on the features' device: a GPU run adds each batch's Σf and Σffᵀ there (a float64 matrix
+    product) instead of copying the features to the host every batch, and reads the sums back once, in
+    :meth:`mean_cov`."""
 
     def __init__(self, dim: int) -> None:
         self.n = 0
-        self.sum = np.zeros(dim, np.float64)
-        self.outer = np.zeros((dim, dim), np.float64)
+        self.dim = dim
+        self.sum: torch.Tensor | None = None
+        self.outer: torch.Tensor | None = None
 
     def update(self, feats: torch.Tensor) -> None:
-        f = feats.detach().to("cpu", torch.float64).numpy()
+        f = feats.detach().to(torch.float64)
+        if self.sum is None:
+            self.sum = torch.zeros(self.dim, dtype=torch.float64, device=f.device)
+            self.outer = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=f.device)
         self.n += f.shape[0]
         self.sum += f.sum(0)
-        self.outer += f.T @ f
+        self.outer.addmm_(f.T, f)
 
     def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and unbiased (n − 1) covariance, as torch-fidelity/pytorch-fid (``np.cov(rowvar=False)``)."""
         if self.n < 2:
             raise ValueError("a covariance needs at least 2 samples")
-        mu = self.sum / self.n
-        cov = (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
+        mu = self.sum.cpu().numpy() / self.n
+        cov = (self.outer.cpu().numpy() - self.n * np.outer(mu, mu)) / (self.n - 1)
         return mu, (cov + cov.T) / 2
 
 
