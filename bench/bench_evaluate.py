@@ -10,8 +10,8 @@ they show where ``update``'s time goes. ``compute()`` (the Fréchet distance's e
 once per set) is timed separately and added once to the ImageNet-val (50,000 images) estimate.
 
 Images: real photos when ``--images DIR`` names an ImageFolder-like tree (``*.JPEG``/``*.jpg``/``*.png`` in
-any subfolder; center-cropped and resized to 256², reused cyclically when there are fewer photos than
-needed), else deterministic synthetic ones (smooth, channel-correlated structure plus sensor-like noise).
+any subfolder; decoded and centre-cropped to 256² as the prepare stage does, reused cyclically when there
+are fewer photos than needed), else deterministic synthetic ones (smooth, channel-correlated structure plus sensor-like noise).
 ``pred`` is a colorizer-like perturbation of ``target``: the same luminance with chroma scaled, tinted and
 noised, so PSNR/SSIM/LPIPS land in the range of real colorizations rather than at identity.
 
@@ -54,6 +54,9 @@ ROOT = HERE.parent
 if importlib.util.find_spec("chromapipe") is None:  # a bare machine: run from the checkout without installing
     sys.path.insert(0, str(ROOT / "src"))
 
+from chromapipe.config import DataConfig  # noqa: E402
+from chromapipe.data.decode import decode_rgb  # noqa: E402
+from chromapipe.data.process import crops  # noqa: E402
 from chromapipe.metrics import frechet  # noqa: E402
 from chromapipe.metrics.colorfulness import colorfulness_per_image  # noqa: E402
 from chromapipe.metrics.pixel import psnr_per_image, ssim_per_image  # noqa: E402
@@ -111,13 +114,10 @@ def photo_files(root: Path) -> list[Path]:
 
 
 def load_photo(path: Path, size: int) -> torch.Tensor:
-    """(3,size,size) uint8: RGB, center crop to a square, bicubic resize (JPEG draft decoding for speed)."""
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as im:
-        im.draft("RGB", (2 * size, 2 * size))  # decode big JPEGs at a reduced scale, still >= 2x the target
-        im = ImageOps.fit(im.convert("RGB"), (size, size), Image.Resampling.BICUBIC)
-        return torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
+    """(3,size,size) uint8 as the prepare stage makes an eval set's image: its decoder (reduced-scale JPEG
+    decoding where the photo is large enough) and its centre crop with an antialiased resize."""
+    cfg = DataConfig(size=size, resize="center_crop", role="eval")
+    return crops(decode_rgb(path.read_bytes(), cfg.max_pixels, min_short=size), cfg)[0]
 
 
 def photo_images(root: Path, n: int, size: int) -> tuple[torch.Tensor, int]:
@@ -357,7 +357,7 @@ def load_images(args: argparse.Namespace, count: int) -> tuple[torch.Tensor, dic
     if args.images:
         images, distinct = photo_images(args.images, count, RESOLUTION)
         return images, {"source": str(args.images), "distinct_photos": distinct,
-                        "preprocessing": "RGB, center crop, bicubic resize to 256x256 (PIL, JPEG draft decoding)"}
+                        "preprocessing": "the prepare stage's decode_rgb + centre crop, antialiased bilinear resize to 256x256"}
     return synthetic_images(count, RESOLUTION, seed=0), {
         "source": "synthetic (seeded): low-frequency waves shared by the channels and per channel, + noise sigma 6"}
 

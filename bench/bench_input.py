@@ -7,8 +7,8 @@ Two engines for "end to end":
   every ``log_every`` steps, in a Ray Train worker. Its rate is the median of the loop's own
   ``train/images_per_s`` windows after the first (which holds the model build and the first steps).
 - ``loop`` runs the same input path and step in this process without Ray Train and MLflow (for machines
-  that have neither, e.g. a lent GPU machine): ``training.batches.build_loader`` → ``to_device`` →
-  ``prepare_batch`` → ``train_step``, losses read once per ``log_every`` steps as the loop does; its rate
+  that have neither, e.g. a lent GPU machine): ``training.batches.build_loader`` → ``next_batch`` (to the
+  device, ``prepare_batch``) → ``train_step``, losses read once per ``log_every`` steps as the loop does; its rate
   is the median of the same windows. What it leaves out is Ray's per-report cost, paid at log steps only.
 
 Step-only is ``bench_train.bench_model``: the same ``train_step`` and optimisers on random tensors already
@@ -43,8 +43,8 @@ import yaml
 from chromapipe.config import ModelConfig, Params, TrainConfig, load_params
 from chromapipe.data.prepare import prepare
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.batches import build_loader, configure_device, infinite, to_device
-from chromapipe.training.performance import apply_performance_options, batch_to_channels_last
+from chromapipe.training.batches import build_loader, configure_device, infinite, next_batch
+from chromapipe.training.performance import apply_performance_options
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -115,9 +115,7 @@ def loop_end_to_end(params: Params, args: argparse.Namespace) -> dict:
     windows: list[float] = []
     window_start, window_images = time.perf_counter(), 0
     for step in range(1, args.steps + 1):
-        batch = recipe.prepare_batch(to_device(next(batches), device))
-        if tc.channels_last:
-            batch = batch_to_channels_last(batch)
+        batch = next_batch(batches, recipe, device, tc.channels_last)
         logs = train_step(recipe, G, D, opt_g, opt_d, batch, step % cfg.n_critic == 0, tc.amp and device.type == "cuda")
         guard.update(logs)
         window_images += cfg.batch_size

@@ -128,11 +128,12 @@ def test_suite_without_metric_packages_reports_them_unavailable(monkeypatch):
     """A bare GPU image lacks lpips, efficientnet_lite_pytorch and torch_fidelity: the suite names the missing
     package for each metric it cannot compute and still computes the others (a None in sys.modules makes the
     import fail as for an absent package)."""
-    from chromapipe.metrics import lpips_offline
+    from chromapipe.metrics import frechet, lpips_offline
 
     for module in ("lpips", "efficientnet_lite_pytorch", "torch_fidelity"):
         monkeypatch.setitem(sys.modules, module, None)
-    lpips_offline._build_lpips.cache_clear()  # an LPIPS built by an earlier test would hide the import
+    lpips_offline._build_lpips.cache_clear()  # networks built by earlier tests would hide the imports
+    frechet.build_effnet.cache_clear()
     pred, target = _real_pairs()
     with MetricSuite(device="cpu") as suite:
         suite.update(pred, target)
@@ -219,7 +220,7 @@ def test_in_process_fid_equals_torch_fidelity_calculate_metrics(dummy_inception)
     trained network's are, rather than vanishing through 40-odd randomly initialised layers."""
     import torch_fidelity
 
-    state = torch.load(dummy_inception)
+    state = torch.load(dummy_inception, weights_only=True)
     torch.save({k: v * 2.5 if k.endswith("conv.weight") else v for k, v in state.items()}, dummy_inception)
 
     g = torch.Generator().manual_seed(2)

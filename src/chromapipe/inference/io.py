@@ -149,36 +149,34 @@ def _pixels_from_pillow(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None
     return _asarray(img.convert("RGB")), None
 
 
+#: EXIF orientation -> (flip the rows, flip the columns, then swap the two axes): the eight cases of
+#: ``ImageOps.exif_transpose`` (6 = rotate 90° clockwise, 8 = counter-clockwise), one table for both
+#: :func:`orient` (host arrays) and :func:`orient_tensor` (tensors on any device)
+_EXIF_TRANSFORMS = {2: (False, True, False), 3: (True, True, False), 4: (True, False, False), 5: (False, False, True),
+                    6: (True, False, True), 7: (True, True, True), 8: (False, True, True)}
+
+
 def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1-8) to an (H, W, ...) array, as ``ImageOps.exif_transpose`` does.
 
     Done on the decoded array rather than the Pillow image because Pillow stores RGB in 4 bytes per pixel
     and transposing there costs two extra full-size copies on a 24 MP photo."""
-    ops = {
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1],
-        5: lambda a: a.swapaxes(0, 1),
-        6: lambda a: np.rot90(a, -1),
-        7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
-        8: lambda a: np.rot90(a, 1),
-    }
-    return np.ascontiguousarray(ops[orientation](arr)) if orientation in ops else np.ascontiguousarray(arr)
+    flip_rows, flip_cols, swap = _EXIF_TRANSFORMS.get(orientation, (False, False, False))
+    if flip_rows:
+        arr = arr[::-1]
+    if flip_cols:
+        arr = arr[:, ::-1]
+    return np.ascontiguousarray(arr.swapaxes(0, 1) if swap else arr)
 
 
 def orient_tensor(t: torch.Tensor, orientation: int) -> torch.Tensor:
-    """:func:`orient` for an (H, W, ...) tensor on any device (the nvJPEG path orients on the GPU),
-    as a contiguous tensor; the same eight operations, with torch's flips for NumPy's negative strides."""
-    ops = {
-        2: lambda a: a.flip(1),
-        3: lambda a: a.flip(0, 1),
-        4: lambda a: a.flip(0),
-        5: lambda a: a.transpose(0, 1),
-        6: lambda a: torch.rot90(a, -1, (0, 1)),
-        7: lambda a: a.flip(0, 1).transpose(0, 1),
-        8: lambda a: torch.rot90(a, 1, (0, 1)),
-    }
-    return (ops[orientation](t) if orientation in ops else t).contiguous()
+    """:func:`orient` for an (H, W, ...) tensor on any device (the nvJPEG path orients on the GPU), as a
+    contiguous tensor."""
+    flip_rows, flip_cols, swap = _EXIF_TRANSFORMS.get(orientation, (False, False, False))
+    dims = [d for d, flip in ((0, flip_rows), (1, flip_cols)) if flip]
+    if dims:
+        t = t.flip(dims)
+    return (t.transpose(0, 1) if swap else t).contiguous()
 
 
 def nvjpeg_mode(img: Image.Image, device: torch.device | None) -> ImageReadMode | None:

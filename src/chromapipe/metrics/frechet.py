@@ -94,7 +94,10 @@ class EffNetLite0Features(torch.nn.Module):
             return F.adaptive_avg_pool2d(feat, 1).flatten(1)
 
 
+@functools.lru_cache(maxsize=4)
 def build_effnet(device: torch.device) -> tuple[EffNetLite0Features, dict[str, Any]]:
+    """The FD network and its provenance, built once per process and device (it holds no state between
+    batches): the evaluate stage scores every model and set in one process."""
     net, prov = efficientnet_lite0()
     model = EffNetLite0Features(net).to(device)
     details = {

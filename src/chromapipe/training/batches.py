@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from chromapipe.config import ModelConfig, TrainConfig
 from chromapipe.data.shards import LabShardDataset
-from chromapipe.models.base import Batch
+from chromapipe.models.base import Batch, Recipe
+from chromapipe.training.performance import batch_to_channels_last
 from chromapipe.training.schedule import per_worker_batch
 
 
@@ -60,3 +61,9 @@ def infinite(loader: DataLoader, sampler: DistributedSampler, start_epoch: int) 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> Batch:
     """The batch on ``device``; from pinned memory the copy does not block the host."""
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def next_batch(batches: Iterator[dict[str, torch.Tensor]], recipe: Recipe, device: torch.device, channels_last: bool) -> Batch:
+    """The next training batch on ``device`` as the recipe's losses want it, NHWC with ``train.channels_last``."""
+    batch = recipe.prepare_batch(to_device(next(batches), device))
+    return batch_to_channels_last(batch) if channels_last else batch

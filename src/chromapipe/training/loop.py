@@ -40,9 +40,9 @@ from chromapipe.config import ModelConfig, TrainConfig
 from chromapipe.data.shards import LabShardDataset
 from chromapipe.models.base import Recipe, unwrap
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.batches import build_loader, configure_device, infinite, to_device
+from chromapipe.training.batches import build_loader, configure_device, infinite, next_batch
 from chromapipe.training.export import generator_logged, log_generator
-from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, discriminator_compilable
+from chromapipe.training.performance import apply_performance_options, discriminator_compilable
 from chromapipe.training.schedule import make_scheduler, total_steps
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 from chromapipe.training.tracking import RunLogger, flatten
@@ -235,9 +235,7 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
     nets.G.train()
     nets.D.train()
     while step < steps:
-        batch = recipe.prepare_batch(to_device(next(batches), device))
-        if tc.channels_last:
-            batch = batch_to_channels_last(batch)
+        batch = next_batch(batches, recipe, device, tc.channels_last)
         g_step = (step + 1) % cfg.n_critic == 0  # n_critic D steps, on fresh batches, per G step
         logs.update(train_step(recipe, nets.G, nets.D, nets.opt_g, nets.opt_d, batch, g_step, amp))
         guard.update(logs)
