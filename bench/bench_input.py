@@ -11,6 +11,12 @@ Two engines for "end to end":
   device, ``prepare_batch``) → ``train_step``, losses read once per ``log_every`` steps as the loop does; its rate
   is the median of the same windows. What it leaves out is Ray's per-report cost, paid at log steps only.
 
+- ``loader`` runs the input path alone, no step: ``build_loader`` → ``next_batch`` for ``--steps`` batches
+  after two warm-up ones, per ``--input-decode`` mode ("loader": float32 L*a*b* decoded in the loader's
+  workers; "device": the stored bytes, decoded on ``--device``). It reports the rate the input can
+  deliver, the bytes per image that cross the loader, and the CPU seconds per image of this process and its
+  loader workers together: the device-independent cost that sets how many host cores a GPU's rate needs.
+
 Step-only is ``bench_train.bench_model``: the same ``train_step`` and optimisers on random tensors already
 on the device. Same model, batch, steps, device and speed options; step-only runs before and after the
 end-to-end runs, in the same process, so drift shows. The ratio end to end ÷ step-only says whether the
@@ -18,6 +24,8 @@ input keeps up (the issue's goal on a GPU: ≥ 0.95).
 
     python bench/bench_input.py [--model pix2pix] [--batch-size 4] [--steps 20] [--threads 2]
                                 [--loader-workers 0 2] [--root FOLDER] [--label cpu]
+    python bench/bench_input.py --engine loader --batch-size 32 --steps 40 --loader-workers 0 2 \
+        --input-decode loader device --encoding rgb8 --root ../shared/data/imagenet-sample --label loader-cpu
     python bench/bench_input.py --engine loop --device cuda --amp --channels-last --cudnn-benchmark \
         --batch-size 32 --steps 60 --log-every 10 --loader-workers 4 8 --encoding float16 --root PHOTOS --repeat 8 --label cuda
 
@@ -28,34 +36,39 @@ ImageNet sample), prepared into shards of ``--encoding``. Writes bench/results/i
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 import yaml
+from torch.utils.data import default_collate
 
 from chromapipe.config import ModelConfig, Params, TrainConfig, load_params
 from chromapipe.data.prepare import prepare
+from chromapipe.data.shards import LabShardDataset
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.batches import build_loader, configure_device, infinite, next_batch
 from chromapipe.training.performance import apply_performance_options
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_prepare import repeated_tree  # noqa: E402
+from bench_prepare import cpu_seconds, repeated_tree  # noqa: E402
 from bench_train import bench_model, device_name  # noqa: E402  (sibling scripts, not a package)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 
 
-def write_params(tmp: Path, args: argparse.Namespace, loader_workers: int) -> Path:
+def write_params(tmp: Path, args: argparse.Namespace, loader_workers: int, input_decode: str = "auto") -> Path:
     """A params.yaml for one end-to-end run: the shipped model settings, this benchmark's batch and steps."""
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
     model = {**shipped["models"][args.model], "steps": args.steps, "batch_size": args.batch_size, "dataset": "bench"}
@@ -67,31 +80,33 @@ def write_params(tmp: Path, args: argparse.Namespace, loader_workers: int) -> Pa
         "datasets": {"bench": dataset},
         "train": {"num_workers": 1, "resources_per_worker": resources, "loader_workers": loader_workers,
                   "use_gpu": args.device == "cuda", "amp": args.amp, "channels_last": args.channels_last,
-                  "cudnn_benchmark": args.cudnn_benchmark,
+                  "cudnn_benchmark": args.cudnn_benchmark, "input_decode": input_decode,
                   "log_every": args.log_every, "image_every": 10**6, "checkpoint_every": 10**6, "validate_every": 0,
                   "storage_path": str(tmp / "ray"), "out": str(tmp / "models")},
-        "tracking": {"uri": f"sqlite:///{tmp / f'mlflow-w{loader_workers}.db'}"},  # a store each: else the run is restored, not trained
+        "tracking": {"uri": f"sqlite:///{tmp / f'mlflow-w{loader_workers}-{input_decode}.db'}"},  # a store each: else the run is restored, not trained
         "models": {args.model: model},
     }
-    path = tmp / f"params-w{loader_workers}.yaml"
+    path = tmp / f"params-w{loader_workers}-{input_decode}.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
 
 
-def end_to_end(tmp: Path, args: argparse.Namespace, loader_workers: int) -> dict:
+def end_to_end(tmp: Path, args: argparse.Namespace, loader_workers: int, input_decode: str) -> dict:
+    params = load_params(write_params(tmp, args, loader_workers, input_decode))
     if args.engine == "loop":
-        return loop_end_to_end(load_params(write_params(tmp, args, loader_workers)), args)
+        return {"input_decode": input_decode} | loop_end_to_end(params, args)
+    if args.engine == "loader":
+        return {"input_decode": input_decode} | loader_only(params, args)
     from mlflow.tracking import MlflowClient
 
     from chromapipe.training.run import train_models
 
-    params = load_params(write_params(tmp, args, loader_workers))
     t0 = time.perf_counter()
     (summary,) = train_models(params, [args.model])
     wall = time.perf_counter() - t0
     history = sorted(MlflowClient(params.tracking.uri).get_metric_history(summary["run_id"], "train/images_per_s"), key=lambda m: m.step)
     windows = [m.value for m in history[1:]]  # the first window holds the model build and the first steps
-    return {"loader_workers": loader_workers, "steps": summary["steps"], "windows": [round(v, 3) for v in windows],
+    return {"input_decode": input_decode, "loader_workers": loader_workers, "steps": summary["steps"], "windows": [round(v, 3) for v in windows],
             "images_per_s": round(statistics.median(windows), 3), "train_seconds_on_worker": summary["train_seconds"],
             "stage_wall_s": round(wall, 1)}
 
@@ -105,7 +120,7 @@ def loop_end_to_end(params: Params, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     configure_device(device, tc)
     torch.manual_seed(params.seed)
-    _, sampler, loader = build_loader(params.dataset_dir("bench"), cfg, tc, params.seed, 0, 1, device)
+    dataset, sampler, loader = build_loader(params.dataset_dir("bench"), cfg, tc, params.seed, 0, 1, device)
     recipe = build_recipe(cfg)
     recipe.setup(device)
     G = apply_performance_options(recipe.build_generator().to(device), channels_last=tc.channels_last, compile=False)
@@ -115,7 +130,7 @@ def loop_end_to_end(params: Params, args: argparse.Namespace) -> dict:
     windows: list[float] = []
     window_start, window_images = time.perf_counter(), 0
     for step in range(1, args.steps + 1):
-        batch = next_batch(batches, recipe, device, tc.channels_last)
+        batch = next_batch(batches, dataset, recipe, device, tc.channels_last)
         logs = train_step(recipe, G, D, opt_g, opt_d, batch, step % cfg.n_critic == 0, tc.amp and device.type == "cuda")
         guard.update(logs)
         window_images += cfg.batch_size
@@ -129,6 +144,77 @@ def loop_end_to_end(params: Params, args: argparse.Namespace) -> dict:
     return {"engine": "loop (no Ray Train, no MLflow)", "loader_workers": tc.loader_workers, "steps": args.steps,
             "windows": [round(v, 3) for v in rates], "images_per_s": round(statistics.median(rates), 3),
             "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def loader_only(params: Params, args: argparse.Namespace) -> dict:
+    """The training input alone (``build_loader`` → ``next_batch``, as the loop calls them), no step: the rate
+    it delivers, the bytes per image crossing the loader, and CPU seconds per image of this process and its
+    loader workers (counted once they are reaped: the loader is dropped and collected before the reading)."""
+    cfg, tc, device = params.model(args.model), params.train, torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    c0, m0 = cpu_seconds(), _own_cpu_seconds()  # before the workers start: their start-up is the loader's cost too
+    wall, crossing, dtype, worker_ms = _drain_input(params, args)
+    main = _own_cpu_seconds() - m0
+    gc.collect()  # the persistent workers stop with their DataLoader
+    cpu = cpu_seconds() - c0
+    images = args.steps * cfg.batch_size
+    return {"engine": "loader (input path only, no step)", "loader_workers": tc.loader_workers, "batches": args.steps,
+            "images_per_s": round(images / wall, 1), "bytes_per_image_through_loader": crossing // cfg.batch_size,
+            "cpu_ms_per_image": round(1000 * cpu / ((args.steps + 2) * cfg.batch_size), 3),
+            "main_process_cpu_ms_per_image": round(1000 * main / ((args.steps + 2) * cfg.batch_size), 3),
+            "loader_worker_ms_per_image": worker_ms,
+            "batch_dtype": dtype, "device": device.type, "wall_s": round(wall, 2)}
+
+
+def _own_cpu_seconds() -> float:
+    """CPU time of this process alone (all its threads: the training thread, a pin-memory thread): the
+    serial part of the input that more loader workers cannot spread."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
+def worker_cost(dataset: LabShardDataset, batch_size: int, batches: int = 8) -> float:
+    """Milliseconds per image of what one loader worker does (``__getitem__`` for a batch, then the default
+    collation), timed here on one thread after one warm-up batch: at R img/s the loader needs R × this / 1000
+    cores, whatever the machine's other work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a loader worker runs torch single-threaded
+    n = min(len(dataset) // batch_size, batches + 1) * batch_size
+    default_collate([dataset[i] for i in range(batch_size)])
+    t0 = time.perf_counter()
+    for start in range(batch_size, n, batch_size):
+        default_collate([dataset[i] for i in range(start, start + batch_size)])
+    torch.set_num_threads(threads)
+    return round(1000 * (time.perf_counter() - t0) / (n - batch_size), 3)
+
+
+def _drain_input(params: Params, args: argparse.Namespace) -> tuple[float, int, str, float]:
+    """Two warm-up batches, then ``--steps`` timed ones. -> (seconds, bytes of one loader batch, the step's
+    dtype, :func:`worker_cost`)."""
+    cfg, tc, device = params.model(args.model), params.train, torch.device(args.device)
+    torch.manual_seed(params.seed)
+    dataset, sampler, loader = build_loader(params.dataset_dir("bench"), cfg, tc, params.seed, 0, 1, device)
+    per_image = worker_cost(dataset, cfg.batch_size)
+    recipe = build_recipe(cfg)
+    recipe.setup(device)
+    crossing: list[int] = []
+
+    def counted() -> Iterator[dict[str, torch.Tensor]]:  # what the loader hands over, measured on the way
+        for batch in infinite(loader, sampler, start_epoch=0):
+            crossing.append(sum(v.nbytes for v in batch.values()))
+            yield batch
+
+    batches = counted()
+    for _ in range(2):
+        next_batch(batches, dataset, recipe, device, tc.channels_last)
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        out = next_batch(batches, dataset, recipe, device, tc.channels_last)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    batches.close()
+    return wall, crossing[-1], str(out["L"].dtype), per_image
 
 
 def step_only(args: argparse.Namespace, cfg: ModelConfig, tc: TrainConfig) -> dict:
@@ -152,7 +238,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="--root's photos K times (symlinks, distinct names): epochs"
                     " long enough that the loader's restart at each epoch does not enter the rate")
     ap.add_argument("--label", default="cpu")
-    ap.add_argument("--engine", choices=("ray", "loop"), default="ray", help="end to end through Ray Train + MLflow, or the same loop without them")
+    ap.add_argument("--engine", choices=("ray", "loop", "loader"), default="ray",
+                    help="end to end through Ray Train + MLflow, the same loop without them, or the input path alone")
+    ap.add_argument("--input-decode", nargs="+", choices=("auto", "loader", "device"), default=["auto"], help="train.input_decode values to run")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (train.amp)")
     ap.add_argument("--channels-last", action="store_true", help="train.channels_last")
@@ -175,19 +263,31 @@ def main() -> None:
         result["data"] = {"source": source, "repeat": args.repeat,
                           "train_images": manifest["splits"]["train"]["n_images"]}
         cfg = params.model(args.model)
-        result["step_only_before"] = step_only(args, cfg, params.train)
-        print("step-only", result["step_only_before"], flush=True)
+        timed_steps = args.engine != "loader"  # the input alone is compared with the step elsewhere
+        if timed_steps:
+            result["step_only_before"] = step_only(args, cfg, params.train)
+            print("step-only", result["step_only_before"], flush=True)
         result["end_to_end"] = []
         for workers in args.loader_workers:
-            result["end_to_end"].append(end_to_end(tmp, args, workers))
-            print("end to end", result["end_to_end"][-1], flush=True)
-        result["step_only_after"] = step_only(args, cfg, params.train)
-        print("step-only", result["step_only_after"], flush=True)
+            for input_decode in args.input_decode:
+                result["end_to_end"].append(end_to_end(tmp, args, workers, input_decode))
+                print("end to end", result["end_to_end"][-1], flush=True)
+        if timed_steps:
+            result["step_only_after"] = step_only(args, cfg, params.train)
+            print("step-only", result["step_only_after"], flush=True)
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    if not timed_steps:
+        result["summary"] = [{k: r[k] for k in ("input_decode", "loader_workers", "images_per_s", "bytes_per_image_through_loader",
+                                                "cpu_ms_per_image", "main_process_cpu_ms_per_image", "loader_worker_ms_per_image")} for r in result["end_to_end"]]
+        return write_result(result, args)
     reference = statistics.mean([result["step_only_before"]["images_per_s"], result["step_only_after"]["images_per_s"]])
     result["summary"] = {"model": args.model, "batch_size": args.batch_size, "threads": args.threads, "step_only_images_per_s": round(reference, 3),
-                         **{f"end_to_end_w{r['loader_workers']}_images_per_s": r["images_per_s"] for r in result["end_to_end"]},
-                         **{f"ratio_w{r['loader_workers']}": round(r["images_per_s"] / reference, 3) for r in result["end_to_end"]}}
+                         **{f"end_to_end_w{r['loader_workers']}_{r['input_decode']}_images_per_s": r["images_per_s"] for r in result["end_to_end"]},
+                         **{f"ratio_w{r['loader_workers']}_{r['input_decode']}": round(r["images_per_s"] / reference, 3) for r in result["end_to_end"]}}
+    write_result(result, args)
+
+
+def write_result(result: dict, args: argparse.Namespace) -> None:
     path = args.out or RESULTS / f"input-{args.label}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")

@@ -53,7 +53,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 IMAGENET_TRAIN = 1_281_167  # ILSVRC-2012 training images
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
     """CPU time of this process and of its reaped children (pool workers), user + system."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -91,17 +91,17 @@ def decode_only(files: list[Path]) -> dict[str, Any]:
     torch.set_num_threads(1)
     blobs = [torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8) for f in files]
     decode_jpeg(blobs[0])
-    c0, t0 = _cpu_seconds(), time.perf_counter()
+    c0, t0 = cpu_seconds(), time.perf_counter()
     for b in blobs:
         decode_jpeg(b)
-    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     return {"images": len(files), "seconds": round(wall, 3), "images_per_s": round(len(files) / wall, 1), "cpu_ms_per_image": round(1000 * cpu / len(files), 3)}
 
 
 def run_prepare(cfg: DataConfig) -> dict[str, Any]:
-    c0, t0 = _cpu_seconds(), time.perf_counter()
+    c0, t0 = cpu_seconds(), time.perf_counter()
     manifest = prepare(cfg)
-    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     n = manifest["n_listed"]
     return {
         "encoding": cfg.encoding, "engine": manifest["run"]["engine"], "workers": manifest["run"]["workers"],

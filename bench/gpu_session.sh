@@ -64,39 +64,42 @@ cat "$RESULTS/machine.txt"
 if [ "$QUICK" = 1 ]; then
   S=1; W=0; B8=2; B32=2; ALL="pix2pix"; P=params.yaml; BIG=2; STEPS_IN=4; VARIANTS="plain cl"
   EVAL="--batch-sizes 4 --batches 2"; COLOR="--sizes 1 --repeats 1 --models pix2pix"; VS_STEPS=1; AMP=""; LW="0 2"; LOGEV=2; REPEAT=1
+  IN_BATCHES=4
 else
   S=20; W=5; B8=8; B32=32; ALL="pix2pix,pix2pix_class,pix2pix_wgan_class,chromagan,palgan,palgan_no_ca,palgan_global_ca,palgan_local_ca"; P=params-paper.yaml; BIG=128; STEPS_IN=60
   VARIANTS="plain cl bf16-cl"
-  EVAL=""; COLOR="--sizes 6 --repeats 3 --models pix2pix chromagan palgan"; VS_STEPS=30; AMP="--amp"; LW="4 12"; LOGEV=10; REPEAT=8  # 8 x 259 images: no epoch restart inside the 60 steps
+  EVAL=""; COLOR="--sizes 6 --repeats 3 --models pix2pix chromagan palgan"; VS_STEPS=30; AMP="--amp"; LW="6"; LOGEV=10; REPEAT=8  # 8 x 259 images: no epoch restart inside the 60 steps
+  IN_BATCHES=40
 fi
 T="$PY bench/bench_train.py --params $P --device $DEVICE --steps $S --warmup $W"
 
-# 1. ours vs the thesis's code, pix2pix ①, the paper's batch (8)
+# What the last session (H200, reports/benchmarks.md) left unmeasured comes first; its measured sections follow.
+# 1. training input: real rgb8 shards (params-paper.yaml's encoding) through the loop's loader, decoded in the
+#    loader's workers vs on the GPU (train.input_decode), against step-only; then the input path alone
+section input 200 "$PY" bench/bench_input.py --engine loop --device "$DEVICE" $AMP --channels-last --cudnn-benchmark \
+  --batch-size $B32 --steps $STEPS_IN --log-every $LOGEV --loader-workers $LW --input-decode loader device --threads "$(nproc)" \
+  --encoding rgb8 --root "$CARRY/photos" --repeat $REPEAT --out "$RESULTS/input-cuda.json"
+section input-loader 90 "$PY" bench/bench_input.py --engine loader --device "$DEVICE" --batch-size $B32 --steps $IN_BATCHES \
+  --loader-workers $LW --input-decode loader device --threads "$(nproc)" --encoding rgb8 --root "$CARRY/photos" \
+  --repeat $REPEAT --out "$RESULTS/input-loader-cuda.json"
+# 2. the evaluate stage's metrics on the GPU, FID in-process (fid_update) included
+section evaluate 90 "$PY" bench/bench_evaluate.py --device "$DEVICE" --images "$CARRY/photos" $EVAL --out "$RESULTS/evaluate-cuda.json"
+# 3. the CUDA-only tests (device decode of the input; colorize's device path; the tiny recipe on CUDA)
+section pytest-cuda 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_input_decode.py tests/test_colorize_gpu_path.py -k cuda
+# 4. torch.compile on top, at the paper's batch 8 and at 32 (compiling takes a while)
+section p2p-compile-b8 150 $T --models pix2pix --batch-size $B8 --cudnn-benchmark --compile --out "$RESULTS/train-cuda-compile-cudnnb-b8.json"
+section p2p-compile-b32 150 $T --models pix2pix --batch-size $B32 $AMP --channels-last --cudnn-benchmark --compile \
+  --out "$RESULTS/train-cuda-bf16-cl-compile-cudnnb-b32.json"
+# 5. ours vs the thesis's code, pix2pix ①, the paper's batch (8)
 section vs-thesis 150 "$PY" bench/bench_vs_thesis.py --thesis-repo "$CARRY/thesis-repo" --device "$DEVICE" --batch-size $B8 \
   --steps $VS_STEPS --warmup $W --cudnn-benchmark --variants $VARIANTS --out "$RESULTS/vs-thesis-cuda.json"
-# 2. every paper model at batch 32 in the fast settings (today's plain settings on the same machine: 8.)
+# 6. every paper model at batch 32 in the fast settings, then in today's plain settings on the same machine
 section train-fast-b32 150 $T --models $ALL --batch-size $B32 $AMP --channels-last --cudnn-benchmark --out "$RESULTS/train-cuda-bf16-cl-cudnnb-b32.json"
-# 3. pix2pix ① option by option, batch 8 and 32
-section p2p-b8-fp32-cudnnb 60 $T --models pix2pix --batch-size $B8 --cudnn-benchmark --out "$RESULTS/train-cuda-cudnnb-b8.json"
-section p2p-b8-fp32-cl-cudnnb 60 $T --models pix2pix --batch-size $B8 --channels-last --cudnn-benchmark --out "$RESULTS/train-cuda-cl-cudnnb-b8.json"
-section p2p-b8-bf16-cl-cudnnb 60 $T --models pix2pix --batch-size $B8 $AMP --channels-last --cudnn-benchmark --out "$RESULTS/train-cuda-bf16-cl-cudnnb-b8.json"
-section p2p-b32-fp32-cl-cudnnb 60 $T --models pix2pix --batch-size $B32 --channels-last --cudnn-benchmark --out "$RESULTS/train-cuda-cl-cudnnb-b32.json"
-# 4. batched inference (ChromaGAN's paper: 4.4 ms/image on a Quadro P6000)
+section train-plain-b32 150 $T --models $ALL --batch-size $B32 --out "$RESULTS/train-cuda-fp32-b32-rerun.json"
+# 7. batched inference (ChromaGAN's paper: 4.4 ms/image on a Quadro P6000) and colorize at 6 MP
 section inference 90 "$PY" bench/bench_inference.py --params $P --device "$DEVICE" --models chromagan pix2pix --warmup 3 --repeats 10 \
   --batch-sizes 1 16 64 $BIG --out "$RESULTS/inference-cuda.json"
-# 5. the evaluate stage's metrics on the GPU
-section evaluate 90 "$PY" bench/bench_evaluate.py --device "$DEVICE" --images "$CARRY/photos" $EVAL --out "$RESULTS/evaluate-cuda.json"
-# 6. colorize at 6 MP
 section colorize 120 "$PY" bench/bench_colorize.py --device "$DEVICE" $COLOR --out "$RESULTS/colorize-cuda.json"
-# 7. training input: real shards through the loop's loader vs step-only
-section input 150 "$PY" bench/bench_input.py --engine loop --device "$DEVICE" $AMP --channels-last --cudnn-benchmark \
-  --batch-size $B32 --steps $STEPS_IN --log-every $LOGEV --loader-workers $LW --threads "$(nproc)" --encoding float16 \
-  --root "$CARRY/photos" --repeat $REPEAT --out "$RESULTS/input-cuda.json"
-# 8. today's plain settings, every paper model at batch 32, on the same machine (the reference for 2.)
-section train-plain-b32 150 $T --models $ALL --batch-size $B32 --out "$RESULTS/train-cuda-fp32-b32-rerun.json"
-# 9. torch.compile on top (compiling takes a while: last)
-section p2p-compile-b32 200 $T --models pix2pix --batch-size $B32 $AMP --channels-last --cudnn-benchmark --compile \
-  --out "$RESULTS/train-cuda-bf16-cl-compile-cudnnb-b32.json"
 
 echo "thesis commit: $THESIS_COMMIT" >>"$RESULTS/machine.txt"
 echo "done in $(($(date +%s) - START))s"

@@ -87,6 +87,13 @@ def srgb_uint8_linear_lut() -> torch.Tensor:
 _RGB_TO_XYZ_WHITE = (_RGB_TO_XYZ / _WHITE_D65[:, None]).float()  # XYZ already divided by the white point
 
 
+@functools.cache
+def _fast_path_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lookup table and matrix on ``device``, copied there once per process (training decodes shards
+    on the GPU batch by batch)."""
+    return srgb_uint8_linear_lut().to(device), _RGB_TO_XYZ_WHITE.to(device)
+
+
 def _cie_f_(t: torch.Tensor) -> torch.Tensor:
     """CIE f(t) in place, without a per-element branch: cbrt(max(t, eps)) + 7.787 * min(t - eps, 0).
 
@@ -104,8 +111,9 @@ def rgb_uint8_to_lab_fast(rgb: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"expected uint8 sRGB, got {rgb.dtype}")
     lead, (h, w) = rgb.shape[:-3], rgb.shape[-2:]
     planes = rgb.movedim(-3, 0).reshape(-1)  # channel-major; a view for a single contiguous (3, H, W) image
-    lin = srgb_uint8_linear_lut().index_select(0, planes.int()).view(3, -1)
-    fx, fy, fz = _cie_f_(torch.mm(_RGB_TO_XYZ_WHITE, lin))
+    lut, rgb_to_xyz = _fast_path_constants(rgb.device)
+    lin = lut.index_select(0, planes.int()).view(3, -1)
+    fx, fy, fz = _cie_f_(torch.mm(rgb_to_xyz, lin))
     lab = torch.empty_like(lin)
     torch.mul(fy, 116.0, out=lab[0]).sub_(16.0)
     torch.sub(fx, fy, out=lab[1]).mul_(500.0)

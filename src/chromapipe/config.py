@@ -85,6 +85,10 @@ class TrainConfig:
     keep_checkpoints: bool = False  # keep Ray's resume checkpoints after the generator is exported
     amp: bool = False  # bf16 autocast on GPU (no loss scaling needed)
     loader_workers: int = 0
+    #: where a training image is decoded from its shard encoding to float L*a*b* (and resized, flipped):
+    #: "loader" (the DataLoader's workers), "device" (the whole batch on the training device, after a copy of
+    #: the stored bytes: 2-4x fewer bytes through the loader), "auto" (device on a GPU, loader on a CPU)
+    input_decode: Literal["auto", "loader", "device"] = "auto"
     torch_threads: int = 0  # 0: leave torch's default
     out: str = "models"
     channels_last: bool = False  # NHWC weights and batches (training.performance): same maths, faster convs on GPU

@@ -101,10 +101,17 @@ def decode_to_lab(stored: np.ndarray, encoding: str) -> torch.Tensor:
     """Stored form (..., 3, S, S) -> float32 L*a*b*: what :class:`LabShardDataset` returns."""
     if encoding == "float16":  # one pass: float16 (possibly a read-only memmap) -> new float32 array
         return torch.from_numpy(np.asarray(stored, dtype=np.float32))
-    t = torch.from_numpy(np.array(stored, dtype=np.uint8))  # a writable copy of the (memmapped) bytes
+    return stored_to_lab(torch.from_numpy(np.array(stored, dtype=np.uint8)), encoding)  # a writable copy of the (memmapped) bytes
+
+
+def stored_to_lab(stored: torch.Tensor, encoding: str) -> torch.Tensor:
+    """Stored form as a tensor (..., 3, S, S), on any device -> float32 L*a*b* there. The same arithmetic
+    as :func:`decode_to_lab`: training runs it on the GPU for whole batches (``train.input_decode``)."""
+    if encoding == "float16":
+        return stored.float()
     if encoding == "lab8":
-        return _lab8_to_lab(t)
-    return rgb_uint8_to_lab_fast(t)
+        return _lab8_to_lab(stored)
+    return rgb_uint8_to_lab_fast(stored)
 
 
 def sample_pixels(views: np.ndarray | torch.Tensor, step: int = ROUNDTRIP_STEP) -> np.ndarray | torch.Tensor:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from chromapipe.data.encoding import decode_to_lab, encode_lab, storage_format
+from chromapipe.data.encoding import decode_to_lab, encode_lab, storage_format, stored_to_lab
 from chromapipe.hashing import sha256_file
 
 LAB_DTYPE = np.float16  # the float16 encoding's dtype (kept for callers of the original format)
@@ -141,9 +141,16 @@ class LabShardDataset(Dataset):
     Images are decoded from the shards' encoding to float L*a*b* and resized from the stored size to
     ``resolution`` on read (antialiased), so models at other resolutions (ChromaGAN's 224²) share one
     preparation. ``hflip`` applies the papers' random horizontal flip with p = 0.5.
+
+    With ``decode=False`` an item is the image as stored ({"stored", "flip", "label"}: 3 or 6 bytes per
+    pixel instead of float32's 12) and :meth:`decode_batch` finishes a collated batch wherever it lies,
+    e.g. on the GPU. Why: at GPU rates the loader's serial path (worker shared memory, collation, pinned
+    copy) moves every byte of every image; shipping the stored form moves 2-4× fewer. The flip is drawn in
+    the loader either way, from the same random stream, so both paths give the same batches.
     """
 
-    def __init__(self, root: Path, split: str, resolution: int | None = None, hflip: bool = False, limit: int | None = None) -> None:
+    def __init__(self, root: Path, split: str, resolution: int | None = None, hflip: bool = False, limit: int | None = None,
+                 decode: bool = True) -> None:
         manifest = read_manifest(root)
         if split not in manifest["splits"]:
             raise KeyError(f"split {split!r} not in {root / 'manifest.json'}")
@@ -153,6 +160,7 @@ class LabShardDataset(Dataset):
         self.encoding = manifest.get("storage", {}).get("encoding", "float16")  # manifests before encodings: float16
         self.resolution = resolution or self.size
         self.hflip = hflip
+        self.decode = decode
         self.offsets = np.cumsum([0] + [s["n"] for s in self.shards]).tolist()
         self.length = self.offsets[-1] if limit is None else min(limit, self.offsets[-1])
         self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -177,9 +185,27 @@ class LabShardDataset(Dataset):
             raise IndexError(index)
         k = bisect_right(self.offsets, index) - 1
         lab_arr, label_arr = self._shard(k)
-        lab = decode_to_lab(lab_arr[index - self.offsets[k]], self.encoding)
-        if self.resolution != self.size:
-            lab = F.interpolate(lab[None], size=(self.resolution, self.resolution), mode="bilinear", antialias=True, align_corners=False)[0]
-        if self.hflip and torch.rand(()) < 0.5:
+        stored = lab_arr[index - self.offsets[k]]
+        label = torch.tensor(int(label_arr[index - self.offsets[k]]))
+        flip = bool(self.hflip and torch.rand(()) < 0.5)
+        if not self.decode:
+            return {"stored": torch.from_numpy(np.array(stored)), "flip": torch.tensor(flip), "label": label}
+        lab = self._resize(decode_to_lab(stored, self.encoding)[None])[0]
+        if flip:
             lab = lab.flip(-1)
-        return {"L": lab[:1], "ab": lab[1:], "label": torch.tensor(int(label_arr[index - self.offsets[k]]))}
+        return {"L": lab[:1], "ab": lab[1:], "label": label}
+
+    def _resize(self, lab: torch.Tensor) -> torch.Tensor:
+        """Float L*a*b* (N, 3, S, S) at ``resolution``."""
+        if self.resolution == self.size:
+            return lab
+        return F.interpolate(lab, size=(self.resolution, self.resolution), mode="bilinear", antialias=True, align_corners=False)
+
+    def decode_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A collated batch of stored items -> {"L", "ab", "label"} on the batch's device: the arithmetic of
+        ``__getitem__`` with ``decode=True``, for the whole batch at once (and no host sync: the flips are a
+        per-image select)."""
+        lab = self._resize(stored_to_lab(batch["stored"], self.encoding))
+        if self.hflip:
+            lab = torch.where(batch["flip"].view(-1, 1, 1, 1), lab.flip(-1), lab)
+        return {"L": lab[:, :1].contiguous(), "ab": lab[:, 1:].contiguous(), "label": batch["label"]}

@@ -5,8 +5,10 @@ Why a module of its own: the Ray Train loop (``training.loop``) and the input be
 way. What makes the input keep up with a GPU is all here: shards are memory-mapped (``LabShardDataset``
 opens each ``.npy`` with ``mmap_mode="r"``, so a loader process touches only the images it reads),
 ``train.loader_workers`` processes decode in parallel and stay alive between epochs, batches land in
-pinned host memory and are copied to the device without blocking the host, and a GPU runs cuDNN's
-autotuner when ``train.cudnn_benchmark`` is set (the input size never changes during training).
+pinned host memory and are copied to the device without blocking the host, a GPU receives the images
+as stored in the shards (3 or 6 bytes per pixel, not float32's 12) and decodes, resizes and flips them
+batch by batch (``train.input_decode``), and a GPU runs cuDNN's autotuner when ``train.cudnn_benchmark``
+is set (the input size never changes during training).
 """
 
 from __future__ import annotations
@@ -36,11 +38,18 @@ def configure_device(device: torch.device, tc: TrainConfig) -> None:
         torch.backends.cudnn.benchmark = tc.cudnn_benchmark
 
 
+def decode_on_device(device: torch.device, tc: TrainConfig) -> bool:
+    """``train.input_decode`` for ``device``: "auto" decodes on a GPU, in the loader on a CPU (there the
+    loader's worker processes are the parallel decoders and the training threads are busy)."""
+    return tc.input_decode == "device" or (tc.input_decode == "auto" and device.type == "cuda")
+
+
 def build_loader(data_root: Path, cfg: ModelConfig, tc: TrainConfig, seed: int, rank: int, world: int,
                  device: torch.device) -> tuple[LabShardDataset, DistributedSampler, DataLoader]:
     """This rank's share of the training split: each of ``world`` ranks draws ``batch_size / world`` images
     per step from a disjoint shuffle (``DistributedSampler``, reshuffled per epoch by :func:`infinite`)."""
-    dataset = LabShardDataset(data_root, "train", resolution=cfg.resolution, hflip=cfg.hflip)
+    dataset = LabShardDataset(data_root, "train", resolution=cfg.resolution, hflip=cfg.hflip,
+                              decode=not decode_on_device(device, tc))
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     workers = tc.loader_workers
     loader = DataLoader(dataset, batch_size=per_worker_batch(cfg, world), sampler=sampler, drop_last=True,
@@ -63,7 +72,12 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def next_batch(batches: Iterator[dict[str, torch.Tensor]], recipe: Recipe, device: torch.device, channels_last: bool) -> Batch:
-    """The next training batch on ``device`` as the recipe's losses want it, NHWC with ``train.channels_last``."""
-    batch = recipe.prepare_batch(to_device(next(batches), device))
+def next_batch(batches: Iterator[dict[str, torch.Tensor]], dataset: LabShardDataset, recipe: Recipe, device: torch.device,
+               channels_last: bool) -> Batch:
+    """The next training batch on ``device`` as the recipe's losses want it: decoded there when the loader
+    ships stored images, NHWC with ``train.channels_last``."""
+    batch = to_device(next(batches), device)
+    if not dataset.decode:
+        batch = dataset.decode_batch(batch)
+    batch = recipe.prepare_batch(batch)
     return batch_to_channels_last(batch) if channels_last else batch

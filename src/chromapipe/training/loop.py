@@ -235,7 +235,7 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
     nets.G.train()
     nets.D.train()
     while step < steps:
-        batch = next_batch(batches, recipe, device, tc.channels_last)
+        batch = next_batch(batches, dataset, recipe, device, tc.channels_last)
         g_step = (step + 1) % cfg.n_critic == 0  # n_critic D steps, on fresh batches, per G step
         logs.update(train_step(recipe, nets.G, nets.D, nets.opt_g, nets.opt_d, batch, g_step, amp))
         guard.update(logs)
