@@ -89,7 +89,8 @@ def flops_per_image(recipe: Recipe, G, D, opts, batch: dict[str, torch.Tensor], 
     return round((with_g + (n_critic - 1) * critic_only) / n_critic / batch["L"].shape[0])
 
 
-def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: int, warmup: int, amp: bool, channels_last: bool, compile: bool) -> dict:
+def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: int, warmup: int, amp: bool, channels_last: bool, compile: bool,
+                compile_mode: str = "default") -> dict:
     recipe = build_recipe(cfg)
     recipe.setup(device)
     # the layout before the optimisers (as the training loop does): Adam's moments take their parameter's
@@ -101,8 +102,8 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
     batch = lambda: random_batch(recipe, batch_size, cfg.resolution, device, gen, channels_last)  # noqa: E731
     flops = flops_per_image(recipe, G, D, opts, batch(), cfg.n_critic, amp)  # before compiling: eager ops only
     compile_d = compile and discriminator_compilable(recipe)
-    G = apply_performance_options(G, channels_last=False, compile=compile)
-    D = apply_performance_options(D, channels_last=False, compile=compile_d)
+    G = apply_performance_options(G, channels_last=False, compile=compile, compile_mode=compile_mode)
+    D = apply_performance_options(D, channels_last=False, compile=compile_d, compile_mode=compile_mode)
     if compile:  # every kind of iteration (critic-only, generator) must be compiled before timing
         warmup = max(warmup, cfg.n_critic + 1)
 
@@ -131,7 +132,7 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
         "n_critic": cfg.n_critic,
         "steps": steps,
         "warmup": warmup,
-        "compiled": {"G": compile, "D": compile_d},
+        "compiled": {"G": compile, "D": compile_d, "mode": compile_mode if compile else None},
         "seconds_per_step": round(seconds / steps, 4),
         "cpu_seconds_per_step": round(cpu_seconds / steps, 4),  # this process, all threads: what other load does not inflate as much
         "images_per_s": round(images_per_s, 3),
@@ -144,7 +145,7 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
 
 
 def default_out(args: argparse.Namespace, device: torch.device) -> Path:
-    parts = [f"train-{device.type}", "-bf16" * args.amp, "-cl" * args.channels_last, "-compile" * args.compile, "-cudnnb" * args.cudnn_benchmark, f"-b{args.batch_size}" if args.batch_size else ""]
+    parts = [f"train-{device.type}", "-bf16" * args.amp, "-cl" * args.channels_last, "-compile" * args.compile, f"-{args.compile_mode}" * (args.compile and args.compile_mode != "default"), "-cudnnb" * args.cudnn_benchmark, f"-b{args.batch_size}" if args.batch_size else ""]
     return Path("bench/results") / ("".join(parts) + ".json")
 
 
@@ -155,6 +156,8 @@ def main() -> None:
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
     ap.add_argument("--channels-last", action="store_true", help="NHWC weights and batches")
     ap.add_argument("--compile", action="store_true", help="torch.compile G (and D unless its loss has a gradient penalty)")
+    ap.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                    help="torch.compile's mode (train.compile_mode): reduce-overhead = CUDA graphs")
     ap.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuning (train.cudnn_benchmark)")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
@@ -181,6 +184,7 @@ def main() -> None:
         "amp_bf16": args.amp,
         "channels_last": args.channels_last,
         "compile": args.compile,
+        "compile_mode": args.compile_mode if args.compile else None,
         "cudnn_benchmark": args.cudnn_benchmark,
         "params_file": args.params,
         "peak_tflops": peak,
@@ -192,7 +196,7 @@ def main() -> None:
     }
     for model in names:
         cfg = params.model(model)
-        row = bench_model(cfg, args.batch_size or cfg.batch_size, device, args.steps, args.warmup, args.amp, args.channels_last, args.compile)
+        row = bench_model(cfg, args.batch_size or cfg.batch_size, device, args.steps, args.warmup, args.amp, args.channels_last, args.compile, args.compile_mode)
         row["mfu"] = round(row["achieved_tflops"] / peak, 4) if peak else None
         results["models"][model] = row
         print(model, row, flush=True)

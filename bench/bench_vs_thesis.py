@@ -21,7 +21,8 @@ copied into our networks (same tensors in the same order) and both are run in ev
 outputs must agree, which checks that the two architectures are the same function.
 
 Ours also runs in the speed options' variants named by ``--variants`` (``plain``; tokens joined by ``-``:
-``bf16`` autocast, ``cl`` channels_last, ``compile``), each a network pair of its own, timed in the same
+``bf16`` autocast, ``cl`` channels_last, ``compile``, ``graphs``: compiled in torch.compile's
+"reduce-overhead" mode, i.e. replayed as CUDA graphs), each a network pair of its own, timed in the same
 alternation; theirs runs as their code ships (fp32, NCHW). ``--cudnn-benchmark`` switches cuDNN's autotuner
 on for the whole process, i.e. for theirs too (it is a global switch; their code does not set it).
 
@@ -138,7 +139,7 @@ def ours_config(resolution: int, batch_size: int) -> ModelConfig:
                        loss={"adv": 1.0, "l1": L1_WEIGHT}, options={"real_label": REAL_LABEL})  # fmt: skip
 
 
-VARIANT_TOKENS = {"bf16", "cl", "compile"}
+VARIANT_TOKENS = {"bf16", "cl", "compile", "graphs"}
 
 
 def parse_variant(name: str) -> dict[str, bool]:
@@ -146,15 +147,17 @@ def parse_variant(name: str) -> dict[str, bool]:
     tokens = set() if name == "plain" else set(name.split("-"))
     if not tokens <= VARIANT_TOKENS:
         raise SystemExit(f"--variants: unknown option(s) {sorted(tokens - VARIANT_TOKENS)} in {name!r}; use plain or {sorted(VARIANT_TOKENS)} joined by '-'")
-    return {"amp": "bf16" in tokens, "channels_last": "cl" in tokens, "compile": "compile" in tokens}
+    return {"amp": "bf16" in tokens, "channels_last": "cl" in tokens, "compile": bool(tokens & {"compile", "graphs"}),
+            "graphs": "graphs" in tokens}
 
 
 def ours_step(cfg: ModelConfig, batch: dict[str, torch.Tensor], device: torch.device, variant: str) -> Callable[[], object]:
     """A network pair of ours with ``variant``'s options and a closure running one training iteration."""
     opts = parse_variant(variant)
     recipe = build_recipe(cfg)
-    G = apply_performance_options(recipe.build_generator().to(device), channels_last=opts["channels_last"], compile=opts["compile"])
-    D = apply_performance_options(recipe.build_discriminator().to(device), channels_last=opts["channels_last"], compile=opts["compile"])
+    speed = {"channels_last": opts["channels_last"], "compile": opts["compile"], "compile_mode": "reduce-overhead" if opts["graphs"] else "default"}
+    G = apply_performance_options(recipe.build_generator().to(device), **speed)
+    D = apply_performance_options(recipe.build_discriminator().to(device), **speed)
     opt_g, opt_d = build_optimizers(G, D, cfg)
     b = batch_to_channels_last(batch) if opts["channels_last"] else batch
     return lambda: train_step(recipe, G, D, opt_g, opt_d, b, True, opts["amp"])

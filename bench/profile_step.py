@@ -14,9 +14,11 @@ full step, on the CPU, and reports:
 3. bytes read + written by each op: the sum of its input and output tensor sizes (in-place outputs and
    mutated arguments once as writes, broadcast inputs at their real size): a lower bound on memory traffic;
    for non-matmul/conv ops that is traffic tensor cores cannot speed up;
-4. breakdowns by op name, by the innermost module (class and path, via ``ModuleTracker``, which also
-   attributes backward ops), by phase (forward/loss, backward, optimiser), by source line in
-   ``src/chromapipe`` (forward ops) or autograd node (backward ops); ops that synchronise the host with the
+4. breakdowns by op name, by the innermost module (class and path), by phase (forward/loss, backward,
+   optimiser), by network, and by source line in ``src/chromapipe``. Forward ops take the module from
+   ``ModuleTracker`` and the line from the Python stack; backward ops take both from the forward call that
+   created the autograd node they run (a TorchFunctionMode labels each node as it is created; such rows
+   are marked ``[bwd]``). Also listed: ops that synchronise the host with the
    device (``.item()``/``float()``/``bool()`` = ``aten._local_scalar_dense``, ``nonzero``, boolean-mask
    indexing, ...) with the Python line that issued them;
 5. a roofline lower bound of GPU time per step on an H200 (constants below): t_flops (matmul/conv FLOPs at
@@ -47,7 +49,8 @@ CPU vs CUDA differences that matter here, and how they are handled:
 - Normalisation is ``native_batch_norm`` on CPU, cuDNN/native batch norm on CUDA: one op either way.
 - fp32 by default (the "H200 fp32 plain" row of reports/benchmarks.md; cuDNN runs fp32 convolutions in TF32,
   so t_flops uses the TF32 peak). ``--amp`` profiles bf16 autocast on the CPU; CPU autocast's op lists are not
-  CUDA's, so treat its byte counts as indicative only.
+  CUDA's, so treat its byte counts as indicative only. ``--channels-last`` applies bench_train's NHWC option
+  (layout conversions such as ``instance_norm``'s ``input.contiguous()`` are the same ATen code on any device).
 
     python bench/profile_step.py --models pix2pix,palgan --batch-size 8 --threads 2
     python bench/profile_step.py --models palgan --batch-size 32 --append
@@ -70,12 +73,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from chromapipe.config import load_params
 from chromapipe.models.registry import build_recipe
+from chromapipe.training.performance import apply_performance_options
 from chromapipe.training.step import build_optimizers, train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -153,12 +158,55 @@ class Stat:
         return {"calls": self.calls, "kernel_calls": self.kernels, "gflop": round(self.flops / 1e9, 3), "mb": round(self.bytes / 1e6, 2), "roofline_ms": round(self.gpu_s * 1e3, 3)}
 
 
+def chromapipe_line() -> str | None:
+    """``src/chromapipe/...py:LINE`` of the innermost frame in the package (None outside it)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(CHROMAPIPE):
+            return f"{os.path.relpath(frame.f_code.co_filename, Path(CHROMAPIPE).parent.parent)}:{frame.f_lineno}"
+        frame = frame.f_back
+    return None
+
+
+def innermost(tracker) -> str:  # noqa: ANN001
+    parents = [p for p in tracker.parents if p != "Global"]
+    return max(parents, key=lambda p: p.count(".")) if parents else "(no module)"
+
+
+class GraphLabeler(TorchFunctionMode):
+    """Labels every autograd node the forward pass creates with (innermost module, source line) of the
+    Python call that created it, so that backward ops can be attributed to the forward code they
+    differentiate. (ModuleTracker's own backward attribution relies on gradient hooks firing in module
+    order, which they need not do: it mis-attributes backward work, e.g. convolution gradients to the
+    PalNorm MLPs, whose input gradient arrives last.)"""
+
+    def __init__(self, tracker) -> None:  # noqa: ANN001
+        super().__init__()
+        self.tracker = tracker
+        self.labels: dict[Any, tuple[str, str]] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        out = func(*args, **(kwargs or {}))
+        if torch.is_grad_enabled():
+            label = None
+            stack = [t.grad_fn for t in _tensors(out)]
+            while stack:
+                node = stack.pop()
+                if node is None or node in self.labels:
+                    continue
+                if label is None:
+                    label = (innermost(self.tracker), chromapipe_line() or "(outside src/chromapipe)")
+                self.labels[node] = label
+                stack.extend(f for f, _ in node.next_functions)
+        return out
+
+
 class OpCounter(TorchDispatchMode):
     """Counts every dispatched ATen op: kernel or not, FLOPs (flop_counter's formulas), bytes, where from."""
 
-    def __init__(self, flop_registry: dict, tracker, module_classes: dict[str, str], peak_flops: float, module_depth: int) -> None:  # noqa: ANN001
+    def __init__(self, flop_registry: dict, tracker, labeler: GraphLabeler | None, module_classes: dict[str, str], peak_flops: float, module_depth: int) -> None:  # noqa: ANN001
         super().__init__()
-        self.flop_registry, self.tracker, self.module_classes = flop_registry, tracker, module_classes
+        self.flop_registry, self.tracker, self.labeler, self.module_classes = flop_registry, tracker, labeler, module_classes
         self.peak, self.depth = peak_flops, module_depth
         self.total = {"matmul_conv": Stat(), "other": Stat(), "no_kernel": Stat()}
         self.by_op: dict[str, Stat] = defaultdict(Stat)
@@ -169,21 +217,22 @@ class OpCounter(TorchDispatchMode):
         self.by_source: dict[str, Stat] = defaultdict(Stat)
         self.syncs: dict[tuple[str, str], int] = defaultdict(int)
 
-    def _where(self) -> tuple[str, str]:
-        """(phase, source): backward ops by autograd node, others by the innermost src/chromapipe line."""
+    def _where(self) -> tuple[str, str, str]:
+        """(phase, module, source). Backward ops: the module and line of the forward call whose autograd
+        node they run (or the node's name); optimiser ops: the optimiser function; others: the innermost
+        module and src/chromapipe line."""
         if torch._C._current_graph_task_id() != -1:
             node = torch._C._current_autograd_node()
-            return "backward", f"backward: {node.name() if node is not None else '?'}"
-        frame, source, phase = sys._getframe(2), None, "forward/loss"
+            label = self.labeler.labels.get(node) if self.labeler is not None and node is not None else None
+            if label is not None:
+                return "backward", label[0], f"{label[1]} [bwd]"
+            return "backward", "(unlabelled backward)", f"backward: {node.name() if node is not None else '?'}"
+        frame = sys._getframe(2)
         while frame is not None:
-            name = frame.f_code.co_filename
-            if source is None and name.startswith(CHROMAPIPE):
-                source = f"{os.path.relpath(name, Path(CHROMAPIPE).parent.parent)}:{frame.f_lineno}"
-            if TORCH_OPTIM in name:
-                phase, source = "optimizer", f"optimizer: {frame.f_code.co_name}"
-                break
+            if TORCH_OPTIM in frame.f_code.co_filename:
+                return "optimizer", "(optimizer)", f"optimizer: {frame.f_code.co_name}"
             frame = frame.f_back
-        return phase, source or "(outside src/chromapipe)"
+        return "forward/loss", innermost(self.tracker), chromapipe_line() or "(outside src/chromapipe)"
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
@@ -197,8 +246,7 @@ class OpCounter(TorchDispatchMode):
         flops = self.flop_registry[func.overloadpacket](*args, **kwargs, out_val=out) if func.overloadpacket in self.flop_registry else 0
         nbytes = 0
         if kernel:
-            bound = schema.arguments
-            named = dict(zip([a.name for a in bound], args)) | kwargs
+            named = dict(zip([a.name for a in schema.arguments], args)) | kwargs
             for arg_name, value in named.items():
                 ts = _tensors(value)
                 if not ts:
@@ -211,12 +259,10 @@ class OpCounter(TorchDispatchMode):
                 nbytes += sum(tensor_bytes(t) for t in outs)
         gpu_s = max(flops / self.peak, nbytes / (H200_HBM_TBPS * 1e12)) if kernel else 0.0
         kind = "no_kernel" if not kernel else ("matmul_conv" if func.overloadpacket in self.flop_registry else "other")
-        phase, source = self._where()
-        parents = [p for p in self.tracker.parents if p != "Global"]
-        inner = max(parents, key=lambda p: p.count(".")) if parents else "(no module)"
-        path = ".".join(inner.split(".")[: self.depth])
-        net = inner.split(".")[0]
-        for stat in (self.total[kind], self.by_op[name], self.by_class[self.module_classes.get(inner, inner)], self.by_path[path], self.by_phase[phase], self.by_net[net], self.by_source[source]):
+        phase, module, source = self._where()
+        path = ".".join(module.split(".")[: self.depth])
+        net = module.split(".")[0]
+        for stat in (self.total[kind], self.by_op[name], self.by_class[self.module_classes.get(module, module)], self.by_path[path], self.by_phase[phase], self.by_net[net], self.by_source[source]):
             stat.add(kernel, flops, nbytes, gpu_s)
         if name in SYNC_OPS and not (name == "aten.repeat_interleave" and kwargs.get("output_size") is not None):
             self.syncs[(name, source)] += 1
@@ -325,11 +371,12 @@ def torch_profile(fn) -> dict:  # noqa: ANN001
     }
 
 
-def profile_model(cfg, batch_size: int, amp: bool, fused: bool, module_depth: int, with_profiler: bool) -> dict:  # noqa: ANN001
+def profile_model(cfg, batch_size: int, amp: bool, channels_last: bool, fused: bool, module_depth: int, with_profiler: bool) -> dict:  # noqa: ANN001
     device = torch.device("cpu")
     recipe = build_recipe(cfg)
     recipe.setup(device)
-    G, D = recipe.build_generator().to(device), recipe.build_discriminator().to(device)
+    G = apply_performance_options(recipe.build_generator().to(device), channels_last=channels_last, compile=False)
+    D = apply_performance_options(recipe.build_discriminator().to(device), channels_last=channels_last, compile=False)
     opts = build_optimizers(G, D, cfg)
     gen = torch.Generator().manual_seed(0)
     raw = {
@@ -337,7 +384,7 @@ def profile_model(cfg, batch_size: int, amp: bool, fused: bool, module_depth: in
         "ab": torch.randn(batch_size, 2, cfg.resolution, cfg.resolution, generator=gen) * 25,
         "label": torch.zeros(batch_size, dtype=torch.long),
     }  # fmt: skip
-    batch = random_batch(recipe, batch_size, cfg.resolution, device, gen, False)
+    batch = random_batch(recipe, batch_size, cfg.resolution, device, gen, channels_last)
     peak = (H200_BF16_TFLOPS if amp else H200_TF32_TFLOPS) * 1e12
     step = lambda: full_step(recipe, G, D, opts, batch, cfg.n_critic, amp)  # noqa: E731
 
@@ -352,13 +399,15 @@ def profile_model(cfg, batch_size: int, amp: bool, fused: bool, module_depth: in
     try:
         counter = FlopCounterMode(display=False, custom_mapping=custom)
         with counter:
-            ops = OpCounter(counter.flop_registry, counter.mod_tracker, module_classes(G=G, D=D), peak, module_depth)
+            labeler = GraphLabeler(counter.mod_tracker)
+            ops = OpCounter(counter.flop_registry, counter.mod_tracker, labeler, module_classes(G=G, D=D), peak, module_depth)
             t0 = time.perf_counter()
-            with ops:
+            with labeler, ops:
                 step()
             counted_s = time.perf_counter() - t0
+            labeler.labels.clear()  # the step's autograd graph
         # the batch's own preparation (palette histogram etc.): outside the step in bench_train, per batch in training
-        prep = OpCounter(counter.flop_registry, counter.mod_tracker, {}, peak, module_depth)
+        prep = OpCounter(counter.flop_registry, counter.mod_tracker, None, {}, peak, module_depth)
         with prep:
             recipe.prepare_batch(raw)
     finally:
@@ -384,6 +433,7 @@ def profile_model(cfg, batch_size: int, amp: bool, fused: bool, module_depth: in
         "batch_size": batch_size,
         "n_critic": cfg.n_critic,
         "amp_bf16": amp,
+        "channels_last": channels_last,
         "fused_sdpa_what_if": fused,
         "cpu_warmup_step_s": round(warm[0], 2),
         "cpu_warmup_step_cpu_s": round(warm[1], 2),
@@ -437,6 +487,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8, help="images per step (default 8: CPU time)")
     ap.add_argument("--resolution", type=int, help="override every model's resolution (e.g. 64 for a smoke test)")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (CPU autocast: indicative only)")
+    ap.add_argument("--channels-last", action="store_true", help="NHWC weights and batches (as bench_train --channels-last)")
     ap.add_argument("--fused-sdpa", action="store_true", help="count attention as a fused kernel would run it (what-if)")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads")
     ap.add_argument("--module-depth", type=int, default=3, help="module path depth of the by-path breakdown")
@@ -470,8 +521,8 @@ def main() -> None:
         cfg = params.model(model)
         if args.resolution:
             cfg = dataclasses.replace(cfg, resolution=args.resolution)
-        key = f"{model}-b{args.batch_size}" + ("-bf16" if args.amp else "") + ("-fused-sdpa" if args.fused_sdpa else "") + (f"-r{cfg.resolution}" if args.resolution else "")
-        row = profile_model(cfg, args.batch_size, args.amp, args.fused_sdpa, args.module_depth, not args.no_torch_profiler)
+        key = f"{model}-b{args.batch_size}" + ("-bf16" if args.amp else "") + ("-cl" if args.channels_last else "") + ("-fused-sdpa" if args.fused_sdpa else "") + (f"-r{cfg.resolution}" if args.resolution else "")
+        row = profile_model(cfg, args.batch_size, args.amp, args.channels_last, args.fused_sdpa, args.module_depth, not args.no_torch_profiler)
         row["model"] = model
         row["load_average"] = [round(x, 2) for x in os.getloadavg()]
         runs[key] = row

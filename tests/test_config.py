@@ -60,6 +60,8 @@ def _base() -> dict:
         (lambda p: p["models"]["tiny"].update(loss={"l1": -1.0}), "models.tiny.loss.l1: loss weights must be >= 0"),
         (lambda p: p["models"]["tiny"].pop("arch"), "models.tiny.arch: required key is missing"),
         (lambda p: p.update(train={"num_workers": 0}), "train.num_workers: must be > 0"),
+        (lambda p: p.update(train={"input_decode": "gpu"}), "train.input_decode: 'gpu' is not allowed"),
+        (lambda p: p.update(train={"compile_mode": "fast"}), "train.compile_mode: 'fast' is not allowed"),
     ],
 )
 def test_bad_params_name_the_key(mutate, message: str) -> None:

@@ -181,6 +181,16 @@ def test_compile_is_in_place_and_keeps_state_dict_keys() -> None:
     assert out.net[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_compile_mode_reaches_torch_compile(monkeypatch) -> None:
+    """``train.compile_mode`` is handed to torch.compile as its ``mode`` ("reduce-overhead": CUDA graphs)."""
+    seen: list[dict] = []
+    monkeypatch.setattr(torch, "compile", lambda fn, *a, **kw: seen.append(kw) or fn)
+    G = build_recipe(ModelConfig(arch=TINY, resolution=32, batch_size=2, steps=1)).build_generator()
+    apply_performance_options(G, channels_last=False, compile=True, compile_mode="reduce-overhead")
+    apply_performance_options(G, channels_last=False, compile=False, compile_mode="max-autotune")
+    assert [kw.get("mode") for kw in seen] == ["reduce-overhead"]
+
+
 def test_discriminator_compilable_only_without_gradient_penalty() -> None:
     def recipe(arch: str, **options):
         return build_recipe(ModelConfig(arch=arch, resolution=256 if arch != "chromagan" else 224, steps=1, options=options))

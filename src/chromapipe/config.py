@@ -93,6 +93,9 @@ class TrainConfig:
     out: str = "models"
     channels_last: bool = False  # NHWC weights and batches (training.performance): same maths, faster convs on GPU
     compile: bool = False  # torch.compile G (and D unless its loss has a gradient penalty); slow first steps
+    #: torch.compile's mode with ``compile``: "reduce-overhead" replays each network's kernels as CUDA graphs
+    #: (one launch instead of hundreds: for launch-bound small batches), "max-autotune" also tunes GEMMs
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     cudnn_benchmark: bool = False  # GPU: cuDNN autotunes each convolution once (fixed shapes); not bitwise reproducible
 
 

@@ -128,9 +128,10 @@ def _report(metrics: dict[str, float], save: Callable[[Path], None] | None, step
 
 
 def _build_networks(recipe: Recipe, cfg: ModelConfig, tc: TrainConfig, steps: int) -> Networks:
-    G = apply_performance_options(recipe.build_generator(), channels_last=tc.channels_last, compile=tc.compile)
+    G = apply_performance_options(recipe.build_generator(), channels_last=tc.channels_last, compile=tc.compile,
+                                  compile_mode=tc.compile_mode)
     D = apply_performance_options(recipe.build_discriminator(), channels_last=tc.channels_last,
-                                  compile=tc.compile and discriminator_compilable(recipe))
+                                  compile=tc.compile and discriminator_compilable(recipe), compile_mode=tc.compile_mode)
     G, D = ray.train.torch.prepare_model(G), ray.train.torch.prepare_model(D)
     opt_g, opt_d = build_optimizers(G, D, cfg)
     return Networks(G, D, opt_g, opt_d, make_scheduler(opt_g, cfg, steps), make_scheduler(opt_d, cfg, steps))
