@@ -61,7 +61,12 @@ def train_step(recipe: Recipe, G, D, opt_g, opt_d, batch: Batch, g_step: bool, a
     all-reduce) and :func:`frozen`: the backward pass computes the gradient with respect to D's input only,
     not D's weight gradients, which the G update would throw away (the thesis's code does the same).
     ``amp`` = bf16 autocast (no loss scaling needed, unlike fp16).
+
+    Each call starts a new iteration for CUDA graphs (``train.compile_mode: reduce-overhead``): the graphs'
+    output buffers of the previous iteration may then be reused, those of this one (G's output, D's calls
+    on real and fake) are kept until it ends. Without graphs the marker does nothing.
     """
+    torch.compiler.cudagraph_mark_step_begin()
     device_type = batch["L"].device.type
     autocast = lambda: torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=amp)  # noqa: E731
     with autocast(), torch.set_grad_enabled(g_step):
