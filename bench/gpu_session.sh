@@ -88,8 +88,9 @@ section input-loader 60 "$PY" bench/bench_input.py --engine loader --device "$DE
   --repeat $REPEAT --out "$RESULTS/input-loader-cuda.json"
 # 4. the evaluate stage's metrics on the GPU, FID in-process (fid_update) included
 section evaluate 60 "$PY" bench/bench_evaluate.py --device "$DEVICE" --images "$CARRY/photos" $EVAL --out "$RESULTS/evaluate-cuda.json"
-# 5. the CUDA-only tests (device decode of the input; colorize's device path; the tiny recipe on CUDA)
-section pytest-cuda 60 "$PY" -m pytest -q -p no:cacheprovider tests/test_input_decode.py tests/test_colorize_gpu_path.py -k cuda
+# 5. the tests of the device paths on a real GPU (input decode; colorize: nvJPEG, truncated JPEGs, the tiny recipe on CUDA)
+section pytest-cuda 90 "$PY" -m pytest -q -s -p no:cacheprovider -m "not slow" --continue-on-collection-errors \
+  tests/test_input_decode.py tests/test_colorize_gpu_path.py tests/test_colorize.py
 # 6. every paper model at batch 32, CUDA graphs on top of the fast settings; then pix2pix at 8 the same way
 section train-graphs-b32 200 $T --models $ALL --batch-size $B32 $AMP --channels-last --cudnn-benchmark --compile --compile-mode reduce-overhead \
   --out "$RESULTS/train-cuda-bf16-cl-graphs-cudnnb-b32.json"

@@ -192,6 +192,44 @@ def test_nvjpeg_failure_falls_back_to_pillow(tmp_path: Path, monkeypatch: pytest
     assert any("decoding with Pillow" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
 
 
+def test_truncated_jpeg_fails_on_the_device_path_as_on_the_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoder that tolerates truncation (the stand-in: Pillow with LOAD_TRUNCATED_IMAGES, which fills the
+    missing rows; whether nvJPEG does so is not known here) never sees an incomplete stream: Pillow decides,
+    and refuses it as on the CPU path."""
+    whole = _jpeg(tmp_path / "whole.jpg", photo(64, 48), orientation=6)  # EXIF: markers before the scan
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    assert cio.jpeg_complete(data) and not cio.jpeg_complete(cut.read_bytes())
+
+    def tolerant(data: torch.Tensor, mode: object, device: torch.device) -> torch.Tensor:
+        import io
+
+        from PIL import ImageFile
+
+        with monkeypatch.context() as m:
+            m.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+            with Image.open(io.BytesIO(data.numpy().tobytes())) as img:
+                return torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1).contiguous()
+
+    assert tolerant(torch.frombuffer(bytearray(cut.read_bytes()), dtype=torch.uint8), None, torch.device("cpu")).shape == (3, 64, 48)
+    monkeypatch.setattr(cio, "_nvjpeg_decode", tolerant)
+    with pytest.raises(cio.InputError, match="truncated"):
+        cio.read_image(cut, 10**9)
+    with pytest.raises(cio.InputError, match="truncated"):
+        cio.read_image(cut, 10**9, device=torch.device("cuda"))
+    assert cio.read_image(whole, 10**9, device=torch.device("cuda")).decoder == "nvjpeg"
+
+
+def test_progressive_jpeg_is_complete(tmp_path: Path) -> None:
+    """A progressive JPEG has many scans; the end marker follows the last one."""
+    path = tmp_path / "p.jpg"
+    Image.fromarray(photo(64, 48)).save(path, "JPEG", progressive=True, quality=90)
+    data = path.read_bytes()
+    assert data.count(b"\xff\xda") > 1 and cio.jpeg_complete(data)
+    assert not cio.jpeg_complete(data[:-2]) and not cio.jpeg_complete(b"")
+
+
 def test_to_device_uploads_host_pixels_once() -> None:
     img = cio.DecodedImage(pixels=photo(4, 6), alpha=photo(4, 6)[..., 0], format="PNG", metadata=cio.Metadata())
     on = img.to_device(torch.device("cpu"))
@@ -258,3 +296,19 @@ def test_real_nvjpeg_close_to_pillow(tmp_path: Path, gray: bool) -> None:
     d = np.abs(dev.pixels.numpy().astype(int) - host.pixels)
     print(f"nvJPEG vs Pillow ({'gray' if gray else 'rgb'}): max {d.max()}, mean {d.mean():.3f}")
     assert d.shape == host.pixels.shape and d.mean() < 1.0 and d.max() <= 16
+
+
+@needs_cuda
+def test_real_nvjpeg_on_a_truncated_jpeg(tmp_path: Path) -> None:
+    """What nvJPEG itself does with a truncated file is printed (for the record); colorize's verdict is the
+    CPU path's either way, because the stream is checked before nvJPEG sees it."""
+    whole = _jpeg(tmp_path / "whole.jpg", photo(480, 640), orientation=1)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    try:
+        out = cio._nvjpeg_decode(torch.frombuffer(bytearray(cut.read_bytes()), dtype=torch.uint8), ImageReadMode.RGB, torch.device("cuda"))
+        print(f"nvJPEG decoded the truncated file: {tuple(out.shape)}")
+    except RuntimeError as exc:
+        print(f"nvJPEG refused the truncated file: {exc}")
+    with pytest.raises(cio.InputError, match="truncated"):
+        cio.read_image(cut, 10**9, device=torch.device("cuda"))

@@ -202,13 +202,30 @@ def _nvjpeg_decode(data: torch.Tensor, mode: ImageReadMode, device: torch.device
     return decode_jpeg(data, mode=mode, device=device)
 
 
+def jpeg_complete(data: bytes) -> bool:
+    """Whether the JPEG stream ends: an EOI marker (FF D9) after its last start-of-scan (FF DA).
+
+    Why: Pillow refuses a truncated JPEG ("image file is truncated", a failed file on the CPU path), while a
+    decoder that tolerates it (libjpeg-turbo through torchvision does: it warns and fills the rest gray)
+    would colorize it. Checking the stream before nvJPEG sees it keeps the GPU path's verdict the CPU's,
+    whatever nvJPEG does. Entropy-coded data stuffs every FF with 00, so neither marker occurs inside a
+    scan; an EXIF thumbnail's own markers come before the main image's scans. Any doubt means Pillow.
+    """
+    return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda") >= 0
+
+
 def _pixels_from_nvjpeg(path: Path, mode: ImageReadMode, device: torch.device, size: tuple[int, int], orientation: int) -> DevicePixels | None:
-    """The JPEG's pixels decoded on ``device`` and oriented there, or None (logged at debug level) when
-    nvJPEG fails or disagrees with Pillow's header about the size, so the caller decodes with Pillow."""
+    """The JPEG's pixels decoded on ``device`` and oriented there, or None (logged at debug level) when the
+    stream is incomplete (:func:`jpeg_complete`), nvJPEG fails or disagrees with Pillow's header about the
+    size, so the caller decodes with Pillow."""
     from torchvision.io import read_file
 
+    data = read_file(str(path))
+    if not jpeg_complete(data.numpy().tobytes()):
+        log.debug("%s: the JPEG stream has no end marker after its last scan; decoding with Pillow", path)
+        return None
     try:
-        chw = _nvjpeg_decode(read_file(str(path)), mode, device)
+        chw = _nvjpeg_decode(data, mode, device)
     except Exception as exc:  # noqa: BLE001 - any nvJPEG failure means: decode on the host instead
         log.debug("%s: nvJPEG cannot decode it (%s: %s); decoding with Pillow", path, type(exc).__name__, exc)
         return None
