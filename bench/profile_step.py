@@ -48,13 +48,14 @@ CPU vs CUDA differences that matter here, and how they are handled:
   what-if of making q/k/v contiguous.
 - Normalisation is ``native_batch_norm`` on CPU, cuDNN/native batch norm on CUDA: one op either way.
 - fp32 by default (the "H200 fp32 plain" row of reports/benchmarks.md; cuDNN runs fp32 convolutions in TF32,
-  so t_flops uses the TF32 peak). ``--amp`` profiles bf16 autocast on the CPU; CPU autocast's op lists are not
+  so t_flops uses the TF32 peak; matmuls, unlike convolutions, stay full fp32 unless
+  ``torch.backends.cuda.matmul.allow_tf32`` is set, which this bound ignores). ``--amp`` profiles bf16 autocast on the CPU; CPU autocast's op lists are not
   CUDA's, so treat its byte counts as indicative only. ``--channels-last`` applies bench_train's NHWC option
   (layout conversions such as ``instance_norm``'s ``input.contiguous()`` are the same ATen code on any device).
 
     python bench/profile_step.py --models pix2pix,palgan --batch-size 8 --threads 2
     python bench/profile_step.py --models palgan --batch-size 32 --append
-    python bench/profile_step.py --models pix2pix --batch-size 1 --resolution 64 --out /tmp/p.json
+    python bench/profile_step.py --models palgan --batch-size 1 --resolution 64 --out /tmp/p.json   # smoke test
 """
 
 from __future__ import annotations

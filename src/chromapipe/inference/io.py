@@ -206,9 +206,9 @@ def jpeg_complete(data: bytes) -> bool:
     """Whether the JPEG stream ends: an EOI marker (FF D9) after its last start-of-scan (FF DA).
 
     Why: Pillow refuses a truncated JPEG ("image file is truncated", a failed file on the CPU path), while a
-    decoder that tolerates it (libjpeg-turbo through torchvision does: it warns and fills the rest gray)
-    would colorize it. Checking the stream before nvJPEG sees it keeps the GPU path's verdict the CPU's,
-    whatever nvJPEG does. Entropy-coded data stuffs every FF with 00, so neither marker occurs inside a
+    decoder that tolerates it (as Pillow does with ``LOAD_TRUNCATED_IMAGES``, filling the missing rows)
+    would colorize it. torchvision's CPU decoder refuses it too; what nvJPEG does is not established.
+    Checking the stream before nvJPEG sees it keeps the GPU path's verdict the CPU's, whatever nvJPEG does. Entropy-coded data stuffs every FF with 00, so neither marker occurs inside a
     scan; an EXIF thumbnail's own markers come before the main image's scans. Any doubt means Pillow.
     """
     return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda") >= 0
