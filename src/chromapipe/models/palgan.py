@@ -148,7 +148,14 @@ class PaletteGenerator(nn.Module):
 
 # -- palette assignment generator G ------------------------------------------------------------------------------
 class PalNorm(nn.Module):
-    """Instance norm without affine, then per-channel scale/shift predicted from the palette feature."""
+    """Instance norm without affine, then per-channel scale/shift predicted from the palette feature.
+
+    Computed as one ``batch_norm`` of a single sample with B·C channels, each with its own scale
+    ``1 + γ`` and shift ``β`` (that is how ``at::instance_norm`` itself runs): the same function as
+    ``norm(x) * (1 + γ) + β`` (equal to 1e-6 in float32, ``tests/test_models_palgan.py``) in one kernel
+    forward instead of three, and without two full-size products in backward. The 17 PalNorms moved a third
+    of PalGAN's bytes per training step as three kernels (``bench/profile_step.py``).
+    """
 
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
@@ -156,8 +163,10 @@ class PalNorm(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(pal.NUM_BINS, hidden), nn.ReLU(), nn.Linear(hidden, 2 * channels))
 
     def forward(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.mlp(p).to(x.dtype)[:, :, None, None].chunk(2, dim=1)
-        return self.norm(x) * (1 + gamma) + beta
+        gamma, beta = self.mlp(p).to(x.dtype).chunk(2, dim=1)  # (B, C) each
+        B, C, H, W = x.shape
+        y = F.batch_norm(x.reshape(1, B * C, H, W), None, None, (1 + gamma).reshape(-1), beta.reshape(-1), training=True, eps=self.norm.eps)
+        return y.view(B, C, H, W)
 
 
 class ResBlock(nn.Module):
@@ -197,9 +206,11 @@ class ChromaticAttention(nn.Module):
 
     def global_interaction(self, x: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        q = self.query(resize(S, (H, W))).flatten(2).transpose(1, 2)  # (B, HW, d)
-        k = self.key(S).flatten(2).transpose(1, 2)  # (B, hw, d)
-        v = self.value(F.adaptive_avg_pool2d(x, S.shape[-2:])).flatten(2).transpose(1, 2)  # (B, hw, C)
+        # contiguous (B, tokens, dim): the fused attention kernels need a unit stride in the last dimension,
+        # and the transposed views would send every call to the math path (the full HW x hw matrix in memory)
+        q = self.query(resize(S, (H, W))).flatten(2).transpose(1, 2).contiguous()  # (B, HW, d)
+        k = self.key(S).flatten(2).transpose(1, 2).contiguous()  # (B, hw, d)
+        v = self.value(F.adaptive_avg_pool2d(x, S.shape[-2:])).flatten(2).transpose(1, 2).contiguous()  # (B, hw, C)
         out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]  # (B, HW, C)
         return out.transpose(1, 2).reshape(B, C, H, W)
 
