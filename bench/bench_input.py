@@ -57,12 +57,11 @@ from chromapipe.data.prepare import prepare
 from chromapipe.data.shards import LabShardDataset
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.batches import build_loader, configure_device, infinite, next_batch
-from chromapipe.training.performance import apply_performance_options
-from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
+from chromapipe.training.step import NonFiniteGuard, logs_to_floats, train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_prepare import cpu_seconds, repeated_tree  # noqa: E402
-from bench_train import bench_model, device_name  # noqa: E402  (sibling scripts, not a package)
+from bench_train import bench_model, device_name, training_pair  # noqa: E402  (sibling scripts, not a package)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -121,11 +120,7 @@ def loop_end_to_end(params: Params, args: argparse.Namespace) -> dict:
     configure_device(device, tc)
     torch.manual_seed(params.seed)
     dataset, sampler, loader = build_loader(params.dataset_dir("bench"), cfg, tc, params.seed, 0, 1, device)
-    recipe = build_recipe(cfg)
-    recipe.setup(device)
-    G = apply_performance_options(recipe.build_generator().to(device), channels_last=tc.channels_last, compile=False)
-    D = apply_performance_options(recipe.build_discriminator().to(device), channels_last=tc.channels_last, compile=False)
-    opt_g, opt_d = build_optimizers(G, D, cfg)
+    recipe, G, D, (opt_g, opt_d) = training_pair(cfg, device, tc.channels_last)
     guard, batches = NonFiniteGuard(), infinite(loader, sampler, start_epoch=0)
     windows: list[float] = []
     window_start, window_images = time.perf_counter(), 0

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from chromapipe.config import ModelConfig, load_params
 from chromapipe.models.base import Recipe, count_parameters
@@ -89,15 +90,21 @@ def flops_per_image(recipe: Recipe, G, D, opts, batch: dict[str, torch.Tensor], 
     return round((with_g + (n_critic - 1) * critic_only) / n_critic / batch["L"].shape[0])
 
 
-def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: int, warmup: int, amp: bool, channels_last: bool, compile: bool,
-                compile_mode: str = "default") -> dict:
+def training_pair(cfg: ModelConfig, device: torch.device, channels_last: bool) -> tuple[Recipe, nn.Module, nn.Module, tuple]:
+    """The recipe, G and D on ``device`` and their optimisers, as the training loop builds them (uncompiled).
+
+    The layout comes before the optimisers (as in the loop): Adam's moments take their parameter's layout
+    when first used, and the fused kernel needs parameters, gradients and moments in one layout."""
     recipe = build_recipe(cfg)
     recipe.setup(device)
-    # the layout before the optimisers (as the training loop does): Adam's moments take their parameter's
-    # layout when first used, and the fused kernel needs parameters, gradients and moments in one layout
     G = apply_performance_options(recipe.build_generator().to(device), channels_last=channels_last, compile=False)
     D = apply_performance_options(recipe.build_discriminator().to(device), channels_last=channels_last, compile=False)
-    opts = build_optimizers(G, D, cfg)
+    return recipe, G, D, build_optimizers(G, D, cfg)
+
+
+def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: int, warmup: int, amp: bool, channels_last: bool, compile: bool,
+                compile_mode: str = "default") -> dict:
+    recipe, G, D, opts = training_pair(cfg, device, channels_last)
     gen = torch.Generator().manual_seed(0)
     batch = lambda: random_batch(recipe, batch_size, cfg.resolution, device, gen, channels_last)  # noqa: E731
     flops = flops_per_image(recipe, G, D, opts, batch(), cfg.n_critic, amp)  # before compiling: eager ops only

@@ -1,7 +1,7 @@
 """Where a training step goes, in device-independent counts: operators, FLOPs, bytes, and an H200 roofline.
 
 For each model (from --params; default params-paper.yaml) it builds the step exactly as bench_train.py does
-(``bench_train.random_batch``, ``build_optimizers``, ``train_step``), runs one full step as warm-up (all
+(``bench_train.training_pair`` and ``random_batch``, ``train_step``), runs one full step as warm-up (all
 n_critic critic iterations + the generator iteration; Adam's state is created here), then counts ONE more
 full step, on the CPU, and reports:
 
@@ -80,12 +80,10 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from chromapipe.config import load_params
-from chromapipe.models.registry import build_recipe
-from chromapipe.training.performance import apply_performance_options
-from chromapipe.training.step import build_optimizers, train_step
+from chromapipe.training.step import train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import PEAK_TFLOPS, device_name, random_batch  # noqa: E402  (a sibling script, not a package)
+from bench_train import PEAK_TFLOPS, device_name, random_batch, training_pair  # noqa: E402  (a sibling script, not a package)
 
 # -- H200 constants for the roofline ---------------------------------------------------------------------------
 #: dense tensor-core peaks of the H200 SXM (bf16, TF32), TFLOP/s: bench_train.PEAK_TFLOPS (NVIDIA datasheet)
@@ -374,11 +372,7 @@ def torch_profile(fn) -> dict:  # noqa: ANN001
 
 def profile_model(cfg, batch_size: int, amp: bool, channels_last: bool, fused: bool, module_depth: int, with_profiler: bool) -> dict:  # noqa: ANN001
     device = torch.device("cpu")
-    recipe = build_recipe(cfg)
-    recipe.setup(device)
-    G = apply_performance_options(recipe.build_generator().to(device), channels_last=channels_last, compile=False)
-    D = apply_performance_options(recipe.build_discriminator().to(device), channels_last=channels_last, compile=False)
-    opts = build_optimizers(G, D, cfg)
+    recipe, G, D, opts = training_pair(cfg, device, channels_last)
     gen = torch.Generator().manual_seed(0)
     raw = {
         "L": torch.rand(batch_size, 1, cfg.resolution, cfg.resolution, generator=gen) * 100,
