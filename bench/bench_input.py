@@ -40,19 +40,20 @@ import gc
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import torch
 import yaml
 from torch.utils.data import default_collate
 
-from chromapipe.config import ModelConfig, Params, TrainConfig, load_params
+from chromapipe.config import InputDecode, ModelConfig, Params, TrainConfig, load_params
+from chromapipe.data.encoding import Encoding
 from chromapipe.data.prepare import prepare
 from chromapipe.data.shards import LabShardDataset
 from chromapipe.models.registry import build_recipe
@@ -147,9 +148,10 @@ def loader_only(params: Params, args: argparse.Namespace) -> dict:
     loader workers (counted once they are reaped: the loader is dropped and collected before the reading)."""
     cfg, tc, device = params.model(args.model), params.train, torch.device(args.device)
     torch.set_num_threads(args.threads)
-    c0, m0 = cpu_seconds(), _own_cpu_seconds()  # before the workers start: their start-up is the loader's cost too
+    # the main process alone is the serial part of the input, which more loader workers cannot spread
+    c0, m0 = cpu_seconds(), cpu_seconds(children=False)  # before the workers start: their start-up is the loader's cost too
     wall, crossing, dtype, worker_ms = _drain_input(params, args)
-    main = _own_cpu_seconds() - m0
+    main = cpu_seconds(children=False) - m0
     gc.collect()  # the persistent workers stop with their DataLoader
     cpu = cpu_seconds() - c0
     images = args.steps * cfg.batch_size
@@ -159,13 +161,6 @@ def loader_only(params: Params, args: argparse.Namespace) -> dict:
             "main_process_cpu_ms_per_image": round(1000 * main / ((args.steps + 2) * cfg.batch_size), 3),
             "loader_worker_ms_per_image": worker_ms,
             "batch_dtype": dtype, "device": device.type, "wall_s": round(wall, 2)}
-
-
-def _own_cpu_seconds() -> float:
-    """CPU time of this process alone (all its threads: the training thread, a pin-memory thread): the
-    serial part of the input that more loader workers cannot spread."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    return own.ru_utime + own.ru_stime
 
 
 def worker_cost(dataset: LabShardDataset, batch_size: int, batches: int = 8) -> float:
@@ -235,13 +230,13 @@ def main() -> None:
     ap.add_argument("--label", default="cpu")
     ap.add_argument("--engine", choices=("ray", "loop", "loader"), default="ray",
                     help="end to end through Ray Train + MLflow, the same loop without them, or the input path alone")
-    ap.add_argument("--input-decode", nargs="+", choices=("auto", "loader", "device"), default=["auto"], help="train.input_decode values to run")
+    ap.add_argument("--input-decode", nargs="+", choices=get_args(InputDecode), default=["auto"], help="train.input_decode values to run")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (train.amp)")
     ap.add_argument("--channels-last", action="store_true", help="train.channels_last")
     ap.add_argument("--cudnn-benchmark", action="store_true", help="train.cudnn_benchmark")
     ap.add_argument("--out", type=Path, help="output JSON (default bench/results/input-<label>.json)")
-    ap.add_argument("--encoding", choices=("float16", "lab8", "rgb8"), default="float16", help="shard encoding of the prepared data")
+    ap.add_argument("--encoding", choices=get_args(Encoding), default="float16", help="shard encoding of the prepared data")
     args = ap.parse_args()
     os.environ.pop("RAY_ADDRESS", None)  # a local Ray instance of its own, like the stage without a cluster
     result: dict = {"benchmark": "training input, end to end vs step-only (bench/bench_input.py)", "argv": sys.argv[1:],

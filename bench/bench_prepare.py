@@ -53,11 +53,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 IMAGENET_TRAIN = 1_281_167  # ILSVRC-2012 training images
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its reaped children (pool workers), user + system."""
+def cpu_seconds(children: bool = True) -> float:
+    """CPU time of this process (all its threads) and, with ``children``, of its reaped children (pool or
+    loader workers), user + system."""
     own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN) if children else None
+    return own.ru_utime + own.ru_stime + (kids.ru_utime + kids.ru_stime if kids else 0.0)
 
 
 def _machine() -> dict[str, Any]:

@@ -27,11 +27,12 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 import torch
 from torch import nn
 
-from chromapipe.config import ModelConfig, load_params
+from chromapipe.config import CompileMode, ModelConfig, load_params
 from chromapipe.models.base import Recipe, count_parameters
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, count_flops, discriminator_compilable
@@ -163,7 +164,7 @@ def main() -> None:
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
     ap.add_argument("--channels-last", action="store_true", help="NHWC weights and batches")
     ap.add_argument("--compile", action="store_true", help="torch.compile G (and D unless its loss has a gradient penalty)")
-    ap.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+    ap.add_argument("--compile-mode", default="default", choices=get_args(CompileMode),
                     help="torch.compile's mode (train.compile_mode): reduce-overhead = CUDA graphs")
     ap.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuning (train.cudnn_benchmark)")
     ap.add_argument("--steps", type=int, default=5)

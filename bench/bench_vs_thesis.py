@@ -11,7 +11,7 @@ Configuration ① (cGAN with real labels smoothed to 0.9 + 100·L1, no class bra
 notebook ``model_training.ipynb`` sets it: ``Generator(in_channels=1, out_channels=2)``,
 ``Discriminator(in_channels=3, network_type='patch_gan')``, batch norm (instance norm only at batch 1),
 ``Adam(lr=2e-4, betas=(0.5, 0.999))`` for both, N_CRITIC 1, no AMP. Ours: the ``pix2pix`` recipe with the
-same loss weights, ``build_optimizers`` and ``train_step``. Their iteration differs from ours in two ways
+same loss weights, the optimisers (``bench_train.training_pair``) and ``train_step``. Their iteration differs from ours in two ways
 that cost time: it runs the generator forward twice (once with autograd for the D step, again for the G
 step; ours once) and copies five losses to the host every iteration (``.detach().cpu()``; ours none).
 
@@ -53,12 +53,11 @@ from torch import nn
 from chromapipe.config import ModelConfig
 from chromapipe.models.base import count_parameters
 from chromapipe.models.pix2pix import Pix2PixRecipe
-from chromapipe.models.registry import build_recipe
 from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, count_flops
-from chromapipe.training.step import build_optimizers, train_step
+from chromapipe.training.step import train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import device_name  # noqa: E402
+from bench_train import device_name, training_pair  # noqa: E402
 
 THESIS_URL = "https://github.com/lorenzo-saccaro/image-colorization-classification"
 LR, BETAS, L1_WEIGHT, REAL_LABEL = 2e-4, (0.5, 0.999), 100.0, 0.9  # their notebook's configuration ①
@@ -154,11 +153,10 @@ def parse_variant(name: str) -> dict[str, bool]:
 def ours_step(cfg: ModelConfig, batch: dict[str, torch.Tensor], device: torch.device, variant: str) -> Callable[[], object]:
     """A network pair of ours with ``variant``'s options and a closure running one training iteration."""
     opts = parse_variant(variant)
-    recipe = build_recipe(cfg)
-    speed = {"channels_last": opts["channels_last"], "compile": opts["compile"], "compile_mode": "reduce-overhead" if opts["graphs"] else "default"}
-    G = apply_performance_options(recipe.build_generator().to(device), **speed)
-    D = apply_performance_options(recipe.build_discriminator().to(device), **speed)
-    opt_g, opt_d = build_optimizers(G, D, cfg)
+    recipe, G, D, (opt_g, opt_d) = training_pair(cfg, device, opts["channels_last"])
+    mode = "reduce-overhead" if opts["graphs"] else "default"
+    for net in (G, D):  # in place: the optimisers keep their parameters
+        apply_performance_options(net, channels_last=False, compile=opts["compile"], compile_mode=mode)
     b = batch_to_channels_last(batch) if opts["channels_last"] else batch
     return lambda: train_step(recipe, G, D, opt_g, opt_d, b, True, opts["amp"])
 
@@ -244,9 +242,7 @@ def main() -> None:
     torch.manual_seed(0)
     theirs = Thesis(args.thesis_repo, device, bs)
     cfg = ours_config(res, bs)
-    recipe = build_recipe(cfg)
-    G, D = recipe.build_generator().to(device), recipe.build_discriminator().to(device)
-    opt_g, opt_d = build_optimizers(G, D, cfg)
+    recipe, G, D, (opt_g, opt_d) = training_pair(cfg, device, channels_last=False)
 
     gen = torch.Generator().manual_seed(1)
     batch = {

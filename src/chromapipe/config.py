@@ -23,6 +23,11 @@ import yaml
 
 from chromapipe.schema import ConfigError, build_dataclass  # noqa: F401 - re-exported for callers
 
+#: torch.compile's modes (``train.compile_mode``) and where a training image is decoded (``train.input_decode``):
+#: named, so that the benchmarks offer exactly the choices params accept
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+InputDecode = Literal["auto", "loader", "device"]
+
 #: The gray-input (ab = 0) baseline's name: scored like a model, so params (``evaluate.lab_packed``) and the
 #: evaluate/report code must spell it alike. Defined here, the leaf, because ``config`` may not import
 #: ``chromapipe.metrics`` (imports run one way); ``chromapipe.metrics.record.GRAY`` re-exports it.
@@ -88,14 +93,14 @@ class TrainConfig:
     #: where a training image is decoded from its shard encoding to float L*a*b* (and resized, flipped):
     #: "loader" (the DataLoader's workers), "device" (the whole batch on the training device, after a copy of
     #: the stored bytes: 2-4x fewer bytes through the loader), "auto" (device on a GPU, loader on a CPU)
-    input_decode: Literal["auto", "loader", "device"] = "auto"
+    input_decode: InputDecode = "auto"
     torch_threads: int = 0  # 0: leave torch's default
     out: str = "models"
     channels_last: bool = False  # NHWC weights and batches (training.performance): same maths, faster convs on GPU
     compile: bool = False  # torch.compile G (and D unless its loss has a gradient penalty); slow first steps
     #: torch.compile's mode with ``compile``: "reduce-overhead" replays each network's kernels as CUDA graphs
     #: (one launch instead of hundreds: for launch-bound small batches), "max-autotune" also tunes GEMMs
-    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    compile_mode: CompileMode = "default"
     cudnn_benchmark: bool = False  # GPU: cuDNN autotunes each convolution once (fixed shapes); not bitwise reproducible
 
 

@@ -202,7 +202,7 @@ def _nvjpeg_decode(data: torch.Tensor, mode: ImageReadMode, device: torch.device
     return decode_jpeg(data, mode=mode, device=device)
 
 
-def jpeg_complete(data: bytes) -> bool:
+def jpeg_complete(data: bytes | bytearray) -> bool:
     """Whether the JPEG stream ends: an EOI marker (FF D9) after its last start-of-scan (FF DA).
 
     Why: Pillow refuses a truncated JPEG ("image file is truncated", a failed file on the CPU path), while a
@@ -218,14 +218,14 @@ def _pixels_from_nvjpeg(path: Path, mode: ImageReadMode, device: torch.device, s
     """The JPEG's pixels decoded on ``device`` and oriented there, or None (logged at debug level) when the
     stream is incomplete (:func:`jpeg_complete`), nvJPEG fails or disagrees with Pillow's header about the
     size, so the caller decodes with Pillow."""
-    from torchvision.io import read_file
-
-    data = read_file(str(path))
-    if not jpeg_complete(data.numpy().tobytes()):
+    data = bytearray(path.stat().st_size)  # read once into a buffer both the check and the decoder use, no copy
+    with open(path, "rb") as fh:
+        fh.readinto(data)
+    if not jpeg_complete(data):
         log.debug("%s: the JPEG stream has no end marker after its last scan; decoding with Pillow", path)
         return None
     try:
-        chw = _nvjpeg_decode(data, mode, device)
+        chw = _nvjpeg_decode(torch.frombuffer(data, dtype=torch.uint8), mode, device)
     except Exception as exc:  # noqa: BLE001 - any nvJPEG failure means: decode on the host instead
         log.debug("%s: nvJPEG cannot decode it (%s: %s); decoding with Pillow", path, type(exc).__name__, exc)
         return None
