@@ -35,7 +35,7 @@ from torch import nn
 from chromapipe.config import CompileMode, ModelConfig, load_params
 from chromapipe.models.base import Recipe, count_parameters
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, count_flops, discriminator_compilable
+from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, compile_stats, count_flops, discriminator_compilable
 from chromapipe.training.step import build_optimizers, train_step
 
 #: dense (no sparsity) peak TFLOP/s by device-name fragment: (bf16 tensor core, TF32 tensor core).
@@ -110,6 +110,7 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
     batch = lambda: random_batch(recipe, batch_size, cfg.resolution, device, gen, channels_last)  # noqa: E731
     flops = flops_per_image(recipe, G, D, opts, batch(), cfg.n_critic, amp)  # before compiling: eager ops only
     compile_d = compile and discriminator_compilable(recipe)
+    compiled_before = compile_stats()
     G = apply_performance_options(G, channels_last=False, compile=compile, compile_mode=compile_mode)
     D = apply_performance_options(D, channels_last=False, compile=compile_d, compile_mode=compile_mode)
     if compile:  # every kind of iteration (critic-only, generator) must be compiled before timing
@@ -125,6 +126,7 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
     for i in range(warmup):
         train_step(recipe, G, D, *opts, batches[i % BATCHES_IN_TURN], (i + 1) % cfg.n_critic == 0, amp)
     sync()
+    compiled = {k: v - compiled_before[k] for k, v in compile_stats().items()}  # this model's graphs (all compiled by now)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -140,7 +142,7 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
         "n_critic": cfg.n_critic,
         "steps": steps,
         "warmup": warmup,
-        "compiled": {"G": compile, "D": compile_d, "mode": compile_mode if compile else None},
+        "compiled": {"G": compile, "D": compile_d, "mode": compile_mode if compile else None} | (compiled if compile else {}),
         "seconds_per_step": round(seconds / steps, 4),
         "cpu_seconds_per_step": round(cpu_seconds / steps, 4),  # this process, all threads: what other load does not inflate as much
         "images_per_s": round(images_per_s, 3),

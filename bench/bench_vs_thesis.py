@@ -53,7 +53,7 @@ from torch import nn
 from chromapipe.config import ModelConfig
 from chromapipe.models.base import count_parameters
 from chromapipe.models.pix2pix import Pix2PixRecipe
-from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, count_flops
+from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, compile_stats, count_flops
 from chromapipe.training.step import train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -280,6 +280,7 @@ def main() -> None:
             "chromapipe": {"generator": count_parameters(G), "discriminator": count_parameters(D)},
         },
         "same_function_check": equivalence,
+        "torch_compile": compile_stats(),  # the whole process: graph breaks and CUDA graphs not recorded, if any
         "thesis": summary(times["thesis"], bs, flops["thesis"]),
         "chromapipe": summary(times["chromapipe"], bs, flops["chromapipe"]),
         "load_average_before": load_before,

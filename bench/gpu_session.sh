@@ -71,6 +71,9 @@ else
   IN_BATCHES=40; GRAPHS="graphs cl-graphs"
 fi
 T="$PY bench/bench_train.py --params $P --device $DEVICE --steps $S --warmup $W"
+# the CUDA-graph sections log why a graph broke or was not recorded (the JSON has the counts: "compiled",
+# "torch_compile"), so a skip is explained by this session rather than by the next one
+WHY="env TORCH_LOGS=graph_breaks,cudagraphs"
 
 # What the last session (H200, reports/benchmarks.md) left unmeasured comes first, in the order of the goals
 # still open; sections the deadline skips can be run in a second call with ONLY.
@@ -80,7 +83,7 @@ section input 150 "$PY" bench/bench_input.py --engine loop --device "$DEVICE" $A
   --batch-size $B32 --steps $STEPS_IN --log-every $LOGEV --loader-workers $LW --input-decode loader device --threads "$(nproc)" \
   --encoding rgb8 --root "$CARRY/photos" --repeat $REPEAT --out "$RESULTS/input-cuda.json"
 # 2. ours vs the thesis's code, pix2pix ①, the paper's batch (8): plain, and compiled as CUDA graphs
-section vs-thesis-graphs 150 "$PY" bench/bench_vs_thesis.py --thesis-repo "$CARRY/thesis-repo" --device "$DEVICE" --batch-size $B8 \
+section vs-thesis-graphs 150 $WHY "$PY" bench/bench_vs_thesis.py --thesis-repo "$CARRY/thesis-repo" --device "$DEVICE" --batch-size $B8 \
   --steps $VS_STEPS --warmup $W --cudnn-benchmark --variants plain $GRAPHS --out "$RESULTS/vs-thesis-graphs-cuda.json"
 # 3. the input path alone: the rate it can deliver and its CPU cost per image, decoded in the loader vs on the GPU
 section input-loader 60 "$PY" bench/bench_input.py --engine loader --device "$DEVICE" --batch-size $B32 --steps $IN_BATCHES \
@@ -92,9 +95,9 @@ section evaluate 60 "$PY" bench/bench_evaluate.py --device "$DEVICE" --images "$
 section pytest-cuda 90 "$PY" -m pytest -q -s -p no:cacheprovider -m "not slow" --continue-on-collection-errors \
   tests/test_input_decode.py tests/test_colorize_gpu_path.py tests/test_colorize.py
 # 6. every paper model at batch 32, CUDA graphs on top of the fast settings; then pix2pix at 8 the same way
-section train-graphs-b32 200 $T --models $ALL --batch-size $B32 $AMP --channels-last --cudnn-benchmark --compile --compile-mode reduce-overhead \
+section train-graphs-b32 200 $WHY $T --models $ALL --batch-size $B32 $AMP --channels-last --cudnn-benchmark --compile --compile-mode reduce-overhead \
   --out "$RESULTS/train-cuda-bf16-cl-graphs-cudnnb-b32.json"
-section p2p-graphs-b8 100 $T --models pix2pix --batch-size $B8 --cudnn-benchmark --compile --compile-mode reduce-overhead \
+section p2p-graphs-b8 100 $WHY $T --models pix2pix --batch-size $B8 --cudnn-benchmark --compile --compile-mode reduce-overhead \
   --out "$RESULTS/train-cuda-graphs-cudnnb-b8.json"
 # 7. repeats of the last session's sections (the reference figures on this machine)
 section train-fast-b32 150 $T --models $ALL --batch-size $B32 $AMP --channels-last --cudnn-benchmark --out "$RESULTS/train-cuda-bf16-cl-cudnnb-b32.json"

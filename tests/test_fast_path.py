@@ -15,16 +15,19 @@ Tolerances, and why they are what they are (measured on the 2-core CPU, torch 2.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
-from chromapipe.config import ModelConfig
+from chromapipe.config import ModelConfig, load_params
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, discriminator_compilable
+from chromapipe.training.performance import (apply_performance_options, batch_to_channels_last, compile_problems, compile_stats,
+                                               discriminator_compilable)
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 
 TINY = "tests.tiny_recipe:TinyRecipe"
@@ -200,6 +203,62 @@ def test_discriminator_compilable_only_without_gradient_penalty() -> None:
     assert not discriminator_compilable(recipe("chromagan"))
     assert discriminator_compilable(recipe("palgan"))
     assert discriminator_compilable(recipe(TINY))
+
+
+PAPER = load_params(Path(__file__).resolve().parents[1] / "params-paper.yaml")
+
+
+@pytest.mark.parametrize("name", ["pix2pix_class", "chromagan", "palgan"])
+def test_paper_networks_compile_whole_without_graph_breaks(name: str) -> None:
+    """Each paper network is one graph per mode for Dynamo: with ``reduce-overhead`` each becomes one CUDA graph.
+
+    Traced with the ``eager`` backend (Dynamo's tracing decides where graphs break, not the backend; inductor's
+    kernel generation would add minutes on 2 cores): a training iteration, then the generator in eval mode
+    without autograd, as validation calls it. A ``.item()``, a print or a data-dependent branch in a forward
+    would break the graph and fail here. One architecture per recipe: pix2pix ② (U-Net with dropout, the
+    classification head, the PatchGAN), ChromaGAN (VGG16 backbone; its critic is not compiled: gradient
+    penalty), PalGAN (PalNorm, chromatic attention, spectral norm's power iterations).
+    """
+    cfg = PAPER.model(name)
+    cfg = dataclasses.replace(cfg, resolution=64) if cfg.arch == "palgan" else cfg
+    recipe = build_recipe(cfg)
+    torch.manual_seed(0)
+    G, D = recipe.build_generator(), recipe.build_discriminator()
+    opt_g, opt_d = build_optimizers(G, D, cfg)
+    torch._dynamo.reset()
+    before = compile_stats()
+    G.compile(backend="eager")
+    if discriminator_compilable(recipe):
+        D.compile(backend="eager")
+    batch = recipe.prepare_batch(_batches(1, cfg.resolution)[0])
+    train_step(recipe, G, D, opt_g, opt_d, batch, g_step=True, amp=False)
+    G.eval()
+    with torch.no_grad():
+        G(**recipe.generator_inputs(batch))
+    after = compile_stats()
+    assert after["graph_breaks"] == before["graph_breaks"], compile_problems(before, after, "cpu", "default")
+    # G in training and in eval without autograd; D as trained and frozen for the G update
+    assert after["graphs"] - before["graphs"] == (4 if discriminator_compilable(recipe) else 2)
+
+
+def test_compile_stats_count_a_graph_break_and_the_loop_says_where_to_look() -> None:
+    def broken(x: torch.Tensor) -> torch.Tensor:
+        x = x + 1
+        torch._dynamo.graph_break()
+        return x * 2
+
+    torch._dynamo.reset()
+    before = compile_stats()
+    assert torch.equal(torch.compile(broken, backend="eager")(torch.ones(3)), torch.full((3,), 4.0))
+    after = compile_stats()
+    assert after["graph_breaks"] - before["graph_breaks"] == 1 and after["graphs"] - before["graphs"] == 2
+    (problem,) = compile_problems(before, after, "cpu", "default")
+    assert "1 place(s)" in problem and "TORCH_LOGS=graph_breaks" in problem
+    skipped = after | {"graph_breaks": before["graph_breaks"], "cudagraph_skips": before["cudagraph_skips"] + 2}
+    assert compile_problems(before, skipped, "cpu", "reduce-overhead") == []  # no CUDA graphs on a CPU: not news
+    assert compile_problems(before, skipped, "cuda", "default") == []
+    (problem,) = compile_problems(before, skipped, "cuda", "reduce-overhead")
+    assert "2 compiled graph(s)" in problem and "TORCH_LOGS=cudagraphs" in problem
 
 
 def test_batch_to_channels_last_converts_images_only() -> None:

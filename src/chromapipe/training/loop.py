@@ -42,7 +42,7 @@ from chromapipe.models.base import Recipe, unwrap
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.batches import build_loader, configure_device, infinite, next_batch
 from chromapipe.training.export import generator_logged, log_generator
-from chromapipe.training.performance import apply_performance_options, discriminator_compilable
+from chromapipe.training.performance import apply_performance_options, compile_problems, compile_stats, discriminator_compilable
 from chromapipe.training.schedule import make_scheduler, total_steps
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 from chromapipe.training.tracking import RunLogger, flatten
@@ -233,6 +233,7 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
     guard = NonFiniteGuard(step)
     batches = infinite(loader, sampler, start_epoch=step // len(loader))
     window_start, window_images, logs, values = time.time(), 0, {}, {}
+    compiled = compile_stats() if tc.compile else None
     nets.G.train()
     nets.D.train()
     while step < steps:
@@ -260,6 +261,11 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
                 log.info("%s step %d/%d  g=%.4f d=%.4f  %.2f img/s  eta %.0fs", wc.name, step, steps,
                          values.get("g_total", float("nan")), values["d_total"], rate, eta)
             window_start, window_images = time.time(), 0
+            if compiled is not None:  # graph breaks / skipped CUDA graphs are silent unless TORCH_LOGS asks
+                now = compile_stats()
+                for problem in compile_problems(compiled, now, device.type, tc.compile_mode):
+                    log.warning("%s step %d: %s", wc.name, step, problem)
+                compiled = now
         if chief:
             chief.after_step(nets.G, step, steps)
         if save_now:

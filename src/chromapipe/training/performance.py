@@ -16,6 +16,12 @@ Neither changes what the networks compute; results differ only by floating-point
 twice ("aot_autograd does not currently support double backward"), and the WGAN-GP gradient penalty does
 exactly that through the critic. :func:`discriminator_compilable` says whether a recipe's critic may be
 compiled; the generator always may.
+
+Two ways torch.compile can quietly give less than asked, neither of which raises or prints by default: a
+*graph break* (an operation Dynamo cannot trace splits a network into several graphs, each launched on
+its own) and a *skipped CUDA graph* (reduce-overhead falls back to plain compiled kernels, for a reason
+only ``TORCH_LOGS=cudagraphs`` shows). :func:`compile_stats` reads both from torch's process-wide counters;
+the loop warns when they grow (:func:`compile_problems`) and the benchmarks record them beside each figure.
 """
 
 from __future__ import annotations
@@ -39,6 +45,38 @@ def apply_performance_options(module: nn.Module, *, channels_last: bool, compile
     if compile:
         module.compile(mode=compile_mode)
     return module
+
+
+def compile_stats() -> dict[str, int]:
+    """What torch.compile has done in this process so far (torch's process-wide counters, never reset here).
+
+    ``graphs``: graphs compiled (each network's train, eval and no-grad calls are one graph each, more with
+    graph breaks); ``graph_breaks``: places where Dynamo had to stop tracing; ``cudagraph_skips``: compiled
+    graphs that reduce-overhead did not record as CUDA graphs (on a CPU every graph counts: there are none).
+    """
+    from torch._dynamo.utils import counters
+
+    return {
+        "graphs": int(counters["stats"]["unique_graphs"]),
+        "graph_breaks": int(sum(counters["graph_break"].values())),
+        "cudagraph_skips": int(counters["inductor"]["cudagraph_skips"]),
+    }
+
+
+def compile_problems(before: dict[str, int], after: dict[str, int], device_type: str, compile_mode: str) -> list[str]:
+    """Sentences for what went wrong between two :func:`compile_stats` readings, with the log that says why.
+
+    A skipped CUDA graph is only news with ``reduce-overhead`` on a GPU: elsewhere no graph is ever recorded.
+    """
+    problems = []
+    if (breaks := after["graph_breaks"] - before["graph_breaks"]) > 0:
+        problems.append(f"torch.compile broke the networks into more graphs at {breaks} place(s), each one more launch "
+                        "(TORCH_LOGS=graph_breaks names them)")
+    skips = after["cudagraph_skips"] - before["cudagraph_skips"]
+    if skips > 0 and device_type == "cuda" and compile_mode == "reduce-overhead":
+        problems.append(f"CUDA graphs were not recorded for {skips} compiled graph(s): those run as plain kernels "
+                        "(TORCH_LOGS=cudagraphs gives the reason)")
+    return problems
 
 
 def batch_to_channels_last(batch: Batch) -> Batch:
