@@ -35,7 +35,7 @@ from torch import nn
 from chromapipe.config import CompileMode, ModelConfig, load_params
 from chromapipe.models.base import Recipe, count_parameters
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, compile_stats, count_flops, discriminator_compilable
+from chromapipe.training.performance import apply_performance_options, apply_to_pair, batch_to_channels_last, compile_stats, count_flops, discriminator_compilable
 from chromapipe.training.step import build_optimizers, train_step
 
 #: dense (no sparsity) peak TFLOP/s by device-name fragment: (bf16 tensor core, TF32 tensor core).
@@ -111,8 +111,7 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
     flops = flops_per_image(recipe, G, D, opts, batch(), cfg.n_critic, amp)  # before compiling: eager ops only
     compile_d = compile and discriminator_compilable(recipe)
     compiled_before = compile_stats()
-    G = apply_performance_options(G, channels_last=False, compile=compile, compile_mode=compile_mode)
-    D = apply_performance_options(D, channels_last=False, compile=compile_d, compile_mode=compile_mode)
+    G, D = apply_to_pair(recipe, G, D, channels_last=False, compile=compile, compile_mode=compile_mode)  # fresh caches per model
     if compile:  # every kind of iteration (critic-only, generator) must be compiled before timing
         warmup = max(warmup, cfg.n_critic + 1)
 

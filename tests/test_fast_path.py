@@ -26,8 +26,8 @@ import torch
 
 from chromapipe.config import ModelConfig, load_params
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.performance import (apply_performance_options, batch_to_channels_last, compile_problems, compile_stats,
-                                               discriminator_compilable)
+from chromapipe.training.performance import (apply_performance_options, apply_to_pair, batch_to_channels_last, compile_problems,
+                                               compile_stats, discriminator_compilable)
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 
 TINY = "tests.tiny_recipe:TinyRecipe"
@@ -49,8 +49,7 @@ def _train(cfg: ModelConfig, batches, *, channels_last: bool = False, compile: b
     """Fixed seed, the given batches, one ``train_step`` each (G every step). -> (per-step float logs, final state)."""
     recipe = build_recipe(cfg)
     torch.manual_seed(0)
-    G = apply_performance_options(recipe.build_generator(), channels_last=channels_last, compile=compile)
-    D = apply_performance_options(recipe.build_discriminator(), channels_last=channels_last, compile=compile)
+    G, D = apply_to_pair(recipe, recipe.build_generator(), recipe.build_discriminator(), channels_last=channels_last, compile=compile)
     if sgd_lr is None:
         opt_g, opt_d = build_optimizers(G, D, cfg)
     else:
@@ -239,6 +238,37 @@ def test_paper_networks_compile_whole_without_graph_breaks(name: str) -> None:
     assert after["graph_breaks"] == before["graph_breaks"], compile_problems(before, after, "cpu", "default")
     # G in training and in eval without autograd; D as trained and frozen for the G update
     assert after["graphs"] - before["graphs"] == (4 if discriminator_compilable(recipe) else 2)
+
+
+def test_each_model_compiles_afresh_past_dynamos_recompile_limit(monkeypatch) -> None:
+    """A process compiling model after model (the Ray worker, bench_train) keeps compiling each one.
+
+    Dynamo's graphs are kept per forward function, so without a reset the models of one class share a
+    budget of ``recompile_limit`` graphs and the later ones run eagerly. The limit is lowered to 2 here (8 by
+    default: PalGAN's fifth pair hit it) and the ``eager`` backend stands in for inductor (Dynamo's caches
+    are the subject, not the kernels).
+    """
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend="eager"))
+    cfg = ModelConfig(arch=TINY, resolution=32, batch_size=2, steps=1)
+
+    def graphs_per_model(compiled_pair) -> list[int]:
+        torch._dynamo.reset()
+        counts = []
+        for _ in range(3):
+            recipe = build_recipe(cfg)
+            G, D = compiled_pair(recipe)
+            before = compile_stats()["graphs"]
+            train_step(recipe, G, D, *build_optimizers(G, D, cfg), recipe.prepare_batch(_batches(1, 32)[0]), g_step=True, amp=False)
+            counts.append(compile_stats()["graphs"] - before)
+        return counts
+
+    with torch._dynamo.config.patch(recompile_limit=2):
+        fresh = graphs_per_model(lambda r: apply_to_pair(r, r.build_generator(), r.build_discriminator(), channels_last=False, compile=True))
+        stale = graphs_per_model(lambda r: tuple(apply_performance_options(net, channels_last=False, compile=True)
+                                                 for net in (r.build_generator(), r.build_discriminator())))
+    assert fresh == [3, 3, 3]  # G; D as trained and as frozen for the G update
+    assert stale[0] == 3 and stale[-1] < 3, stale  # without the reset the third pair runs (partly) eagerly
 
 
 def test_compile_stats_count_a_graph_break_and_the_loop_says_where_to_look() -> None:

@@ -42,7 +42,7 @@ from chromapipe.models.base import Recipe, unwrap
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.batches import build_loader, configure_device, infinite, next_batch
 from chromapipe.training.export import generator_logged, log_generator
-from chromapipe.training.performance import apply_performance_options, compile_problems, compile_stats, discriminator_compilable
+from chromapipe.training.performance import apply_to_pair, compile_problems, compile_stats
 from chromapipe.training.schedule import make_scheduler, total_steps
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 from chromapipe.training.tracking import RunLogger, flatten
@@ -128,10 +128,8 @@ def _report(metrics: dict[str, float], save: Callable[[Path], None] | None, step
 
 
 def _build_networks(recipe: Recipe, cfg: ModelConfig, tc: TrainConfig, steps: int) -> Networks:
-    G = apply_performance_options(recipe.build_generator(), channels_last=tc.channels_last, compile=tc.compile,
-                                  compile_mode=tc.compile_mode)
-    D = apply_performance_options(recipe.build_discriminator(), channels_last=tc.channels_last,
-                                  compile=tc.compile and discriminator_compilable(recipe), compile_mode=tc.compile_mode)
+    G, D = apply_to_pair(recipe, recipe.build_generator(), recipe.build_discriminator(), channels_last=tc.channels_last,
+                         compile=tc.compile, compile_mode=tc.compile_mode)
     G, D = ray.train.torch.prepare_model(G), ray.train.torch.prepare_model(D)
     opt_g, opt_d = build_optimizers(G, D, cfg)
     return Networks(G, D, opt_g, opt_d, make_scheduler(opt_g, cfg, steps), make_scheduler(opt_d, cfg, steps))

@@ -47,6 +47,26 @@ def apply_performance_options(module: nn.Module, *, channels_last: bool, compile
     return module
 
 
+def apply_to_pair(recipe: Recipe, G: nn.Module, D: nn.Module, *, channels_last: bool, compile: bool,
+                  compile_mode: str = "default") -> tuple[nn.Module, nn.Module]:
+    """One model's G and D with the options (in place); D is compiled only where :func:`discriminator_compilable`.
+
+    With ``compile``, Dynamo's caches are cleared first (``torch._dynamo.reset()``). Dynamo keeps compiled
+    graphs per forward *function*, not per module, so a process that trains or benchmarks models in turn
+    (the Ray worker, ``bench_train.py``) adds each model's graphs to those of the earlier models of its
+    class (pix2pix ①–③, PalGAN's four variants). Past ``torch._dynamo.config.recompile_limit`` (8) graphs
+    per function Dynamo stops compiling it and runs it eagerly, with one warning: measured, the fifth PalGAN
+    pair of a process trained its discriminator uncompiled. The reset also frees the earlier models'
+    CUDA-graph memory pools; their modules stay usable (they compile again if called).
+    """
+    if compile:
+        torch._dynamo.reset()
+    G = apply_performance_options(G, channels_last=channels_last, compile=compile, compile_mode=compile_mode)
+    D = apply_performance_options(D, channels_last=channels_last, compile=compile and discriminator_compilable(recipe),
+                                  compile_mode=compile_mode)
+    return G, D
+
+
 def compile_stats() -> dict[str, int]:
     """What torch.compile has done in this process so far (torch's process-wide counters, never reset here).
 
