@@ -122,9 +122,11 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
     # a few distinct batches made on the device before timing, used in turn: the timed loop is the step alone
     # (drawing 6 M random numbers on the host and copying them costs tens of ms per batch-32 step)
     batches = [batch() for _ in range(BATCHES_IN_TURN)]
+    warm0 = time.perf_counter()
     for i in range(warmup):
         train_step(recipe, G, D, *opts, batches[i % BATCHES_IN_TURN], (i + 1) % cfg.n_critic == 0, amp)
     sync()
+    warmup_seconds = time.perf_counter() - warm0  # with compile: mostly compiling (and recording CUDA graphs)
     compiled = {k: v - compiled_before[k] for k, v in compile_stats().items()}  # this model's graphs (all compiled by now)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -141,6 +143,7 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
         "n_critic": cfg.n_critic,
         "steps": steps,
         "warmup": warmup,
+        "warmup_seconds": round(warmup_seconds, 1),
         "compiled": {"G": compile, "D": compile_d, "mode": compile_mode if compile else None} | (compiled if compile else {}),
         "seconds_per_step": round(seconds / steps, 4),
         "cpu_seconds_per_step": round(cpu_seconds / steps, 4),  # this process, all threads: what other load does not inflate as much
@@ -203,16 +206,17 @@ def main() -> None:
         "load_average_before": [round(x, 2) for x in os.getloadavg()],  # a shared machine's other load slows every figure
         "models": {},
     }
+    out = Path(args.out) if args.out else default_out(args, device)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for model in names:
         cfg = params.model(model)
         row = bench_model(cfg, args.batch_size or cfg.batch_size, device, args.steps, args.warmup, args.amp, args.channels_last, args.compile, args.compile_mode)
         row["mfu"] = round(row["achieved_tflops"] / peak, 4) if peak else None
         results["models"][model] = row
         print(model, row, flush=True)
-    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    out = Path(args.out) if args.out else default_out(args, device)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+        results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        results["complete"] = len(results["models"]) == len(names)
+        out.write_text(json.dumps(results, indent=1))  # after every model: a run cut short keeps what finished
     print("wrote", out)
 
 
