@@ -68,7 +68,7 @@ if [ "$QUICK" = 1 ]; then
 else
   S=20; W=5; B8=8; B32=32; ALL="pix2pix,pix2pix_class,pix2pix_wgan_class,chromagan,palgan,palgan_no_ca,palgan_global_ca,palgan_local_ca"; P=params-paper.yaml; BIG=128; STEPS_IN=60
   EVAL=""; COLOR="--sizes 6 --repeats 3 --models pix2pix chromagan palgan"; VS_STEPS=30; AMP="--amp"; LW="6"; LOGEV=10; REPEAT=8  # 8 x 259 images: no epoch restart inside the 60 steps
-  IN_BATCHES=40; GRAPHS="graphs cl-graphs"
+  IN_BATCHES=40; GRAPHS=graphs  # one compiled variant: compiling costs most of the slot
 fi
 T="$PY bench/bench_train.py --params $P --device $DEVICE --steps $S --warmup $W"
 # PalGAN is the model CUDA graphs are for (launch-bound); the JSON is written after every model
