@@ -231,7 +231,7 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
     guard = NonFiniteGuard(step)
     batches = infinite(loader, sampler, start_epoch=step // len(loader))
     window_start, window_images, logs, values = time.time(), 0, {}, {}
-    compiled = compile_stats() if tc.compile else None
+    compile_counts = compile_stats() if tc.compile else None
     nets.G.train()
     nets.D.train()
     while step < steps:
@@ -259,11 +259,11 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
                 log.info("%s step %d/%d  g=%.4f d=%.4f  %.2f img/s  eta %.0fs", wc.name, step, steps,
                          values.get("g_total", float("nan")), values["d_total"], rate, eta)
             window_start, window_images = time.time(), 0
-            if compiled is not None:  # graph breaks / skipped CUDA graphs are silent unless TORCH_LOGS asks
+            if compile_counts is not None:  # graph breaks / skipped CUDA graphs are silent unless TORCH_LOGS asks
                 now = compile_stats()
-                for problem in compile_problems(compiled, now, device.type, tc.compile_mode):
+                for problem in compile_problems(compile_counts, now, device.type, tc.compile_mode):
                     log.warning("%s step %d: %s", wc.name, step, problem)
-                compiled = now
+                compile_counts = now
         if chief:
             chief.after_step(nets.G, step, steps)
         if save_now:
