@@ -35,8 +35,10 @@ def prepared(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in SHIPPED])
 def test_two_worker_ray_training(prepared: Path, name: str) -> None:
-    model = {**SHIPPED[name], "steps": 2 * SHIPPED[name].get("n_critic", 1), "batch_size": 4}  # global: 2 per worker (BatchNorm needs > 1)
-    half = model["steps"] // 2  # a resume checkpoint mid-run (the last step logs the generator instead)
+    # steps: n_critic iterations, the last one with the generator update (at least 2: a mid-run checkpoint);
+    # batch global: 2 per worker (BatchNorm needs > 1)
+    model = {**SHIPPED[name], "steps": max(2, SHIPPED[name].get("n_critic", 1)), "batch_size": 4}
+    half = (model["steps"] + 1) // 2  # one resume checkpoint mid-run (the last step logs the generator instead)
     train = {"resources_per_worker": {"CPU": 1.0}, "checkpoint_every": half, "keep_checkpoints": True}
     path = quick_params(prepared, models={name: model}, data={"size": 256, "crops_per_image": 2}, train=train)
     try:
