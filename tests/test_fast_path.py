@@ -26,7 +26,7 @@ import torch
 
 from chromapipe.config import ModelConfig, load_params
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.performance import (apply_performance_options, apply_to_pair, batch_to_channels_last, compile_problems,
+from chromapipe.training.performance import (CompileWatch, apply_performance_options, apply_to_pair, batch_to_channels_last, compile_problems,
                                                compile_stats, discriminator_compilable)
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 
@@ -279,8 +279,12 @@ def test_compile_stats_count_a_graph_break_and_the_loop_says_where_to_look() -> 
 
     torch._dynamo.reset()
     before = compile_stats()
+    watch = CompileWatch("cpu", "default")
     assert torch.equal(torch.compile(broken, backend="eager")(torch.ones(3)), torch.full((3,), 4.0))
     after = compile_stats()
+    since_start, problems = watch.look()  # what the loop logs to MLflow, and warns about once
+    assert since_start == {"graphs": 2, "graph_breaks": 1, "cudagraph_skips": 0} and len(problems) == 1
+    assert watch.look() == (since_start, [])
     assert after["graph_breaks"] - before["graph_breaks"] == 1 and after["graphs"] - before["graphs"] == 2
     (problem,) = compile_problems(before, after, "cpu", "default")
     assert "1 place(s)" in problem and "TORCH_LOGS=graph_breaks" in problem

@@ -42,7 +42,7 @@ from chromapipe.models.base import Recipe, unwrap
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.batches import build_loader, configure_device, infinite, next_batch
 from chromapipe.training.export import generator_logged, log_generator
-from chromapipe.training.performance import apply_to_pair, compile_problems, compile_stats
+from chromapipe.training.performance import CompileWatch, apply_to_pair
 from chromapipe.training.schedule import make_scheduler, total_steps
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 from chromapipe.training.tracking import RunLogger, flatten
@@ -231,7 +231,7 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
     guard = NonFiniteGuard(step)
     batches = infinite(loader, sampler, start_epoch=step // len(loader))
     window_start, window_images, logs, values = time.time(), 0, {}, {}
-    compile_counts = compile_stats() if tc.compile else None
+    watch = CompileWatch(device.type, tc.compile_mode) if tc.compile else None  # graph breaks, skipped CUDA graphs
     nets.G.train()
     nets.D.train()
     while step < steps:
@@ -252,18 +252,17 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
         if log_now:
             elapsed = max(time.time() - window_start, 1e-9)
             rate = window_images / elapsed
+            compiled, problems = watch.look() if watch else ({}, [])
+            for problem in problems:  # silent otherwise, unless TORCH_LOGS asks
+                log.warning("%s step %d: %s", wc.name, step, problem)
             if chief:
                 chief.logger.log_metrics({f"train/{k}": v for k, v in values.items()}
-                                         | {"train/lr_g": nets.sched_g.get_last_lr()[0], "train/images_per_s": rate}, step)
+                                         | {"train/lr_g": nets.sched_g.get_last_lr()[0], "train/images_per_s": rate}
+                                         | {f"compile/{k}": v for k, v in compiled.items()}, step)
                 eta = (steps - step) * elapsed / max(1, window_images / cfg.batch_size)
                 log.info("%s step %d/%d  g=%.4f d=%.4f  %.2f img/s  eta %.0fs", wc.name, step, steps,
                          values.get("g_total", float("nan")), values["d_total"], rate, eta)
             window_start, window_images = time.time(), 0
-            if compile_counts is not None:  # graph breaks / skipped CUDA graphs are silent unless TORCH_LOGS asks
-                now = compile_stats()
-                for problem in compile_problems(compile_counts, now, device.type, tc.compile_mode):
-                    log.warning("%s step %d: %s", wc.name, step, problem)
-                compile_counts = now
         if chief:
             chief.after_step(nets.G, step, steps)
         if save_now:

@@ -21,7 +21,8 @@ Two ways torch.compile can quietly give less than asked, neither of which raises
 *graph break* (an operation Dynamo cannot trace splits a network into several graphs, each launched on
 its own) and a *skipped CUDA graph* (reduce-overhead falls back to plain compiled kernels, for a reason
 only ``TORCH_LOGS=cudagraphs`` shows). :func:`compile_stats` reads both from torch's process-wide counters;
-the loop warns when they grow (:func:`compile_problems`) and the benchmarks record them beside each figure.
+the loop logs them to MLflow and warns when they grow (:class:`CompileWatch`), and the benchmarks record
+them beside each figure.
 """
 
 from __future__ import annotations
@@ -97,6 +98,25 @@ def compile_problems(before: dict[str, int], after: dict[str, int], device_type:
         problems.append(f"CUDA graphs were not recorded for {skips} compiled graph(s): those run as plain kernels "
                         "(TORCH_LOGS=cudagraphs gives the reason)")
     return problems
+
+
+class CompileWatch:
+    """torch.compile's counters over one model's training, for the loop's log steps.
+
+    :meth:`look` returns what grew since the model started (graphs, graph breaks, CUDA-graph skips: logged
+    to MLflow as ``compile/*``, so a run's page says whether compiling did what it should) and the problems
+    that appeared since the previous look (for a warning in the log).
+    """
+
+    def __init__(self, device_type: str, compile_mode: str) -> None:
+        self.device_type, self.compile_mode = device_type, compile_mode
+        self._start = self._last = compile_stats()
+
+    def look(self) -> tuple[dict[str, int], list[str]]:
+        now = compile_stats()
+        problems = compile_problems(self._last, now, self.device_type, self.compile_mode)
+        self._last = now
+        return {key: value - self._start[key] for key, value in now.items()}, problems
 
 
 def batch_to_channels_last(batch: Batch) -> Batch:
