@@ -35,7 +35,7 @@ from torch import nn
 from chromapipe.config import CompileMode, ModelConfig, load_params
 from chromapipe.models.base import Recipe, count_parameters
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.performance import apply_performance_options, apply_to_pair, batch_to_channels_last, compile_stats, count_flops, discriminator_compilable
+from chromapipe.training.performance import CompileWatch, apply_performance_options, apply_to_pair, batch_to_channels_last, count_flops, discriminator_compilable
 from chromapipe.training.step import build_optimizers, train_step
 
 #: dense (no sparsity) peak TFLOP/s by device-name fragment: (bf16 tensor core, TF32 tensor core).
@@ -110,7 +110,7 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
     batch = lambda: random_batch(recipe, batch_size, cfg.resolution, device, gen, channels_last)  # noqa: E731
     flops = flops_per_image(recipe, G, D, opts, batch(), cfg.n_critic, amp)  # before compiling: eager ops only
     compile_d = compile and discriminator_compilable(recipe)
-    compiled_before = compile_stats()
+    watch = CompileWatch(device.type, compile_mode)
     G, D = apply_to_pair(recipe, G, D, channels_last=False, compile=compile, compile_mode=compile_mode)  # fresh caches per model
     if compile:  # every kind of iteration (critic-only, generator) must be compiled before timing
         warmup = max(warmup, cfg.n_critic + 1)
@@ -127,7 +127,7 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
         train_step(recipe, G, D, *opts, batches[i % BATCHES_IN_TURN], (i + 1) % cfg.n_critic == 0, amp)
     sync()
     warmup_seconds = time.perf_counter() - warm0  # with compile: mostly compiling (and recording CUDA graphs)
-    compiled = {k: v - compiled_before[k] for k, v in compile_stats().items()}  # this model's graphs (all compiled by now)
+    compiled, _ = watch.look()  # this model's graphs (all compiled by now)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0, cpu0 = time.perf_counter(), time.process_time()

@@ -64,15 +64,15 @@ cat "$RESULTS/machine.txt"
 if [ "$QUICK" = 1 ]; then
   S=1; W=0; B8=2; B32=2; ALL="pix2pix"; P=params.yaml; BIG=2; STEPS_IN=4
   EVAL="--batch-sizes 4 --batches 2"; COLOR="--sizes 1 --repeats 1 --models pix2pix"; VS_STEPS=1; AMP=""; LW="0 2"; LOGEV=2; REPEAT=1
-  IN_BATCHES=4; GRAPHS=cl
+  IN_BATCHES=4; GRAPHS=cl; ALL_PALGAN_FIRST=$ALL
 else
   S=20; W=5; B8=8; B32=32; ALL="pix2pix,pix2pix_class,pix2pix_wgan_class,chromagan,palgan,palgan_no_ca,palgan_global_ca,palgan_local_ca"; P=params-paper.yaml; BIG=128; STEPS_IN=60
   EVAL=""; COLOR="--sizes 6 --repeats 3 --models pix2pix chromagan palgan"; VS_STEPS=30; AMP="--amp"; LW="6"; LOGEV=10; REPEAT=8  # 8 x 259 images: no epoch restart inside the 60 steps
   IN_BATCHES=40; GRAPHS=graphs  # one compiled variant: compiling costs most of the slot
+  # the CUDA-graph section's order: PalGAN first, the model graphs are for (launch-bound)
+  ALL_PALGAN_FIRST="palgan,pix2pix,chromagan,palgan_no_ca,pix2pix_class,pix2pix_wgan_class,palgan_global_ca,palgan_local_ca"
 fi
 T="$PY bench/bench_train.py --params $P --device $DEVICE --steps $S --warmup $W"
-# PalGAN is the model CUDA graphs are for (launch-bound); the JSON is written after every model
-ALL_PALGAN_FIRST=$([ "$QUICK" = 1 ] && echo "$ALL" || echo "palgan,pix2pix,chromagan,palgan_no_ca,pix2pix_class,pix2pix_wgan_class,palgan_global_ca,palgan_local_ca")
 # the CUDA-graph sections log why a graph broke or was not recorded (the JSON has the counts: "compiled",
 # "torch_compile"), so a skip is explained by this session rather than by the next one
 WHY="env TORCH_LOGS=graph_breaks,cudagraphs"

@@ -208,8 +208,9 @@ def jpeg_complete(data: bytes | bytearray) -> bool:
     Why: Pillow refuses a truncated JPEG ("image file is truncated", a failed file on the CPU path), while a
     decoder that tolerates it (as Pillow does with ``LOAD_TRUNCATED_IMAGES``, filling the missing rows)
     would colorize it. torchvision's CPU decoder refuses it too; what nvJPEG does is not established.
-    Checking the stream before nvJPEG sees it keeps the GPU path's verdict the CPU's, whatever nvJPEG does. Entropy-coded data stuffs every FF with 00, so neither marker occurs inside a
-    scan; an EXIF thumbnail's own markers come before the main image's scans. Any doubt means Pillow.
+    Checking the stream before nvJPEG sees it keeps the GPU path's verdict the CPU's, whatever nvJPEG does.
+    Entropy-coded data stuffs every FF with 00, so neither marker occurs inside a scan; an EXIF thumbnail's
+    own markers come before the main image's scans. Any doubt means Pillow.
     """
     return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda") >= 0
 
