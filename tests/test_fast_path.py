@@ -207,7 +207,8 @@ def test_discriminator_compilable_only_without_gradient_penalty() -> None:
 PAPER = load_params(Path(__file__).resolve().parents[1] / "params-paper.yaml")
 
 
-@pytest.mark.parametrize("name", ["pix2pix_class", "chromagan", "palgan"])
+# PalGAN (spectral norm, PalNorm, attention: the most to trace) in the default suite; the others, 14 s each, slow
+@pytest.mark.parametrize("name", [pytest.param("pix2pix_class", marks=pytest.mark.slow), pytest.param("chromagan", marks=pytest.mark.slow), "palgan"])
 def test_paper_networks_compile_whole_without_graph_breaks(name: str) -> None:
     """Each paper network is one graph per mode for Dynamo: with ``reduce-overhead`` each becomes one CUDA graph.
 
