@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import cpu_name  # a sibling script, not a package
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 ROOT = HERE.parent
@@ -194,16 +196,6 @@ def device_file(recipe: Any, G: Any, device: Any, path: Path, out_path: Path) ->
     write_image(out_path, out, img.format, img.metadata, 95, has_alpha=img.alpha is not None)
     stages["encode"] = clock() - t
     return stages, img, decoder
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:

@@ -39,7 +39,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -63,6 +62,7 @@ from chromapipe.training.step import NonFiniteGuard, logs_to_floats, train_step
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_prepare import cpu_seconds, repeated_tree  # noqa: E402
 from bench_train import bench_model, device_name, training_pair  # noqa: E402  (sibling scripts, not a package)
+from machine import cpu_name  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -240,7 +240,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.pop("RAY_ADDRESS", None)  # a local Ray instance of its own, like the stage without a cluster
     result: dict = {"benchmark": "training input, end to end vs step-only (bench/bench_input.py)", "argv": sys.argv[1:],
-                    "machine": {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
+                    "machine": {"cores": os.cpu_count(), "cpu": cpu_name(), "torch": torch.__version__},
                     "load_average_before": [round(x, 2) for x in os.getloadavg()], "device": device_name(torch.device(args.device)),
                     "engine": args.engine, "options": {k: getattr(args, k) for k in ("amp", "channels_last", "cudnn_benchmark", "encoding")}}
     with tempfile.TemporaryDirectory(prefix="bench-input-") as tmp_name:

@@ -47,6 +47,7 @@ from chromapipe.config import DataConfig, SplitConfig, to_dict
 from chromapipe.data.engines import local_cores
 from chromapipe.data.prepare import prepare
 from chromapipe.data.shards import LabShardDataset
+from machine import cpu_name  # a sibling script, not a package
 
 DEFAULT_ROOT = Path("/work/shared/data/imagenet-sample")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -62,12 +63,11 @@ def cpu_seconds(children: bool = True) -> float:
 
 
 def _machine() -> dict[str, Any]:
-    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), platform.processor())
     import numpy
     import PIL
     import torchvision
 
-    return {"cores": local_cores(), "cpu": model, "python": platform.python_version(), "torch": torch.__version__,
+    return {"cores": local_cores(), "cpu": cpu_name(), "python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "pillow": PIL.__version__, "numpy": numpy.__version__}
 
 

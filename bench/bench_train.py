@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -37,6 +36,7 @@ from chromapipe.models.base import Recipe, count_parameters
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.performance import CompileWatch, apply_performance_options, apply_to_pair, batch_to_channels_last, count_flops, discriminator_compilable
 from chromapipe.training.step import build_optimizers, train_step
+from machine import cpu_name  # a sibling script, not a package
 
 #: dense (no sparsity) peak TFLOP/s by device-name fragment: (bf16 tensor core, TF32 tensor core).
 #: NVIDIA datasheets: H100 SXM5 989.4 / 494.7 (the "H100 80GB HBM3" torch reports is the SXM part),
@@ -52,15 +52,7 @@ BATCHES_IN_TURN = 4
 
 
 def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
 def peak_tflops(name: str, amp: bool, given: float | None) -> tuple[float | None, str]:

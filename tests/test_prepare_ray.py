@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +12,7 @@ import pytest
 
 from chromapipe.config import DataConfig, SplitConfig, load_params
 from chromapipe.data.prepare import prepare
-from tests.conftest import REPO, quick_params
-
-RAY = str(Path(sys.executable).with_name("ray"))
+from tests.conftest import REPO, quick_params, two_node_cluster
 
 
 def _without_run(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -49,32 +43,14 @@ def test_ray_engine_writes_the_local_engines_bytes(tmp_path: Path) -> None:
     _same_files(tmp_path / "local", tmp_path / "ray")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_prepare_stage_spreads_over_a_two_node_cluster(tmp_path: Path) -> None:
     """`python pipeline/prepare.py` with RAY_ADDRESS set (engine auto): both nodes compute chunks, and the
     result equals a local run byte for byte."""
-    if not shutil.which(RAY):
-        pytest.skip("the ray CLI is not installed")
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    # Ray 2.60 clusters started by `ray start` require token authentication: every process gets the token.
-    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **auth}
-    start = [RAY, "start", "--disable-usage-stats", "--num-cpus=1", "--node-ip-address=127.0.0.1"]
     quick_params(tmp_path, data={"size": 48, "shard_size": 5, "out": str(tmp_path / "cluster")})
-    try:
-        subprocess.run([*start, "--head", f"--port={port}", "--include-dashboard=false"], check=True, env=env, capture_output=True, timeout=180)
-        subprocess.run([*start, f"--address={address}"], check=True, env=env, capture_output=True, timeout=180)
+    with two_node_cluster() as (address, env):
         # The stage runs as DVC runs it: a fresh process (Ray reads its auth settings at import time).
         subprocess.run([sys.executable, str(REPO / "pipeline" / "prepare.py"), "sample"], cwd=tmp_path, env={**env, "RAY_ADDRESS": address}, check=True, timeout=600)
-    finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
     on_cluster = json.loads((tmp_path / "cluster" / "manifest.json").read_text())
     run = on_cluster["run"]
     assert run["engine"] == "ray" and run["workers"] == 2

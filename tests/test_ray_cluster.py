@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,38 +12,18 @@ import pytest
 
 from chromapipe.config import load_params
 from chromapipe.data.prepare import prepare
-from tests.conftest import REPO, quick_params
-
-RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import REPO, quick_params, two_node_cluster
 
 
 @pytest.mark.slow
 def test_train_stage_uses_the_cluster_named_by_ray_address(tmp_path: Path) -> None:
-    if not shutil.which(RAY):
-        pytest.skip("the ray CLI is not installed")
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    # Ray 2.60 clusters started by `ray start` require token authentication: every process gets the token.
-    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **auth}
-    start = [RAY, "start", "--disable-usage-stats", "--num-cpus=1", "--node-ip-address=127.0.0.1"]
-    try:
-        subprocess.run([*start, "--head", f"--port={port}", "--include-dashboard=false"], check=True, env=env, capture_output=True, timeout=180)
-        subprocess.run([*start, f"--address={address}"], check=True, env=env, capture_output=True, timeout=180)
-        params = load_params(quick_params(tmp_path, train={"resources_per_worker": {"CPU": 1.0}}))
-        prepare(params.dataset("sample"))
+    params = load_params(quick_params(tmp_path, train={"resources_per_worker": {"CPU": 1.0}}))
+    prepare(params.dataset("sample"))
+    with two_node_cluster() as (address, env):
         # The stage runs as DVC runs it: a fresh process (Ray reads its auth settings at import time).
         subprocess.run([sys.executable, str(REPO / "pipeline" / "train.py"), "tiny"], cwd=tmp_path, env={**env, "RAY_ADDRESS": address}, check=True, timeout=600)
-    finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
     summary = json.loads((tmp_path / "models" / "tiny" / "train.json").read_text())
-    assert summary["ray"]["gcs_address"].endswith(f":{port}")
+    assert summary["ray"]["gcs_address"].endswith(":" + address.rsplit(":", 1)[1])  # the port we started; Ray names the host by its IP
     assert summary["ray"]["nodes"] == 2  # the head and the worker node we started
     assert summary["steps"] == 8
 

@@ -20,7 +20,7 @@ from tests.conftest import quick_params
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def project(tmp_path_factory, local_ray) -> Path:
     tmp = tmp_path_factory.mktemp("train")
     params = load_params(quick_params(tmp))
     prepare(params.dataset("sample"))
@@ -144,13 +144,13 @@ def test_compiled_two_worker_training_exports_the_plain_generator(tmp_path: Path
 
 
 @pytest.mark.slow  # about 1.5 min: a worker killed mid-run and restarted
-def test_dead_worker_is_restarted_from_the_last_checkpoint(project: Path, tmp_path: Path, monkeypatch) -> None:
+def test_dead_worker_is_restarted_from_the_last_checkpoint(project: Path, tmp_path: Path) -> None:
     """Two models in one Ray Train run; the second one's worker dies after its step-4 checkpoint. The
     restarted group skips the first (its generator is logged) and resumes the second from step 4."""
     marker = tmp_path / "crashed"
-    monkeypatch.setenv("CHROMAPIPE_TEST_CRASH_MARKER", str(marker))
     path = quick_params(project, models={"steady": {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 2, "steps": 4},
-                                         "flaky": {"arch": "tests.tiny_recipe:FlakyRecipe", "resolution": 32, "batch_size": 2, "steps": 8}})
+                                         "flaky": {"arch": "tests.tiny_recipe:FlakyRecipe", "resolution": 32, "batch_size": 2, "steps": 8,
+                                                   "options": {"crash_marker": str(marker)}}})
     steady, flaky = run.train_models(load_params(path), ["steady", "flaky"])
     assert marker.exists(), "the worker never crashed: the test did not exercise recovery"
     assert flaky["steps"] == 8 and steady["steps"] == 4 and flaky["ray"]["ray_run"] == steady["ray"]["ray_run"]

@@ -5,6 +5,9 @@ It follows the same contract as the papers' recipes; parameter counts and losses
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -106,11 +109,16 @@ class FlakyRecipe(TinyRecipe):
     """Kills its worker process once, mid-training, to exercise Ray's restart from the last checkpoint.
 
     The crash happens on rank 1 after ``CRASH_AFTER`` generator steps, only while the marker file named by
-    ``CHROMAPIPE_TEST_CRASH_MARKER`` does not exist yet (it is created just before dying). Ray Train commits
+    the option ``crash_marker`` does not exist yet (it is created just before dying). An option, not an
+    environment variable: a Ray instance started before the test would not pass the variable to its workers. Ray Train commits
     a checkpoint only once its controller has polled every rank's report (every 2 s by default): a worker
     that dies within that window loses the newest checkpoint and restarts from the one before. The worker
     therefore waits ``COMMIT_WAIT_S`` before dying, so the restart must resume from step 4, not from scratch.
     """
+
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        crash_marker: str  # the file that says the worker already crashed once
 
     arch = "tests.tiny_recipe:FlakyRecipe"
     CRASH_AFTER = 5
@@ -123,12 +131,11 @@ class FlakyRecipe(TinyRecipe):
     def generator_loss(self, D, batch, out):
         import os
         import time
-        from pathlib import Path
 
         import ray.train
 
         self.calls += 1
-        marker = Path(os.environ["CHROMAPIPE_TEST_CRASH_MARKER"])
+        marker = Path(self.options.crash_marker)
         if self.calls == self.CRASH_AFTER and ray.train.get_context().get_world_rank() == 1 and not marker.exists():
             time.sleep(self.COMMIT_WAIT_S)
             marker.write_text("crashed once")
