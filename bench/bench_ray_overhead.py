@@ -94,12 +94,11 @@ def main() -> None:
                 if started:
                     ray.shutdown()
 
-    def median(mode: str, key: str, nth: int | None = None) -> float:
-        return statistics.median(x[key] for x in rows if x["mode"] == mode and (nth is None or x.get("nth_in_instance") == nth))
+    def kind(row: dict) -> str:
+        return "own" if row["mode"] == "own" else ("joined_first" if row["nth_in_instance"] == 1 else "joined_later")
 
-    summary = {"own": {k: median("own", k) for k in ("wall_s", "workers_s", "overhead_s")},
-               "joined_first": {k: median("joined", k, 1) for k in ("wall_s", "workers_s", "overhead_s")},
-               "joined_later": {k: median("joined", k, 2) for k in ("wall_s", "workers_s", "overhead_s")}}
+    summary = {name: {key: statistics.median(row[key] for row in rows if kind(row) == name) for key in ("wall_s", "workers_s", "overhead_s")}
+               for name in ("own", "joined_first", "joined_later")}
     result = {"benchmark": "Ray Train fixed cost per train_model run (bench/bench_ray_overhead.py)", "argv": sys.argv[1:],
               "machine": {"cores": os.cpu_count(), "cpu": cpu_name(), "ray": ray.__version__},
               "model": args.model, "steps": args.steps, "global_batch": 4, "workers": 2, "rows": rows, "median": summary}
