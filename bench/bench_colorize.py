@@ -49,7 +49,9 @@ def synthetic_photo(path: Path, megapixels: float) -> tuple[int, int]:
     x = np.linspace(0, 1, w, dtype=np.float32)[None, :]
     img = np.empty((h, w, 3), np.uint8)
     for c in range(3):
-        plane = (0.5 + 0.4 * np.sin(9 * x + 2 * c) * np.cos(7 * y + c)) * 255 + rng.normal(0, 6, (h, w)).astype(np.float32)
+        plane = (0.5 + 0.4 * np.sin(9 * x + 2 * c) * np.cos(7 * y + c)) * 255 + rng.normal(0, 6, (h, w)).astype(
+            np.float32
+        )
         img[..., c] = np.clip(plane, 0, 255)
     Image.fromarray(img).save(path, quality=90)
     return w, h
@@ -112,7 +114,9 @@ def worker(name: str, inputs: list[str], repeats: int, device: str) -> dict:
             runs = []
             for _ in range(repeats):
                 stage_by_stage = device_file if on_device else host_file
-                stages, img, decoder = stage_by_stage(recipe, G, torch.device(device), Path(path), Path(tmp) / "out.jpg")
+                stages, img, decoder = stage_by_stage(
+                    recipe, G, torch.device(device), Path(path), Path(tmp) / "out.jpg"
+                )
                 runs.append(stages)
             best = min(runs, key=lambda s: sum(s.values()))
             mp = img.pixels.shape[0] * img.pixels.shape[1] / 1e6
@@ -229,7 +233,10 @@ def main() -> int:
         "note": "peak RSS includes ~0.7 GB of the CUDA torch build's libraries mapped at import; times are the fastest of --repeats runs",
         "models": {},
     }
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         inputs = []
         for mp in args.sizes:
@@ -241,7 +248,18 @@ def main() -> int:
                 report["models"][name] = {"error": "architecture not importable (not implemented yet?)"}
                 print(f"{name}: not importable, skipped", file=sys.stderr)
                 continue
-            cmd = [sys.executable, __file__, "--worker", name, "--device", args.device, "--repeats", str(args.repeats), "--inputs", *inputs]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                name,
+                "--device",
+                args.device,
+                "--repeats",
+                str(args.repeats),
+                "--inputs",
+                *inputs,
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if proc.returncode != 0 or line is None:

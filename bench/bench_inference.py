@@ -56,7 +56,9 @@ def time_ms(fn, device: torch.device, warmup: int, repeats: int) -> float:  # no
     return statistics.median(times)
 
 
-def bench_model(cfg, device: torch.device, batch_sizes: list[int], variants: list[str], warmup: int, repeats: int) -> dict:  # noqa: ANN001
+def bench_model(
+    cfg, device: torch.device, batch_sizes: list[int], variants: list[str], warmup: int, repeats: int
+) -> dict:  # noqa: ANN001
     options = dict(cfg.options)
     if options.get("backbone_weights") not in (None, "random"):
         options["backbone_weights"] = "random"  # speed does not depend on weights; the file may not be here
@@ -65,10 +67,15 @@ def bench_model(cfg, device: torch.device, batch_sizes: list[int], variants: lis
     rows = []
     for variant in variants:
         amp, channels_last = VARIANTS[variant]
-        G = apply_performance_options(recipe.build_generator().eval().to(device), channels_last=channels_last, compile=False)
+        G = apply_performance_options(
+            recipe.build_generator().eval().to(device), channels_last=channels_last, compile=False
+        )
         for bs in batch_sizes:
             gen = torch.Generator().manual_seed(bs)
-            inputs = [(torch.rand(bs, 1, recipe.resolution, recipe.resolution, generator=gen) * 100).to(device) for _ in range(INPUTS_IN_TURN)]
+            inputs = [
+                (torch.rand(bs, 1, recipe.resolution, recipe.resolution, generator=gen) * 100).to(device)
+                for _ in range(INPUTS_IN_TURN)
+            ]
             if channels_last:
                 inputs = [x.contiguous(memory_format=torch.channels_last) for x in inputs]
 
@@ -81,14 +88,26 @@ def bench_model(cfg, device: torch.device, batch_sizes: list[int], variants: lis
             except torch.OutOfMemoryError:
                 rows.append({"variant": variant, "batch_size": bs, "error": "out of memory"})
                 break
-            rows.append({"variant": variant, "batch_size": bs, "ms_per_batch": round(ms, 3), "ms_per_image": round(ms / bs, 4),
-                         "images_per_s": round(bs * 1e3 / ms, 1)})
+            rows.append(
+                {
+                    "variant": variant,
+                    "batch_size": bs,
+                    "ms_per_batch": round(ms, 3),
+                    "ms_per_image": round(ms / bs, 4),
+                    "images_per_s": round(bs * 1e3 / ms, 1),
+                }
+            )
             print(cfg.arch, rows[-1], flush=True)
         del G
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    return {"arch": cfg.arch, "resolution": recipe.resolution, "weights": "random (timing does not depend on them)", "rows": rows,
-            "best_ms_per_image": min((r["ms_per_image"] for r in rows if "ms_per_image" in r), default=None)}
+    return {
+        "arch": cfg.arch,
+        "resolution": recipe.resolution,
+        "weights": "random (timing does not depend on them)",
+        "rows": rows,
+        "best_ms_per_image": min((r["ms_per_image"] for r in rows if "ms_per_image" in r), default=None),
+    }
 
 
 def main() -> None:
@@ -105,12 +124,20 @@ def main() -> None:
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True  # fixed shapes per row: each row tunes once in its warm-up
     params = load_params(args.params)
-    result = {"benchmark": "batched generator inference (recipe.predict, eval, inference_mode)", "device": device_name(device),
-              "torch": torch.__version__, "cudnn_benchmark": True, "timer": "CUDA events" if device.type == "cuda" else "host clock",
-              "statistic": f"median of {args.repeats} batches after {args.warmup} warm-up batches",
-              "command": shlex.join(["python", "bench/bench_inference.py", *sys.argv[1:]]), "models": {}}
+    result = {
+        "benchmark": "batched generator inference (recipe.predict, eval, inference_mode)",
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "cudnn_benchmark": True,
+        "timer": "CUDA events" if device.type == "cuda" else "host clock",
+        "statistic": f"median of {args.repeats} batches after {args.warmup} warm-up batches",
+        "command": shlex.join(["python", "bench/bench_inference.py", *sys.argv[1:]]),
+        "models": {},
+    }
     for name in args.models:
-        result["models"][name] = bench_model(params.model(name), device, args.batch_sizes, args.variants, args.warmup, args.repeats)
+        result["models"][name] = bench_model(
+            params.model(name), device, args.batch_sizes, args.variants, args.warmup, args.repeats
+        )
     out = args.out or Path(f"bench/results/inference-{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

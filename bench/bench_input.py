@@ -78,12 +78,25 @@ def write_params(tmp: Path, args: argparse.Namespace, loader_workers: int, input
     resources = {"CPU": float(args.threads)} | ({"GPU": 1.0} if args.device == "cuda" else {})
     params = {
         "datasets": {"bench": dataset},
-        "train": {"num_workers": 1, "resources_per_worker": resources, "loader_workers": loader_workers,
-                  "use_gpu": args.device == "cuda", "amp": args.amp, "channels_last": args.channels_last,
-                  "cudnn_benchmark": args.cudnn_benchmark, "input_decode": input_decode,
-                  "log_every": args.log_every, "image_every": 10**6, "checkpoint_every": 10**6, "validate_every": 0,
-                  "storage_path": str(tmp / "ray"), "out": str(tmp / "models")},
-        "tracking": {"uri": f"sqlite:///{tmp / f'mlflow-w{loader_workers}-{input_decode}.db'}"},  # a store each: else the run is restored, not trained
+        "train": {
+            "num_workers": 1,
+            "resources_per_worker": resources,
+            "loader_workers": loader_workers,
+            "use_gpu": args.device == "cuda",
+            "amp": args.amp,
+            "channels_last": args.channels_last,
+            "cudnn_benchmark": args.cudnn_benchmark,
+            "input_decode": input_decode,
+            "log_every": args.log_every,
+            "image_every": 10**6,
+            "checkpoint_every": 10**6,
+            "validate_every": 0,
+            "storage_path": str(tmp / "ray"),
+            "out": str(tmp / "models"),
+        },
+        "tracking": {
+            "uri": f"sqlite:///{tmp / f'mlflow-w{loader_workers}-{input_decode}.db'}"
+        },  # a store each: else the run is restored, not trained
         "models": {args.model: model},
     }
     path = tmp / f"params-w{loader_workers}-{input_decode}.yaml"
@@ -104,11 +117,20 @@ def end_to_end(tmp: Path, args: argparse.Namespace, loader_workers: int, input_d
     t0 = time.perf_counter()
     (summary,) = train_models(params, [args.model])
     wall = time.perf_counter() - t0
-    history = sorted(MlflowClient(params.tracking.uri).get_metric_history(summary["run_id"], "train/images_per_s"), key=lambda m: m.step)
+    history = sorted(
+        MlflowClient(params.tracking.uri).get_metric_history(summary["run_id"], "train/images_per_s"),
+        key=lambda m: m.step,
+    )
     windows = [m.value for m in history[1:]]  # the first window holds the model build and the first steps
-    return {"input_decode": input_decode, "loader_workers": loader_workers, "steps": summary["steps"], "windows": [round(v, 3) for v in windows],
-            "images_per_s": round(statistics.median(windows), 3), "train_seconds_on_worker": summary["train_seconds"],
-            "stage_wall_s": round(wall, 1)}
+    return {
+        "input_decode": input_decode,
+        "loader_workers": loader_workers,
+        "steps": summary["steps"],
+        "windows": [round(v, 3) for v in windows],
+        "images_per_s": round(statistics.median(windows), 3),
+        "train_seconds_on_worker": summary["train_seconds"],
+        "stage_wall_s": round(wall, 1),
+    }
 
 
 def loop_end_to_end(params: Params, args: argparse.Namespace) -> dict:
@@ -116,7 +138,9 @@ def loop_end_to_end(params: Params, args: argparse.Namespace) -> dict:
     Train and MLflow; the rate of each ``log_every`` window is measured as the loop measures it."""
     cfg, tc, device = params.model(args.model), params.train, torch.device(args.device)
     if args.steps < 2 * tc.log_every:
-        raise SystemExit(f"--steps {args.steps}: needs at least 2 x --log-every ({tc.log_every}); the first window is not counted")
+        raise SystemExit(
+            f"--steps {args.steps}: needs at least 2 x --log-every ({tc.log_every}); the first window is not counted"
+        )
     t0 = time.perf_counter()
     configure_device(device, tc)
     torch.manual_seed(params.seed)
@@ -137,9 +161,14 @@ def loop_end_to_end(params: Params, args: argparse.Namespace) -> dict:
             window_start, window_images = time.perf_counter(), 0
     batches.close()  # stops the loader's worker processes before the next measurement
     rates = windows[1:]  # the first window holds the loader's start and cuDNN's autotuning
-    return {"engine": "loop (no Ray Train, no MLflow)", "loader_workers": tc.loader_workers, "steps": args.steps,
-            "windows": [round(v, 3) for v in rates], "images_per_s": round(statistics.median(rates), 3),
-            "wall_s": round(time.perf_counter() - t0, 1)}
+    return {
+        "engine": "loop (no Ray Train, no MLflow)",
+        "loader_workers": tc.loader_workers,
+        "steps": args.steps,
+        "windows": [round(v, 3) for v in rates],
+        "images_per_s": round(statistics.median(rates), 3),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
 
 
 def loader_only(params: Params, args: argparse.Namespace) -> dict:
@@ -149,18 +178,28 @@ def loader_only(params: Params, args: argparse.Namespace) -> dict:
     cfg, tc, device = params.model(args.model), params.train, torch.device(args.device)
     torch.set_num_threads(args.threads)
     # the main process alone is the serial part of the input, which more loader workers cannot spread
-    c0, m0 = cpu_seconds(), cpu_seconds(children=False)  # before the workers start: their start-up is the loader's cost too
+    c0, m0 = (
+        cpu_seconds(),
+        cpu_seconds(children=False),
+    )  # before the workers start: their start-up is the loader's cost too
     wall, crossing, dtype, worker_ms = _drain_input(params, args)
     main = cpu_seconds(children=False) - m0
     gc.collect()  # the persistent workers stop with their DataLoader
     cpu = cpu_seconds() - c0
     images = args.steps * cfg.batch_size
-    return {"engine": "loader (input path only, no step)", "loader_workers": tc.loader_workers, "batches": args.steps,
-            "images_per_s": round(images / wall, 1), "bytes_per_image_through_loader": crossing // cfg.batch_size,
-            "cpu_ms_per_image": round(1000 * cpu / ((args.steps + 2) * cfg.batch_size), 3),
-            "main_process_cpu_ms_per_image": round(1000 * main / ((args.steps + 2) * cfg.batch_size), 3),
-            "loader_worker_ms_per_image": worker_ms,
-            "batch_dtype": dtype, "device": device.type, "wall_s": round(wall, 2)}
+    return {
+        "engine": "loader (input path only, no step)",
+        "loader_workers": tc.loader_workers,
+        "batches": args.steps,
+        "images_per_s": round(images / wall, 1),
+        "bytes_per_image_through_loader": crossing // cfg.batch_size,
+        "cpu_ms_per_image": round(1000 * cpu / ((args.steps + 2) * cfg.batch_size), 3),
+        "main_process_cpu_ms_per_image": round(1000 * main / ((args.steps + 2) * cfg.batch_size), 3),
+        "loader_worker_ms_per_image": worker_ms,
+        "batch_dtype": dtype,
+        "device": device.type,
+        "wall_s": round(wall, 2),
+    }
 
 
 def worker_cost(dataset: LabShardDataset, batch_size: int, batches: int = 8) -> float:
@@ -211,8 +250,16 @@ def step_only(args: argparse.Namespace, cfg: ModelConfig, tc: TrainConfig) -> di
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     configure_device(device, tc)
-    r = bench_model(cfg, args.batch_size, device, args.steps, warmup=5 if device.type == "cuda" else 2,
-                    amp=tc.amp and device.type == "cuda", channels_last=tc.channels_last, compile=False)
+    r = bench_model(
+        cfg,
+        args.batch_size,
+        device,
+        args.steps,
+        warmup=5 if device.type == "cuda" else 2,
+        amp=tc.amp and device.type == "cuda",
+        channels_last=tc.channels_last,
+        compile=False,
+    )
     return {k: r[k] for k in ("images_per_s", "seconds_per_step", "cpu_seconds_per_step", "steps")}
 
 
@@ -225,24 +272,46 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--loader-workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--root", type=Path, help="an ImageFolder tree instead of the embedded sample photos")
-    ap.add_argument("--repeat", type=int, default=1, help="--root's photos K times (symlinks, distinct names): epochs"
-                    " long enough that the loader's restart at each epoch does not enter the rate")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="--root's photos K times (symlinks, distinct names): epochs"
+        " long enough that the loader's restart at each epoch does not enter the rate",
+    )
     ap.add_argument("--label", default="cpu")
-    ap.add_argument("--engine", choices=("ray", "loop", "loader"), default="ray",
-                    help="end to end through Ray Train + MLflow, the same loop without them, or the input path alone")
-    ap.add_argument("--input-decode", nargs="+", choices=get_args(InputDecode), default=["auto"], help="train.input_decode values to run")
+    ap.add_argument(
+        "--engine",
+        choices=("ray", "loop", "loader"),
+        default="ray",
+        help="end to end through Ray Train + MLflow, the same loop without them, or the input path alone",
+    )
+    ap.add_argument(
+        "--input-decode",
+        nargs="+",
+        choices=get_args(InputDecode),
+        default=["auto"],
+        help="train.input_decode values to run",
+    )
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (train.amp)")
     ap.add_argument("--channels-last", action="store_true", help="train.channels_last")
     ap.add_argument("--cudnn-benchmark", action="store_true", help="train.cudnn_benchmark")
     ap.add_argument("--out", type=Path, help="output JSON (default bench/results/input-<label>.json)")
-    ap.add_argument("--encoding", choices=get_args(Encoding), default="float16", help="shard encoding of the prepared data")
+    ap.add_argument(
+        "--encoding", choices=get_args(Encoding), default="float16", help="shard encoding of the prepared data"
+    )
     args = ap.parse_args()
     os.environ.pop("RAY_ADDRESS", None)  # a local Ray instance of its own, like the stage without a cluster
-    result: dict = {"benchmark": "training input, end to end vs step-only (bench/bench_input.py)", "argv": sys.argv[1:],
-                    "machine": {"cores": os.cpu_count(), "cpu": cpu_name(), "torch": torch.__version__},
-                    "load_average_before": [round(x, 2) for x in os.getloadavg()], "device": device_name(torch.device(args.device)),
-                    "engine": args.engine, "options": {k: getattr(args, k) for k in ("amp", "channels_last", "cudnn_benchmark", "encoding")}}
+    result: dict = {
+        "benchmark": "training input, end to end vs step-only (bench/bench_input.py)",
+        "argv": sys.argv[1:],
+        "machine": {"cores": os.cpu_count(), "cpu": cpu_name(), "torch": torch.__version__},
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "device": device_name(torch.device(args.device)),
+        "engine": args.engine,
+        "options": {k: getattr(args, k) for k in ("amp", "channels_last", "cudnn_benchmark", "encoding")},
+    }
     with tempfile.TemporaryDirectory(prefix="bench-input-") as tmp_name:
         tmp = Path(tmp_name)
         source = str(args.root or "embedded sample photos")
@@ -250,8 +319,11 @@ def main() -> None:
             args.root = repeated_tree(args.root, args.repeat, tmp / "photos")
         params = load_params(write_params(tmp, args, 0))
         manifest = prepare(params.dataset("bench"))
-        result["data"] = {"source": source, "repeat": args.repeat,
-                          "train_images": manifest["splits"]["train"]["n_images"]}
+        result["data"] = {
+            "source": source,
+            "repeat": args.repeat,
+            "train_images": manifest["splits"]["train"]["n_images"],
+        }
         cfg = params.model(args.model)
         timed_steps = args.engine != "loader"  # the input alone is compared with the step elsewhere
         if timed_steps:
@@ -267,13 +339,37 @@ def main() -> None:
             print("step-only", result["step_only_after"], flush=True)
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     if not timed_steps:
-        result["summary"] = [{k: r[k] for k in ("input_decode", "loader_workers", "images_per_s", "bytes_per_image_through_loader",
-                                                "cpu_ms_per_image", "main_process_cpu_ms_per_image", "loader_worker_ms_per_image")} for r in result["end_to_end"]]
+        result["summary"] = [
+            {
+                k: r[k]
+                for k in (
+                    "input_decode",
+                    "loader_workers",
+                    "images_per_s",
+                    "bytes_per_image_through_loader",
+                    "cpu_ms_per_image",
+                    "main_process_cpu_ms_per_image",
+                    "loader_worker_ms_per_image",
+                )
+            }
+            for r in result["end_to_end"]
+        ]
         return write_result(result, args)
     reference = statistics.mean([result["step_only_before"]["images_per_s"], result["step_only_after"]["images_per_s"]])
-    result["summary"] = {"model": args.model, "batch_size": args.batch_size, "threads": args.threads, "step_only_images_per_s": round(reference, 3),
-                         **{f"end_to_end_w{r['loader_workers']}_{r['input_decode']}_images_per_s": r["images_per_s"] for r in result["end_to_end"]},
-                         **{f"ratio_w{r['loader_workers']}_{r['input_decode']}": round(r["images_per_s"] / reference, 3) for r in result["end_to_end"]}}
+    result["summary"] = {
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "step_only_images_per_s": round(reference, 3),
+        **{
+            f"end_to_end_w{r['loader_workers']}_{r['input_decode']}_images_per_s": r["images_per_s"]
+            for r in result["end_to_end"]
+        },
+        **{
+            f"ratio_w{r['loader_workers']}_{r['input_decode']}": round(r["images_per_s"] / reference, 3)
+            for r in result["end_to_end"]
+        },
+    }
     write_result(result, args)
 
 

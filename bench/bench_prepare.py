@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine import cpu_name  # a sibling script, not a package
 
 from chromapipe.config import DataConfig, SplitConfig, to_dict
 from chromapipe.data.engines import local_cores
 from chromapipe.data.prepare import prepare
 from chromapipe.data.shards import LabShardDataset
-from machine import cpu_name  # a sibling script, not a package
 
 DEFAULT_ROOT = Path("/work/shared/data/imagenet-sample")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -67,8 +67,15 @@ def _machine() -> dict[str, Any]:
     import PIL
     import torchvision
 
-    return {"cores": local_cores(), "cpu": cpu_name(), "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "pillow": PIL.__version__, "numpy": numpy.__version__}
+    return {
+        "cores": local_cores(),
+        "cpu": cpu_name(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "pillow": PIL.__version__,
+        "numpy": numpy.__version__,
+    }
 
 
 def _files(root: Path) -> list[Path]:
@@ -96,7 +103,12 @@ def decode_only(files: list[Path]) -> dict[str, Any]:
     for b in blobs:
         decode_jpeg(b)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-    return {"images": len(files), "seconds": round(wall, 3), "images_per_s": round(len(files) / wall, 1), "cpu_ms_per_image": round(1000 * cpu / len(files), 3)}
+    return {
+        "images": len(files),
+        "seconds": round(wall, 3),
+        "images_per_s": round(len(files) / wall, 1),
+        "cpu_ms_per_image": round(1000 * cpu / len(files), 3),
+    }
 
 
 def run_prepare(cfg: DataConfig) -> dict[str, Any]:
@@ -105,12 +117,19 @@ def run_prepare(cfg: DataConfig) -> dict[str, Any]:
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     n = manifest["n_listed"]
     return {
-        "encoding": cfg.encoding, "engine": manifest["run"]["engine"], "workers": manifest["run"]["workers"],
-        "sources": n, "images": {k: v["n_images"] for k, v in manifest["splits"].items()},
-        "skipped_by_reason": manifest["skipped_by_reason"], "roundtrip_max_abs_uint8": manifest["lab_roundtrip_max_abs_uint8"],
-        "bytes_per_image": manifest["storage"]["bytes_per_image"], "seconds": round(wall, 3),
-        "images_per_s": round(n / wall, 1), "cpu_ms_per_source": round(1000 * cpu / n, 3),
-        "chunks": len(manifest["run"]["chunk_nodes"]), "nodes": len(manifest["run"]["nodes"]),
+        "encoding": cfg.encoding,
+        "engine": manifest["run"]["engine"],
+        "workers": manifest["run"]["workers"],
+        "sources": n,
+        "images": {k: v["n_images"] for k, v in manifest["splits"].items()},
+        "skipped_by_reason": manifest["skipped_by_reason"],
+        "roundtrip_max_abs_uint8": manifest["lab_roundtrip_max_abs_uint8"],
+        "bytes_per_image": manifest["storage"]["bytes_per_image"],
+        "seconds": round(wall, 3),
+        "images_per_s": round(n / wall, 1),
+        "cpu_ms_per_source": round(1000 * cpu / n, 3),
+        "chunks": len(manifest["run"]["chunk_nodes"]),
+        "nodes": len(manifest["run"]["nodes"]),
     }
 
 
@@ -177,21 +196,44 @@ def ray_cluster_run(cfg: DataConfig, cpus_per_node: int, nodes: int = 2) -> dict
     """Start a head and ``nodes - 1`` worker nodes on localhost, run prepare in a fresh process with RAY_ADDRESS."""
     ray_cli = str(Path(sys.executable).with_name("ray"))
     port = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    }
     start = [ray_cli, "start", "--disable-usage-stats", f"--num-cpus={cpus_per_node}", "--node-ip-address=127.0.0.1"]
     try:
-        subprocess.run([*start, "--head", f"--port={port}", "--include-dashboard=false"], check=True, env=env, capture_output=True, timeout=300)
+        subprocess.run(
+            [*start, "--head", f"--port={port}", "--include-dashboard=false"],
+            check=True,
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
         for _ in range(nodes - 1):
-            subprocess.run([*start, f"--address=127.0.0.1:{port}"], check=True, env=env, capture_output=True, timeout=300)
+            subprocess.run(
+                [*start, f"--address=127.0.0.1:{port}"], check=True, env=env, capture_output=True, timeout=300
+            )
         t0 = time.perf_counter()
-        child = subprocess.run([sys.executable, __file__, "--child", json.dumps(to_dict(cfg))], env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
-                               check=True, capture_output=True, text=True, timeout=3600)
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(to_dict(cfg))],
+            env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         process_seconds = time.perf_counter() - t0
     finally:
         subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=300)
     result = json.loads(child.stdout.strip().splitlines()[-1])
-    return {**result, "process_seconds": round(process_seconds, 2), "cpus_per_node": cpus_per_node,
-            "note": "seconds/images_per_s: inside prepare() (Ray connect + task start-up included); process_seconds: the whole stage process"}
+    return {
+        **result,
+        "process_seconds": round(process_seconds, 2),
+        "cpus_per_node": cpus_per_node,
+        "note": "seconds/images_per_s: inside prepare() (Ray connect + task start-up included); process_seconds: the whole stage process",
+    }
 
 
 def _child(cfg_json: str) -> None:
@@ -206,9 +248,15 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--workers", type=int, default=local_cores(), help="N for the parallel runs (default: every local core)")
+    ap.add_argument(
+        "--workers", type=int, default=local_cores(), help="N for the parallel runs (default: every local core)"
+    )
     ap.add_argument("--encodings", default="float16,lab8,rgb8")
-    ap.add_argument("--ray", action="store_true", help="also run the ray engine on a local `ray start` cluster of one node and of two")
+    ap.add_argument(
+        "--ray",
+        action="store_true",
+        help="also run the ray engine on a local `ray start` cluster of one node and of two",
+    )
     ap.add_argument("--read-images", type=int, default=256)
     ap.add_argument("--breakdown", type=int, default=300, help="photos for the per-step CPU breakdown")
     ap.add_argument("--label", default=f"{local_cores()}cpu")
@@ -218,8 +266,12 @@ def main() -> None:
         _child(args.child)
         return
     load_before = os.getloadavg()
-    result: dict[str, Any] = {"benchmark": "prepare stage (bench/bench_prepare.py)", "machine": _machine(), "argv": sys.argv[1:],
-                              "load_average_before": [round(x, 2) for x in load_before]}
+    result: dict[str, Any] = {
+        "benchmark": "prepare stage (bench/bench_prepare.py)",
+        "machine": _machine(),
+        "argv": sys.argv[1:],
+        "load_average_before": [round(x, 2) for x in load_before],
+    }
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:
         root = repeated_tree(args.root, args.repeat, Path(tmp) / "src") if args.repeat > 1 else args.root
         files = _files(root)
@@ -268,9 +320,13 @@ def summarize(result: dict[str, Any], workers: int) -> dict[str, Any]:
     decode_cpu = result["decode_only"]["cpu_ms_per_image"]
     by = {(r["encoding"], r["workers"]): r for r in result["prepare"]}
     one = by[("float16", 1)]
-    out: dict[str, Any] = {"decode_only_images_per_s": decode, "decode_only_cpu_ms_per_image": decode_cpu, "workers": workers,
-                           "goal_images_per_s": round(0.7 * decode * workers, 1),
-                           "goal_capacity_images_per_s": round(0.7 * 1000 / decode_cpu * workers, 1)}
+    out: dict[str, Any] = {
+        "decode_only_images_per_s": decode,
+        "decode_only_cpu_ms_per_image": decode_cpu,
+        "workers": workers,
+        "goal_images_per_s": round(0.7 * decode * workers, 1),
+        "goal_capacity_images_per_s": round(0.7 * 1000 / decode_cpu * workers, 1),
+    }
     for (enc, w), r in by.items():
         key = f"prepare_{enc}_w{w}"
         out[f"{key}_images_per_s"] = r["images_per_s"]
@@ -281,12 +337,21 @@ def summarize(result: dict[str, Any], workers: int) -> dict[str, Any]:
     out["imagenet_train_hours_per_core_float16"] = round(IMAGENET_TRAIN * one["cpu_ms_per_source"] / 1000 / 3600, 2)
     for (enc, w), r in by.items():
         if w == workers:
-            out[f"imagenet_train_hours_per_core_{enc}_w{w}"] = round(IMAGENET_TRAIN * r["cpu_ms_per_source"] / 1000 / 3600, 2)
+            out[f"imagenet_train_hours_per_core_{enc}_w{w}"] = round(
+                IMAGENET_TRAIN * r["cpu_ms_per_source"] / 1000 / 3600, 2
+            )
     size = result["prepare"][0]["bytes_per_image"]
-    out["imagenet_train_disk_gb"] = {enc: round(IMAGENET_TRAIN * (r["bytes_per_image"] + 8) / 1e9, 1) for (enc, _), r in by.items()}
-    out["imagenet_train_disk_gb"]["note"] = f"{IMAGENET_TRAIN} images at the benchmark's size ({size} B/image in float16), + 8 B/label"
+    out["imagenet_train_disk_gb"] = {
+        enc: round(IMAGENET_TRAIN * (r["bytes_per_image"] + 8) / 1e9, 1) for (enc, _), r in by.items()
+    }
+    out["imagenet_train_disk_gb"]["note"] = (
+        f"{IMAGENET_TRAIN} images at the benchmark's size ({size} B/image in float16), + 8 B/label"
+    )
     if "ray_1node" in result:  # the same per-node CPUs: what a second node adds
-        out["ray_images_per_s"] = {"1_node": result["ray_1node"]["images_per_s"], "2_nodes": result["ray"]["images_per_s"]}
+        out["ray_images_per_s"] = {
+            "1_node": result["ray_1node"]["images_per_s"],
+            "2_nodes": result["ray"]["images_per_s"],
+        }
         out["ray_2_nodes_vs_1"] = round(result["ray"]["images_per_s"] / result["ray_1node"]["images_per_s"], 3)
     out["read_images_per_s"] = {enc: r["images_per_s"] for enc, r in result["read"].items()}
     out["read_cpu_ms_per_image"] = {enc: r["cpu_ms_per_image"] for enc, r in result["read"].items()}

@@ -48,10 +48,18 @@ def write_params(tmp: Path, data: Path, name: str, args: argparse.Namespace) -> 
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
     params = {
         "datasets": {"sample": {"size": 256, "crops_per_image": 2, "out": str(data)}},
-        "train": {"num_workers": 2, "resources_per_worker": {"CPU": 1.0}, "log_every": args.steps, "checkpoint_every": 10**6,
-                  "storage_path": str(tmp / "ray"), "out": str(tmp / "models")},
+        "train": {
+            "num_workers": 2,
+            "resources_per_worker": {"CPU": 1.0},
+            "log_every": args.steps,
+            "checkpoint_every": 10**6,
+            "storage_path": str(tmp / "ray"),
+            "out": str(tmp / "models"),
+        },
         "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}"},
-        "models": {args.model: {**shipped["models"][args.model], "dataset": "sample", "steps": args.steps, "batch_size": 4}},
+        "models": {
+            args.model: {**shipped["models"][args.model], "dataset": "sample", "steps": args.steps, "batch_size": 4}
+        },
     }
     path = tmp / f"params-{name}.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -65,8 +73,13 @@ def timed_run(root: Path, data: Path, name: str, args: argparse.Namespace) -> di
     t0 = time.perf_counter()
     summary = train_model(params, args.model)
     wall = time.perf_counter() - t0
-    row = {"run": name, "wall_s": round(wall, 1), "workers_s": summary["train_seconds"],
-           "overhead_s": round(wall - summary["train_seconds"], 1), "steps": summary["steps"]}
+    row = {
+        "run": name,
+        "wall_s": round(wall, 1),
+        "workers_s": summary["train_seconds"],
+        "overhead_s": round(wall - summary["train_seconds"], 1),
+        "steps": summary["steps"],
+    }
     print(row, flush=True)
     return row
 
@@ -89,7 +102,14 @@ def main() -> None:
             started = _connect_ray(num_cpus_needed=2)
             try:
                 for i in range(2):
-                    rows.append({"mode": "joined", "round": r, "nth_in_instance": i + 1, **timed_run(root, data, f"joined-{r}-{i}", args)})
+                    rows.append(
+                        {
+                            "mode": "joined",
+                            "round": r,
+                            "nth_in_instance": i + 1,
+                            **timed_run(root, data, f"joined-{r}-{i}", args),
+                        }
+                    )
             finally:
                 if started:
                     ray.shutdown()
@@ -97,11 +117,24 @@ def main() -> None:
     def kind(row: dict) -> str:
         return "own" if row["mode"] == "own" else ("joined_first" if row["nth_in_instance"] == 1 else "joined_later")
 
-    summary = {name: {key: statistics.median(row[key] for row in rows if kind(row) == name) for key in ("wall_s", "workers_s", "overhead_s")}
-               for name in ("own", "joined_first", "joined_later")}
-    result = {"benchmark": "Ray Train fixed cost per train_model run (bench/bench_ray_overhead.py)", "argv": sys.argv[1:],
-              "machine": {"cores": os.cpu_count(), "cpu": cpu_name(), "ray": ray.__version__},
-              "model": args.model, "steps": args.steps, "global_batch": 4, "workers": 2, "rows": rows, "median": summary}
+    summary = {
+        name: {
+            key: statistics.median(row[key] for row in rows if kind(row) == name)
+            for key in ("wall_s", "workers_s", "overhead_s")
+        }
+        for name in ("own", "joined_first", "joined_later")
+    }
+    result = {
+        "benchmark": "Ray Train fixed cost per train_model run (bench/bench_ray_overhead.py)",
+        "argv": sys.argv[1:],
+        "machine": {"cores": os.cpu_count(), "cpu": cpu_name(), "ray": ray.__version__},
+        "model": args.model,
+        "steps": args.steps,
+        "global_batch": 4,
+        "workers": 2,
+        "rows": rows,
+        "median": summary,
+    }
     out = REPO / "bench" / "results" / f"ray-overhead-{args.label}.json"
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(summary, indent=1))

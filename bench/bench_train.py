@@ -29,14 +29,21 @@ from pathlib import Path
 from typing import get_args
 
 import torch
+from machine import cpu_name  # a sibling script, not a package
 from torch import nn
 
 from chromapipe.config import CompileMode, ModelConfig, load_params
 from chromapipe.models.base import Recipe, count_parameters
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.performance import CompileWatch, apply_performance_options, apply_to_pair, batch_to_channels_last, count_flops, discriminator_compilable
+from chromapipe.training.performance import (
+    CompileWatch,
+    apply_performance_options,
+    apply_to_pair,
+    batch_to_channels_last,
+    count_flops,
+    discriminator_compilable,
+)
 from chromapipe.training.step import build_optimizers, train_step
-from machine import cpu_name  # a sibling script, not a package
 
 #: dense (no sparsity) peak TFLOP/s by device-name fragment: (bf16 tensor core, TF32 tensor core).
 #: NVIDIA datasheets: H100 SXM5 989.4 / 494.7 (the "H100 80GB HBM3" torch reports is the SXM part),
@@ -62,11 +69,15 @@ def peak_tflops(name: str, amp: bool, given: float | None) -> tuple[float | None
     for fragment, (bf16, tf32) in PEAK_TFLOPS.items():
         if fragment in name:
             kind = "bf16" if amp else "TF32 (cuDNN's default for fp32 convolutions)"
-            return (bf16 if amp else tf32), f"{fragment} dense {kind} peak, NVIDIA datasheet (SXM figure unless the name says PCIe)"
+            return (
+                bf16 if amp else tf32
+            ), f"{fragment} dense {kind} peak, NVIDIA datasheet (SXM figure unless the name says PCIe)"
     return None, f"no peak known for {name!r}: pass --peak-tflops"
 
 
-def random_batch(recipe: Recipe, batch_size: int, resolution: int, device: torch.device, gen: torch.Generator, channels_last: bool) -> dict[str, torch.Tensor]:
+def random_batch(
+    recipe: Recipe, batch_size: int, resolution: int, device: torch.device, gen: torch.Generator, channels_last: bool
+) -> dict[str, torch.Tensor]:
     batch = recipe.prepare_batch({
         "L": (torch.rand(batch_size, 1, resolution, resolution, generator=gen) * 100).to(device),
         "ab": (torch.randn(batch_size, 2, resolution, resolution, generator=gen) * 25).to(device),
@@ -83,7 +94,9 @@ def flops_per_image(recipe: Recipe, G, D, opts, batch: dict[str, torch.Tensor], 
     return round((with_g + (n_critic - 1) * critic_only) / n_critic / batch["L"].shape[0])
 
 
-def training_pair(cfg: ModelConfig, device: torch.device, channels_last: bool) -> tuple[Recipe, nn.Module, nn.Module, tuple]:
+def training_pair(
+    cfg: ModelConfig, device: torch.device, channels_last: bool
+) -> tuple[Recipe, nn.Module, nn.Module, tuple]:
     """The recipe, G and D on ``device`` and their optimisers, as the training loop builds them (uncompiled).
 
     The layout comes before the optimisers (as in the loop): Adam's moments take their parameter's layout
@@ -95,15 +108,26 @@ def training_pair(cfg: ModelConfig, device: torch.device, channels_last: bool) -
     return recipe, G, D, build_optimizers(G, D, cfg)
 
 
-def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: int, warmup: int, amp: bool, channels_last: bool, compile: bool,
-                compile_mode: str = "default") -> dict:
+def bench_model(
+    cfg: ModelConfig,
+    batch_size: int,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    amp: bool,
+    channels_last: bool,
+    compile: bool,
+    compile_mode: str = "default",
+) -> dict:
     recipe, G, D, opts = training_pair(cfg, device, channels_last)
     gen = torch.Generator().manual_seed(0)
     batch = lambda: random_batch(recipe, batch_size, cfg.resolution, device, gen, channels_last)  # noqa: E731
     flops = flops_per_image(recipe, G, D, opts, batch(), cfg.n_critic, amp)  # before compiling: eager ops only
     compile_d = compile and discriminator_compilable(recipe)
     watch = CompileWatch(device.type, compile_mode)
-    G, D = apply_to_pair(recipe, G, D, channels_last=False, compile=compile, compile_mode=compile_mode)  # fresh caches per model
+    G, D = apply_to_pair(
+        recipe, G, D, channels_last=False, compile=compile, compile_mode=compile_mode
+    )  # fresh caches per model
     if compile:  # every kind of iteration (critic-only, generator) must be compiled before timing
         warmup = max(warmup, cfg.n_critic + 1)
 
@@ -136,9 +160,12 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
         "steps": steps,
         "warmup": warmup,
         "warmup_seconds": round(warmup_seconds, 1),
-        "compiled": {"G": compile, "D": compile_d, "mode": compile_mode if compile else None} | (compiled if compile else {}),
+        "compiled": {"G": compile, "D": compile_d, "mode": compile_mode if compile else None}
+        | (compiled if compile else {}),
         "seconds_per_step": round(seconds / steps, 4),
-        "cpu_seconds_per_step": round(cpu_seconds / steps, 4),  # this process, all threads: what other load does not inflate as much
+        "cpu_seconds_per_step": round(
+            cpu_seconds / steps, 4
+        ),  # this process, all threads: what other load does not inflate as much
         "images_per_s": round(images_per_s, 3),
         "model_gflops_per_image": round(flops / 1e9, 2),
         "achieved_tflops": round(flops * images_per_s / 1e12, 4),
@@ -149,7 +176,15 @@ def bench_model(cfg: ModelConfig, batch_size: int, device: torch.device, steps: 
 
 
 def default_out(args: argparse.Namespace, device: torch.device) -> Path:
-    parts = [f"train-{device.type}", "-bf16" * args.amp, "-cl" * args.channels_last, "-compile" * args.compile, f"-{args.compile_mode}" * (args.compile and args.compile_mode != "default"), "-cudnnb" * args.cudnn_benchmark, f"-b{args.batch_size}" if args.batch_size else ""]
+    parts = [
+        f"train-{device.type}",
+        "-bf16" * args.amp,
+        "-cl" * args.channels_last,
+        "-compile" * args.compile,
+        f"-{args.compile_mode}" * (args.compile and args.compile_mode != "default"),
+        "-cudnnb" * args.cudnn_benchmark,
+        f"-b{args.batch_size}" if args.batch_size else "",
+    ]
     return Path("bench/results") / ("".join(parts) + ".json")
 
 
@@ -159,9 +194,15 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
     ap.add_argument("--channels-last", action="store_true", help="NHWC weights and batches")
-    ap.add_argument("--compile", action="store_true", help="torch.compile G (and D unless its loss has a gradient penalty)")
-    ap.add_argument("--compile-mode", default="default", choices=get_args(CompileMode),
-                    help="torch.compile's mode (train.compile_mode): reduce-overhead = CUDA graphs")
+    ap.add_argument(
+        "--compile", action="store_true", help="torch.compile G (and D unless its loss has a gradient penalty)"
+    )
+    ap.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=get_args(CompileMode),
+        help="torch.compile's mode (train.compile_mode): reduce-overhead = CUDA graphs",
+    )
     ap.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuning (train.cudnn_benchmark)")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
@@ -169,7 +210,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     ap.add_argument("--peak-tflops", type=float, help="dense peak of the device for the MFU (default: PEAK_TFLOPS)")
     ap.add_argument("--models", help="comma-separated subset of the params' models")
-    ap.add_argument("--out", help="output JSON (default bench/results/train-<device>[-bf16][-cl][-compile][-b<batch>].json)")
+    ap.add_argument(
+        "--out", help="output JSON (default bench/results/train-<device>[-bf16][-cl][-compile][-b<batch>].json)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -178,7 +221,11 @@ def main() -> None:
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     names = args.models.split(",") if args.models else list(params.models)
     name = device_name(device)
-    peak, peak_source = peak_tflops(name, args.amp, args.peak_tflops) if device.type == "cuda" or args.peak_tflops else (None, "CPU: no peak assumed")
+    peak, peak_source = (
+        peak_tflops(name, args.amp, args.peak_tflops)
+        if device.type == "cuda" or args.peak_tflops
+        else (None, "CPU: no peak assumed")
+    )
     results = {
         "device": name,
         "device_type": device.type,
@@ -195,14 +242,26 @@ def main() -> None:
         "peak_assumption": peak_source,
         "flops_note": "model FLOPs = convolutions + matmuls of G and D, forward + backward, per image, per average iteration (FlopCounterMode)",
         "command": shlex.join(["python", "bench/bench_train.py", *sys.argv[1:]]),
-        "load_average_before": [round(x, 2) for x in os.getloadavg()],  # a shared machine's other load slows every figure
+        "load_average_before": [
+            round(x, 2) for x in os.getloadavg()
+        ],  # a shared machine's other load slows every figure
         "models": {},
     }
     out = Path(args.out) if args.out else default_out(args, device)
     out.parent.mkdir(parents=True, exist_ok=True)
     for model in names:
         cfg = params.model(model)
-        row = bench_model(cfg, args.batch_size or cfg.batch_size, device, args.steps, args.warmup, args.amp, args.channels_last, args.compile, args.compile_mode)
+        row = bench_model(
+            cfg,
+            args.batch_size or cfg.batch_size,
+            device,
+            args.steps,
+            args.warmup,
+            args.amp,
+            args.channels_last,
+            args.compile,
+            args.compile_mode,
+        )
         row["mfu"] = round(row["achieved_tflops"] / peak, 4) if peak else None
         results["models"][model] = row
         print(model, row, flush=True)

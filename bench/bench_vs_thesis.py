@@ -43,9 +43,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -53,7 +54,12 @@ from torch import nn
 from chromapipe.config import ModelConfig
 from chromapipe.models.base import count_parameters
 from chromapipe.models.pix2pix import Pix2PixRecipe
-from chromapipe.training.performance import apply_performance_options, batch_to_channels_last, compile_stats, count_flops
+from chromapipe.training.performance import (
+    apply_performance_options,
+    batch_to_channels_last,
+    compile_stats,
+    count_flops,
+)
 from chromapipe.training.step import train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -81,9 +87,13 @@ def repo_commit(repo: Path) -> str | None:
     commit written beside them in a file ``COMMIT``."""
     marker = repo / "COMMIT"
     try:
-        top = subprocess.run(["git", "-C", str(repo), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True).stdout.strip()
+        top = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         if Path(top).resolve() == repo.resolve():  # not the commit of a repository the copy sits inside
-            return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+            ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         pass
     return marker.read_text().strip() if marker.is_file() else None
@@ -95,10 +105,18 @@ class Thesis:
     def __init__(self, repo: Path, device: torch.device, batch_size: int) -> None:
         models, losses = load_thesis_module(repo, "models"), load_thesis_module(repo, "losses")
         instance_norm = batch_size == 1  # their notebook: USE_INSTANCE_NORM = BATCH_SIZE == 1
-        self.G = models.Generator(in_channels=1, out_channels=2, use_instance_norm=instance_norm, classifier_branch=False).to(device)
-        self.D = models.Discriminator(in_channels=3, use_instance_norm=instance_norm, disable_norm=False, network_type="patch_gan").to(device)
-        self.d_criterion = losses.DiscriminatorCriterion(device=device, wgan=False, wgan_gp=False, label_smoothing_value=REAL_LABEL)
-        self.g_criterion = losses.GeneratorCriterion(device=device, wgan=False, l1_lambda=L1_WEIGHT, l2_lambda=0, class_lambda=0)
+        self.G = models.Generator(
+            in_channels=1, out_channels=2, use_instance_norm=instance_norm, classifier_branch=False
+        ).to(device)
+        self.D = models.Discriminator(
+            in_channels=3, use_instance_norm=instance_norm, disable_norm=False, network_type="patch_gan"
+        ).to(device)
+        self.d_criterion = losses.DiscriminatorCriterion(
+            device=device, wgan=False, wgan_gp=False, label_smoothing_value=REAL_LABEL
+        )
+        self.g_criterion = losses.GeneratorCriterion(
+            device=device, wgan=False, l1_lambda=L1_WEIGHT, l2_lambda=0, class_lambda=0
+        )
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=LR, betas=BETAS)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=LR, betas=BETAS)
 
@@ -145,12 +163,20 @@ def parse_variant(name: str) -> dict[str, bool]:
     """``plain`` or ``-``-joined tokens of VARIANT_TOKENS → the speed options it switches on."""
     tokens = set() if name == "plain" else set(name.split("-"))
     if not tokens <= VARIANT_TOKENS:
-        raise SystemExit(f"--variants: unknown option(s) {sorted(tokens - VARIANT_TOKENS)} in {name!r}; use plain or {sorted(VARIANT_TOKENS)} joined by '-'")
-    return {"amp": "bf16" in tokens, "channels_last": "cl" in tokens, "compile": bool(tokens & {"compile", "graphs"}),
-            "graphs": "graphs" in tokens}
+        raise SystemExit(
+            f"--variants: unknown option(s) {sorted(tokens - VARIANT_TOKENS)} in {name!r}; use plain or {sorted(VARIANT_TOKENS)} joined by '-'"
+        )
+    return {
+        "amp": "bf16" in tokens,
+        "channels_last": "cl" in tokens,
+        "compile": bool(tokens & {"compile", "graphs"}),
+        "graphs": "graphs" in tokens,
+    }
 
 
-def ours_step(cfg: ModelConfig, batch: dict[str, torch.Tensor], device: torch.device, variant: str) -> Callable[[], object]:
+def ours_step(
+    cfg: ModelConfig, batch: dict[str, torch.Tensor], device: torch.device, variant: str
+) -> Callable[[], object]:
     """A network pair of ours with ``variant``'s options and a closure running one training iteration."""
     opts = parse_variant(variant)
     recipe, G, D, (opt_g, opt_d) = training_pair(cfg, device, opts["channels_last"])
@@ -163,7 +189,9 @@ def ours_step(cfg: ModelConfig, batch: dict[str, torch.Tensor], device: torch.de
 
 # -- checks and timing -----------------------------------------------------------------------------------------
 @torch.no_grad()
-def check_same_function(theirs: Thesis, G: nn.Module, D: nn.Module, recipe: Pix2PixRecipe, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+def check_same_function(
+    theirs: Thesis, G: nn.Module, D: nn.Module, recipe: Pix2PixRecipe, batch: dict[str, torch.Tensor]
+) -> dict[str, Any]:
     """Copy their tensors into fresh copies of our networks in state_dict order; compare eval-mode outputs."""
     result: dict[str, Any] = {}
     x = recipe.encode_L(batch["L"])
@@ -187,7 +215,9 @@ def check_same_function(theirs: Thesis, G: nn.Module, D: nn.Module, recipe: Pix2
     return result
 
 
-def time_alternating(steps: dict[str, Callable[[], object]], n: int, warmup: int, device: torch.device) -> dict[str, dict[str, list[float]]]:
+def time_alternating(
+    steps: dict[str, Callable[[], object]], n: int, warmup: int, device: torch.device
+) -> dict[str, dict[str, list[float]]]:
     """Wall and process-CPU seconds per step for each entry, alternating entries step by step; a device
     sync closes every step. CPU seconds (all threads of this process) are far less inflated by other load
     on a shared machine than wall seconds."""
@@ -227,8 +257,15 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     ap.add_argument("--out", type=Path, help="default bench/results/vs-thesis-<device>.json")
-    ap.add_argument("--variants", nargs="+", default=["plain"], help="our speed-option variants: plain, or bf16/cl/compile joined by '-'")
-    ap.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuning for the whole process (theirs too)")
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=["plain"],
+        help="our speed-option variants: plain, or bf16/cl/compile joined by '-'",
+    )
+    ap.add_argument(
+        "--cudnn-benchmark", action="store_true", help="cuDNN autotuning for the whole process (theirs too)"
+    )
     args = ap.parse_args()
     for variant in args.variants:
         parse_variant(variant)
@@ -258,7 +295,9 @@ def main() -> None:
     flops = {"thesis": count_flops(step_theirs), "chromapipe": count_flops(step_ours)}
     steps = {"thesis": step_theirs, "chromapipe": step_ours}
     steps |= {f"chromapipe[{v}]": ours_step(cfg, batch, device, v) for v in args.variants if v != "plain"}
-    warmup = args.warmup + (3 if any(parse_variant(v)["compile"] for v in args.variants) else 0)  # compiling: first calls
+    warmup = args.warmup + (
+        3 if any(parse_variant(v)["compile"] for v in args.variants) else 0
+    )  # compiling: first calls
     times = time_alternating(steps, args.steps, warmup, device)
 
     result = {
@@ -267,13 +306,21 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "dtype": "thesis fp32 (it trains without AMP); ours: see variants",
-        "variants": {name: parse_variant(name[len("chromapipe["):-1]) if "[" in name else parse_variant("plain") for name in steps if name != "thesis"},
+        "variants": {
+            name: parse_variant(name[len("chromapipe[") : -1]) if "[" in name else parse_variant("plain")
+            for name in steps
+            if name != "thesis"
+        },
         "cudnn_benchmark": args.cudnn_benchmark,
         "batch_size": bs,
         "resolution": res,
         "steps": args.steps,
         "warmup": args.warmup,
-        "thesis_repo": {"url": THESIS_URL, "commit": repo_commit(args.thesis_repo), "loaded": ["models.py: Generator, Discriminator", "losses.py: DiscriminatorCriterion, GeneratorCriterion"]},
+        "thesis_repo": {
+            "url": THESIS_URL,
+            "commit": repo_commit(args.thesis_repo),
+            "loaded": ["models.py: Generator, Discriminator", "losses.py: DiscriminatorCriterion, GeneratorCriterion"],
+        },
         "configuration": "thesis (1): cGAN BCE, real label 0.9, + 100*L1; Adam(2e-4, (0.5, 0.999)) for G and D; N_CRITIC 1; batch norm",
         "parameters": {
             "thesis": {"generator": count_parameters(theirs.G), "discriminator": count_parameters(theirs.D)},
@@ -290,14 +337,31 @@ def main() -> None:
     for name in steps:
         if name.startswith("chromapipe["):
             result[name] = summary(times[name], bs, flops["chromapipe"])
-            result[f"speedup_{name}_over_thesis"] = round(result[name]["images_per_s"] / result["thesis"]["images_per_s"], 3)
-    result["speedup_chromapipe_over_thesis"] = round(result["chromapipe"]["images_per_s"] / result["thesis"]["images_per_s"], 3)
-    result["speedup_median_step"] = round(result["thesis"]["seconds_per_step_median"] / result["chromapipe"]["seconds_per_step_median"], 3)
-    result["cpu_time_ratio_thesis_over_chromapipe"] = round(result["thesis"]["cpu_seconds_per_step_mean"] / result["chromapipe"]["cpu_seconds_per_step_mean"], 3)
+            result[f"speedup_{name}_over_thesis"] = round(
+                result[name]["images_per_s"] / result["thesis"]["images_per_s"], 3
+            )
+    result["speedup_chromapipe_over_thesis"] = round(
+        result["chromapipe"]["images_per_s"] / result["thesis"]["images_per_s"], 3
+    )
+    result["speedup_median_step"] = round(
+        result["thesis"]["seconds_per_step_median"] / result["chromapipe"]["seconds_per_step_median"], 3
+    )
+    result["cpu_time_ratio_thesis_over_chromapipe"] = round(
+        result["thesis"]["cpu_seconds_per_step_mean"] / result["chromapipe"]["cpu_seconds_per_step_mean"], 3
+    )
     out = args.out or Path(f"bench/results/vs-thesis-{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: v for k, v in result.items() if k.startswith(("parameters", "same_function_check", "speedup_", "cpu_time_ratio"))}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: v
+                for k, v in result.items()
+                if k.startswith(("parameters", "same_function_check", "speedup_", "cpu_time_ratio"))
+            },
+            indent=1,
+        )
+    )
     print("thesis", {k: v for k, v in result["thesis"].items() if k != "seconds_per_step_all"})
     for name in steps:
         if name != "thesis":

@@ -134,8 +134,17 @@ class Trained:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def train(cfg: ModelConfig, photos: Photos, *, steps: int, seconds: float | None = None, batch_size: int | None = None,
-          seed: int = 0, device: str = "cpu", log_every: int = 0) -> Trained:
+def train(
+    cfg: ModelConfig,
+    photos: Photos,
+    *,
+    steps: int,
+    seconds: float | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    log_every: int = 0,
+) -> Trained:
     """Train ``cfg``'s model on ``photos`` for ``steps`` iterations (fewer if ``seconds`` runs out first).
 
     One iteration = one ``train_step`` (a D step; a G step every ``n_critic``-th), as in the loop.
@@ -168,7 +177,11 @@ def train(cfg: ModelConfig, photos: Photos, *, steps: int, seconds: float | None
         sched_d.step()
         step += 1
         if log_every and step % log_every == 0:
-            print(f"  step {step}/{steps} {time.perf_counter() - t0:.0f}s {mean_logs(history[-log_every:])}", file=sys.stderr, flush=True)
+            print(
+                f"  step {step}/{steps} {time.perf_counter() - t0:.0f}s {mean_logs(history[-log_every:])}",
+                file=sys.stderr,
+                flush=True,
+            )
         if not math.isfinite(history[-1]["d_total"]) or not math.isfinite(history[-1].get("g_total", 0.0)):
             raise FloatingPointError(f"step {step}: non-finite loss {history[-1]}")
     return Trained(recipe, G, D, step, step * bs, time.perf_counter() - t0, history)
@@ -188,7 +201,9 @@ def score_with(predictor: Predictor, photos: Photos, device: str = "cpu") -> dic
     return {k: float(metrics[k]) for k in METRICS if metrics.get(k) is not None}
 
 
-def score(trained: Trained, photos: Photos, device: str = "cpu", diagnostics: bool = True) -> dict[str, dict[str, float]]:
+def score(
+    trained: Trained, photos: Photos, device: str = "cpu", diagnostics: bool = True
+) -> dict[str, dict[str, float]]:
     """Scores of the model (eval mode, as evaluated and deployed) and of the gray baseline on ``photos``.
 
     ``diagnostics`` adds ``model_train_mode`` (BN batch statistics, dropout on: the thesis' own validation
@@ -198,8 +213,10 @@ def score(trained: Trained, photos: Photos, device: str = "cpu", diagnostics: bo
     """
     recipe, G = trained.recipe, trained.G
     G.eval()
-    out = {"model": score_with(functools.partial(recipe.predict, G), photos, device),
-           "gray": score_with(gray_predictor, photos, device)}
+    out = {
+        "model": score_with(functools.partial(recipe.predict, G), photos, device),
+        "gray": score_with(gray_predictor, photos, device),
+    }
     if diagnostics:
         G_train = copy.deepcopy(G).train()  # a copy: train-mode forwards update BN running statistics
         out["model_train_mode"] = score_with(functools.partial(recipe.predict, G_train), photos, device)
@@ -217,8 +234,17 @@ def save_grid(path: Path, trained: Trained, photos: Photos, device: str = "cpu")
     trained.G.eval()
     with torch.no_grad():
         pred = trained.recipe.predict(trained.G, L)["ab"]
-    rows = [torch.cat([to_rgb(L[i : i + 1], torch.zeros_like(ab[i : i + 1])), to_rgb(L[i : i + 1], pred[i : i + 1]),
-                       to_rgb(L[i : i + 1], ab[i : i + 1])], dim=-1) for i in range(len(L))]
+    rows = [
+        torch.cat(
+            [
+                to_rgb(L[i : i + 1], torch.zeros_like(ab[i : i + 1])),
+                to_rgb(L[i : i + 1], pred[i : i + 1]),
+                to_rgb(L[i : i + 1], ab[i : i + 1]),
+            ],
+            dim=-1,
+        )
+        for i in range(len(L))
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     write_png(torch.cat(rows, dim=-2)[0].cpu(), str(path))
 
@@ -238,12 +264,25 @@ def trajectory(history: list[dict[str, float]], points: int = 20) -> list[dict[s
     return [{"steps": f"{a + 1}-{b}", **mean_logs(history[a:b])} for a, b in zip(edges, edges[1:])]
 
 
-def fit_and_score(cfg: ModelConfig, *, n_photos: int = 8, steps: int = 200, seconds: float | None = None,
-                  batch_size: int | None = None, seed: int = 0, device: str = "cpu", diagnostics: bool = True,
-                  photos: Photos | None = None, log_every: int = 0, image: Path | None = None) -> dict[str, Any]:
+def fit_and_score(
+    cfg: ModelConfig,
+    *,
+    n_photos: int = 8,
+    steps: int = 200,
+    seconds: float | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    diagnostics: bool = True,
+    photos: Photos | None = None,
+    log_every: int = 0,
+    image: Path | None = None,
+) -> dict[str, Any]:
     """Train on ``n_photos`` real photos and score on them: the record written to the results JSON."""
     photos = photos if photos is not None else load_photos(n_photos, cfg.resolution)
-    trained = train(cfg, photos, steps=steps, seconds=seconds, batch_size=batch_size, seed=seed, device=device, log_every=log_every)
+    trained = train(
+        cfg, photos, steps=steps, seconds=seconds, batch_size=batch_size, seed=seed, device=device, log_every=log_every
+    )
     scores = score(trained, photos, device, diagnostics)
     if image is not None:
         save_grid(image, trained, photos, device)
@@ -259,11 +298,20 @@ def fit_and_score(cfg: ModelConfig, *, n_photos: int = 8, steps: int = 200, seco
         "images_seen": trained.images_seen,
         "wall_s": round(trained.seconds, 1),
         "seed": seed,
-        "settings": {"lr_g": cfg.lr_g, "lr_d": cfg.lr_d, "betas": list(cfg.betas), "schedule": cfg.schedule,
-                     "n_critic": cfg.n_critic, "loss": dict(trained.recipe.loss), "options": dict(cfg.options)},
+        "settings": {
+            "lr_g": cfg.lr_g,
+            "lr_d": cfg.lr_d,
+            "betas": list(cfg.betas),
+            "schedule": cfg.schedule,
+            "n_critic": cfg.n_critic,
+            "loss": dict(trained.recipe.loss),
+            "options": dict(cfg.options),
+        },
         "scores": scores,
-        "beats_gray": {"psnr": scores["model"]["psnr"] > scores["gray"]["psnr"],
-                       "lpips": scores["model"].get("lpips", 1.0) < scores["gray"].get("lpips", 0.0)},
+        "beats_gray": {
+            "psnr": scores["model"]["psnr"] > scores["gray"]["psnr"],
+            "lpips": scores["model"].get("lpips", 1.0) < scores["gray"].get("lpips", 0.0),
+        },
         "loss_first": mean_logs(trained.history[:window]),
         "loss_last": mean_logs(trained.history[-window:]),
         "loss_trajectory": trajectory(trained.history),
@@ -272,9 +320,11 @@ def fit_and_score(cfg: ModelConfig, *, n_photos: int = 8, steps: int = 200, seco
 
 def summary_line(name: str, r: dict[str, Any]) -> str:
     m, g = r["scores"]["model"], r["scores"]["gray"]
-    return (f"{name:20s} steps {r['steps']:4d} imgs {r['images_seen']:5d} {r['wall_s']:7.1f}s  "
-            f"PSNR {m['psnr']:6.2f} vs gray {g['psnr']:6.2f}  LPIPS {m.get('lpips', float('nan')):.4f} vs {g.get('lpips', float('nan')):.4f}  "
-            f"SSIM {m['ssim']:.4f} vs {g['ssim']:.4f}")
+    return (
+        f"{name:20s} steps {r['steps']:4d} imgs {r['images_seen']:5d} {r['wall_s']:7.1f}s  "
+        f"PSNR {m['psnr']:6.2f} vs gray {g['psnr']:6.2f}  LPIPS {m.get('lpips', float('nan')):.4f} vs {g.get('lpips', float('nan')):.4f}  "
+        f"SSIM {m['ssim']:.4f} vs {g['ssim']:.4f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -283,7 +333,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", default="pix2pix", help="comma-separated model names, or 'all'")
     ap.add_argument("--photos", type=int, default=8)
     ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--steps-for", default="", help="per-model step counts overriding --steps, e.g. chromagan=60,pix2pix_wgan_class=600")
+    ap.add_argument(
+        "--steps-for",
+        default="",
+        help="per-model step counts overriding --steps, e.g. chromagan=60,pix2pix_wgan_class=600",
+    )
     ap.add_argument("--seconds", type=float, help="stop a model's training early after this many seconds")
     ap.add_argument("--batch-size", type=int, help="default: the model's batch_size")
     ap.add_argument("--seed", type=int, default=0)
@@ -292,8 +346,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-diagnostics", action="store_true")
     ap.add_argument("--images", type=Path, help="write <dir>/<model>.png: gray | prediction | truth per photo")
     ap.add_argument("--log-every", type=int, default=0, help="print mean losses every N steps (stderr)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a model setting for this run (YAML value), e.g. n_critic=1 or lr_g=2e-4; repeatable")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model setting for this run (YAML value), e.g. n_critic=1 or lr_g=2e-4; repeatable",
+    )
     ap.add_argument("--out", default=str(REPO / "bench/results/fit-photos-cpu.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -304,9 +363,18 @@ def main(argv: list[str] | None = None) -> None:
     command = "python bench/fit_photos.py " + " ".join(sys.argv[1:] if argv is None else argv)
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     for name in names:
-        record = fit_and_score(dataclasses.replace(params.model(name), **overrides), n_photos=args.photos, steps=steps_for.get(name, args.steps), seconds=args.seconds,
-                               batch_size=args.batch_size, seed=args.seed, device=args.device, diagnostics=not args.no_diagnostics,
-                               log_every=args.log_every, image=args.images / f"{name}.png" if args.images else None)
+        record = fit_and_score(
+            dataclasses.replace(params.model(name), **overrides),
+            n_photos=args.photos,
+            steps=steps_for.get(name, args.steps),
+            seconds=args.seconds,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+            diagnostics=not args.no_diagnostics,
+            log_every=args.log_every,
+            image=args.images / f"{name}.png" if args.images else None,
+        )
         record.update(overrides=overrides, command=command, threads=args.threads, device=args.device)
         print(summary_line(name, record), flush=True)
         write_record(out_path, name, record, params_file=Path(args.params).name)
@@ -318,7 +386,9 @@ def write_record(path: Path, name: str, record: dict[str, Any], params_file: str
     models = json.loads(path.read_text()).get("models", {}) if path.exists() else {}
     doc = {
         "what": "train on N real photos (imagenet-sample), score on the same photos: model vs gray baseline (ab = 0)",
-        "machine": platform.machine(), "torch": torch.__version__, "params_file": params_file,
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "params_file": params_file,
         "models": {**models, name: record},
     }
     path.parent.mkdir(parents=True, exist_ok=True)

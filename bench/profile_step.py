@@ -108,7 +108,16 @@ NO_KERNEL = {
     "aten.resize_", "aten.set_", "aten._has_compatible_shallow_copy_type", "aten.is_same_size",
 }  # fmt: skip
 #: ops that overwrite their ``self`` without reading it (the mutated argument counts as a write only)
-WRITE_ONLY_SELF = {"aten.fill_", "aten.zero_", "aten.copy_", "aten.normal_", "aten.uniform_", "aten.bernoulli_", "aten.random_", "aten.exponential_"}
+WRITE_ONLY_SELF = {
+    "aten.fill_",
+    "aten.zero_",
+    "aten.copy_",
+    "aten.normal_",
+    "aten.uniform_",
+    "aten.bernoulli_",
+    "aten.random_",
+    "aten.exponential_",
+}
 #: ops that make the host wait for the device (a device-to-host read, or an output size only the data knows)
 SYNC_OPS = {
     "aten._local_scalar_dense": ".item() / float() / int() / bool() of a device tensor",
@@ -154,7 +163,13 @@ class Stat:
         self.gpu_s += gpu_s
 
     def row(self) -> dict:
-        return {"calls": self.calls, "kernel_calls": self.kernels, "gflop": round(self.flops / 1e9, 3), "mb": round(self.bytes / 1e6, 2), "roofline_ms": round(self.gpu_s * 1e3, 3)}
+        return {
+            "calls": self.calls,
+            "kernel_calls": self.kernels,
+            "gflop": round(self.flops / 1e9, 3),
+            "mb": round(self.bytes / 1e6, 2),
+            "roofline_ms": round(self.gpu_s * 1e3, 3),
+        }
 
 
 def chromapipe_line() -> str | None:
@@ -203,9 +218,22 @@ class GraphLabeler(TorchFunctionMode):
 class OpCounter(TorchDispatchMode):
     """Counts every dispatched ATen op: kernel or not, FLOPs (flop_counter's formulas), bytes, where from."""
 
-    def __init__(self, flop_registry: dict, tracker, labeler: GraphLabeler | None, module_classes: dict[str, str], peak_flops: float, module_depth: int) -> None:  # noqa: ANN001
+    def __init__(
+        self,
+        flop_registry: dict,
+        tracker,
+        labeler: GraphLabeler | None,
+        module_classes: dict[str, str],
+        peak_flops: float,
+        module_depth: int,
+    ) -> None:  # noqa: ANN001
         super().__init__()
-        self.flop_registry, self.tracker, self.labeler, self.module_classes = flop_registry, tracker, labeler, module_classes
+        self.flop_registry, self.tracker, self.labeler, self.module_classes = (
+            flop_registry,
+            tracker,
+            labeler,
+            module_classes,
+        )
         self.peak, self.depth = peak_flops, module_depth
         self.total = {"matmul_conv": Stat(), "other": Stat(), "no_kernel": Stat()}
         self.by_op: dict[str, Stat] = defaultdict(Stat)
@@ -242,7 +270,11 @@ class OpCounter(TorchDispatchMode):
         aliased_out = any(r.alias_info is not None for r in schema.returns)
         outs = _tensors(out)
         kernel = not (func.is_view or name in NO_KERNEL or (not outs and not mutated))
-        flops = self.flop_registry[func.overloadpacket](*args, **kwargs, out_val=out) if func.overloadpacket in self.flop_registry else 0
+        flops = (
+            self.flop_registry[func.overloadpacket](*args, **kwargs, out_val=out)
+            if func.overloadpacket in self.flop_registry
+            else 0
+        )
         nbytes = 0
         if kernel:
             named = dict(zip([a.name for a in schema.arguments], args)) | kwargs
@@ -252,7 +284,9 @@ class OpCounter(TorchDispatchMode):
                     continue
                 size = sum(tensor_bytes(t) for t in ts)
                 write = arg_name in mutated
-                read = not (write and arg_name == "self" and name in WRITE_ONLY_SELF) and not (write and arg_name == "out")
+                read = not (write and arg_name == "self" and name in WRITE_ONLY_SELF) and not (
+                    write and arg_name == "out"
+                )
                 nbytes += size * (int(read) + int(write))
             if not aliased_out:
                 nbytes += sum(tensor_bytes(t) for t in outs)
@@ -261,11 +295,21 @@ class OpCounter(TorchDispatchMode):
         phase, module, source = self._where()
         path = ".".join(module.split(".")[: self.depth])
         net = module.split(".")[0]
-        for stat in (self.total[kind], self.by_op[name], self.by_class[self.module_classes.get(module, module)], self.by_path[path], self.by_phase[phase], self.by_net[net], self.by_source[source]):
+        for stat in (
+            self.total[kind],
+            self.by_op[name],
+            self.by_class[self.module_classes.get(module, module)],
+            self.by_path[path],
+            self.by_phase[phase],
+            self.by_net[net],
+            self.by_source[source],
+        ):
             stat.add(kernel, flops, nbytes, gpu_s)
         if name in SYNC_OPS and not (name == "aten.repeat_interleave" and kwargs.get("output_size") is not None):
             self.syncs[(name, source)] += 1
-        elif name == "aten.index" and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else [])):
+        elif name == "aten.index" and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else [])
+        ):
             self.syncs[("aten.index (boolean mask)", source)] += 1
         return out
 
@@ -285,7 +329,9 @@ def _(q, k, v):  # noqa: ANN001, ANN202
 
 
 @torch.library.custom_op("profile_step::fused_attention_backward", mutates_args=())
-def fused_attention_backward(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fused_attention_backward(
+    dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One op standing in for the fused attention backward (recomputes the probabilities from lse)."""
     scale = 1 / math.sqrt(q.shape[-1])
     p = torch.exp(q @ k.transpose(-1, -2) * scale - lse[..., None])
@@ -315,7 +361,10 @@ def _fused_bwd_flops(dout_shape, q_shape, k_shape, v_shape, *args, **kwargs) -> 
     return sdpa_backward_flop_count(dout_shape, q_shape, k_shape, v_shape)
 
 
-FUSED_FLOPS = {torch.ops.profile_step.fused_attention: _fused_fwd_flops, torch.ops.profile_step.fused_attention_backward: _fused_bwd_flops}
+FUSED_FLOPS = {
+    torch.ops.profile_step.fused_attention: _fused_fwd_flops,
+    torch.ops.profile_step.fused_attention_backward: _fused_bwd_flops,
+}
 
 
 def fused_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):  # noqa: ANN001, ANN201
@@ -366,11 +415,16 @@ def torch_profile(fn) -> dict:  # noqa: ANN001
         "leaf_aten_events": len(leaves),
         "top_level_aten_events": len(top_level),
         "aten_self_cpu_s": round(total_us / 1e6, 3),
-        "top_self_cpu": [{"name": k, "self_cpu_s": round(v / 1e6, 3), "share": round(v / total_us, 3)} for k, v in sorted(self_us.items(), key=lambda kv: -kv[1])[:10]],
+        "top_self_cpu": [
+            {"name": k, "self_cpu_s": round(v / 1e6, 3), "share": round(v / total_us, 3)}
+            for k, v in sorted(self_us.items(), key=lambda kv: -kv[1])[:10]
+        ],
     }
 
 
-def profile_model(cfg, batch_size: int, amp: bool, channels_last: bool, fused: bool, module_depth: int, with_profiler: bool) -> dict:  # noqa: ANN001
+def profile_model(
+    cfg, batch_size: int, amp: bool, channels_last: bool, fused: bool, module_depth: int, with_profiler: bool
+) -> dict:  # noqa: ANN001
     device = torch.device("cpu")
     recipe, G, D, opts = training_pair(cfg, device, channels_last)
     gen = torch.Generator().manual_seed(0)
@@ -395,7 +449,9 @@ def profile_model(cfg, batch_size: int, amp: bool, channels_last: bool, fused: b
         counter = FlopCounterMode(display=False, custom_mapping=custom)
         with counter:
             labeler = GraphLabeler(counter.mod_tracker)
-            ops = OpCounter(counter.flop_registry, counter.mod_tracker, labeler, module_classes(G=G, D=D), peak, module_depth)
+            ops = OpCounter(
+                counter.flop_registry, counter.mod_tracker, labeler, module_classes(G=G, D=D), peak, module_depth
+            )
             t0 = time.perf_counter()
             with labeler, ops:
                 step()
@@ -482,8 +538,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8, help="images per step (default 8: CPU time)")
     ap.add_argument("--resolution", type=int, help="override every model's resolution (e.g. 64 for a smoke test)")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (CPU autocast: indicative only)")
-    ap.add_argument("--channels-last", action="store_true", help="NHWC weights and batches (as bench_train --channels-last)")
-    ap.add_argument("--fused-sdpa", action="store_true", help="count attention as a fused kernel would run it (what-if)")
+    ap.add_argument(
+        "--channels-last", action="store_true", help="NHWC weights and batches (as bench_train --channels-last)"
+    )
+    ap.add_argument(
+        "--fused-sdpa", action="store_true", help="count attention as a fused kernel would run it (what-if)"
+    )
     ap.add_argument("--threads", type=int, help="torch.set_num_threads")
     ap.add_argument("--module-depth", type=int, default=3, help="module path depth of the by-path breakdown")
     ap.add_argument("--no-torch-profiler", action="store_true", help="skip the torch.profiler cross-check step")
@@ -516,8 +576,22 @@ def main() -> None:
         cfg = params.model(model)
         if args.resolution:
             cfg = dataclasses.replace(cfg, resolution=args.resolution)
-        key = f"{model}-b{args.batch_size}" + ("-bf16" if args.amp else "") + ("-cl" if args.channels_last else "") + ("-fused-sdpa" if args.fused_sdpa else "") + (f"-r{cfg.resolution}" if args.resolution else "")
-        row = profile_model(cfg, args.batch_size, args.amp, args.channels_last, args.fused_sdpa, args.module_depth, not args.no_torch_profiler)
+        key = (
+            f"{model}-b{args.batch_size}"
+            + ("-bf16" if args.amp else "")
+            + ("-cl" if args.channels_last else "")
+            + ("-fused-sdpa" if args.fused_sdpa else "")
+            + (f"-r{cfg.resolution}" if args.resolution else "")
+        )
+        row = profile_model(
+            cfg,
+            args.batch_size,
+            args.amp,
+            args.channels_last,
+            args.fused_sdpa,
+            args.module_depth,
+            not args.no_torch_profiler,
+        )
         row["model"] = model
         row["load_average"] = [round(x, 2) for x in os.getloadavg()]
         runs[key] = row

@@ -29,11 +29,27 @@ def quick_params(tmp: Path, models: dict | None = None, **sections) -> Path:
     """Write a params.yaml for a seconds-long run: 64² sample crops (dataset ``sample``, prepared into
     ``tmp/data``), the tiny recipe, 2 Ray workers. ``data=`` overrides the sample dataset's settings."""
     params = {
-        "datasets": {"sample": {"size": 64, "crops_per_image": 4, "out": str(tmp / "data"), "splits": {"train": 0.7, "val": 0.1, "test": 0.2}, "workers": 1}},
-        "train": {"num_workers": 2, "log_every": 2, "image_every": 4, "checkpoint_every": 4, "storage_path": str(tmp / "ray"), "out": str(tmp / "models")},
+        "datasets": {
+            "sample": {
+                "size": 64,
+                "crops_per_image": 4,
+                "out": str(tmp / "data"),
+                "splits": {"train": 0.7, "val": 0.1, "test": 0.2},
+                "workers": 1,
+            }
+        },
+        "train": {
+            "num_workers": 2,
+            "log_every": 2,
+            "image_every": 4,
+            "checkpoint_every": 4,
+            "storage_path": str(tmp / "ray"),
+            "out": str(tmp / "models"),
+        },
         "evaluate": {"out": str(tmp / "evaluation"), "batch_size": 4, "fid": False},
         "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}"},
-        "models": models or {"tiny": {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 2, "steps": 8}},
+        "models": models
+        or {"tiny": {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 2, "steps": 8}},
     }
     for spec in params["models"].values():
         spec.setdefault("dataset", "sample")
@@ -51,13 +67,17 @@ def git_project(dst: Path) -> Path:
     """What a clone of this project holds (tracked files, plus new files not yet committed) in a fresh git
     repository (DVC needs Git). Tracked files stay tracked even where .gitignore matches them, as in a
     clone: a generated file committed by mistake then breaks `dvc repro` here as it would for a user."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     files = [rel for rel in listed if (REPO / rel).is_file()]  # deleted but not yet committed: skip
     for rel in files:
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, dst / rel)
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
-    subprocess.run(["git", "add", "-f", "--pathspec-from-file=-"], cwd=dst, input="\n".join(files), text=True, check=True)
+    subprocess.run(
+        ["git", "add", "-f", "--pathspec-from-file=-"], cwd=dst, input="\n".join(files), text=True, check=True
+    )
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], cwd=dst, check=True)
     return dst
 
@@ -94,10 +114,21 @@ def two_node_cluster() -> Iterator[tuple[str, dict[str, str]]]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"127.0.0.1:{port}"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    }
     start = [ray_cli, "start", "--disable-usage-stats", "--num-cpus=1", "--node-ip-address=127.0.0.1"]
     try:
-        subprocess.run([*start, "--head", f"--port={port}", "--include-dashboard=false"], check=True, env=env, capture_output=True, timeout=180)
+        subprocess.run(
+            [*start, "--head", f"--port={port}", "--include-dashboard=false"],
+            check=True,
+            env=env,
+            capture_output=True,
+            timeout=180,
+        )
         subprocess.run([*start, f"--address={address}"], check=True, env=env, capture_output=True, timeout=180)
         yield address, env
     finally:

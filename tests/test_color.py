@@ -33,7 +33,9 @@ def test_lab_to_rgb_matches_skimage_on_random_lab() -> None:
 
 
 def test_batched_and_uint8_roundtrip_is_exact_on_real_images() -> None:
-    rgb = torch.stack([torch.from_numpy(getattr(skimage.data, n)()[:256, :256]).permute(2, 0, 1) for n in ("astronaut", "coffee")])
+    rgb = torch.stack(
+        [torch.from_numpy(getattr(skimage.data, n)()[:256, :256]).permute(2, 0, 1) for n in ("astronaut", "coffee")]
+    )
     back = lab_to_rgb_uint8(rgb_to_lab(rgb.float() / 255.0).half().float())  # the shards' float16
     assert back.shape == rgb.shape
     assert int((back.int() - rgb.int()).abs().max()) <= 1

@@ -93,7 +93,9 @@ def delta_L(src: np.ndarray, out: np.ndarray) -> tuple[float, float]:
 
 
 def chroma(out: np.ndarray) -> float:
-    t = torch.from_numpy(out[..., :3].astype(np.float32) / (65535.0 if out.dtype == np.uint16 else 255.0)).permute(2, 0, 1)
+    t = torch.from_numpy(out[..., :3].astype(np.float32) / (65535.0 if out.dtype == np.uint16 else 255.0)).permute(
+        2, 0, 1
+    )
     return float(rgb_to_lab(t)[1:].norm(dim=0).mean())
 
 
@@ -140,7 +142,7 @@ def test_modes_keep_size_and_L(tmp_path: Path, ckpt: Path) -> None:
     Image.fromarray(rgb[..., 1]).save(src / "sub" / "gray.png")
     rgba = np.dstack([rgb, np.linspace(0, 255, 70, dtype=np.uint8)[None].repeat(45, 0)])
     Image.fromarray(rgba, "RGBA").save(src / "rgba.png")
-    Image.fromarray((rgb[..., 0].astype(np.uint16) * 257 + 100)).save(src / "gray16.png")  # mode I;16
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257 + 100).save(src / "gray16.png")  # mode I;16
     Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(src / "palette.png")
     Image.fromarray(rgb[..., 2]).save(src / "anim.gif")  # GIF -> written as PNG
     out = tmp_path / "out"
@@ -148,7 +150,13 @@ def test_modes_keep_size_and_L(tmp_path: Path, ckpt: Path) -> None:
     assert colorize(src, "-o", out, "--checkpoint", ckpt, "--batch-size", "2") == 0
 
     results = {}
-    for name, res in [("rgb.png", "rgb.png"), ("sub/gray.png", "sub/gray.png"), ("rgba.png", "rgba.png"), ("palette.png", "palette.png"), ("anim.gif", "anim.png")]:
+    for name, res in [
+        ("rgb.png", "rgb.png"),
+        ("sub/gray.png", "sub/gray.png"),
+        ("rgba.png", "rgba.png"),
+        ("palette.png", "palette.png"),
+        ("anim.gif", "anim.png"),
+    ]:
         inp, got = load_upright(src / name), load_upright(out / res)
         assert got.shape[:2] == inp.shape[:2], name
         results[name] = delta_L(inp, got)
@@ -241,7 +249,9 @@ def test_bad_file_is_skipped_and_reported(tmp_path: Path, ckpt: Path, capsys: py
     assert "broken.jpg" in text.err and "missing.png" in text.err
 
 
-def test_usage_errors(tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_errors(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     Image.fromarray(photo(8, 8)).save(tmp_path / "a.png")
     assert colorize(tmp_path / "a.png", "-o", tmp_path / "o", "--checkpoint", tmp_path / "nope.pt") == 2
@@ -254,7 +264,9 @@ def test_usage_errors(tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatc
     if not torch.cuda.is_available():
         assert colorize(tmp_path / "a.png", "-o", tmp_path / "o", "--checkpoint", ckpt, "--device", "cuda") == 2
         assert "no CUDA device" in capsys.readouterr().err
-    assert colorize(tmp_path / "not_there", "-o", tmp_path / "o", "--checkpoint", ckpt) == 1  # a missing input is a failed file
+    assert (
+        colorize(tmp_path / "not_there", "-o", tmp_path / "o", "--checkpoint", ckpt) == 1
+    )  # a missing input is a failed file
     assert "not_there: no such file or directory" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert colorize(tmp_path / "empty", "-o", tmp_path / "o", "--checkpoint", ckpt) == 2
@@ -311,7 +323,12 @@ def test_reference_palette_moves_colours_toward_the_reference(tmp_path: Path, pa
     ref[..., 0], ref[..., 1], ref[..., 2] = 40, 120, 200  # a blue sky
     Image.fromarray(ref).save(tmp_path / "ref.png")
     assert colorize(tmp_path / "gray.png", "-o", tmp_path / "plain", "--checkpoint", ckpt) == 0
-    assert colorize(tmp_path / "gray.png", "-o", tmp_path / "ref", "--checkpoint", ckpt, "--reference", tmp_path / "ref.png") == 0
+    assert (
+        colorize(
+            tmp_path / "gray.png", "-o", tmp_path / "ref", "--checkpoint", ckpt, "--reference", tmp_path / "ref.png"
+        )
+        == 0
+    )
 
     def hist(path: Path) -> torch.Tensor:
         return ab_histogram(torch.from_numpy(load_upright(path).copy()).permute(2, 0, 1)[None].float() / 255)[0]
@@ -336,14 +353,29 @@ def test_samples_are_diverse_reproducible_and_keep_L(tmp_path: Path, palette_ckp
     assert colorize(src, "-o", tmp_path / "a", *args, "--batch-size", "2") == 0
     assert colorize(src / "gray.png", "-o", tmp_path / "b", *args) == 0  # alone, in a batch of one
     outs = [load_upright(tmp_path / "a" / f"gray_sample{k}.png") for k in (1, 2, 3)]
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [f"{s}_sample{k}.{e}" for s, e in (("gray", "png"), ("other", "jpg")) for k in (1, 2, 3)]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        f"{s}_sample{k}.{e}" for s, e in (("gray", "png"), ("other", "jpg")) for k in (1, 2, 3)
+    ]
     assert all(not np.array_equal(outs[0], o) for o in outs[1:])  # diverse
     assert np.array_equal(outs[1], load_upright(tmp_path / "b" / "gray_sample2.png"))  # seeded per file, not per batch
     src_gray = load_upright(src / "gray.png")
     for o in outs:
         dmax, dmean = delta_L(src_gray, o)
         assert dmax <= MAX_DL_8BIT and dmean <= MEAN_DL_8BIT
-    assert colorize(src / "gray.png", "-o", tmp_path / "c", "--checkpoint", palette_ckpt, "--samples", "2", "--reference", src / "other.jpg") == 0
+    assert (
+        colorize(
+            src / "gray.png",
+            "-o",
+            tmp_path / "c",
+            "--checkpoint",
+            palette_ckpt,
+            "--samples",
+            "2",
+            "--reference",
+            src / "other.jpg",
+        )
+        == 0
+    )
     assert {p.name for p in (tmp_path / "c").iterdir()} == {"gray_sample1.png", "gray_sample2.png"}
 
 
@@ -363,10 +395,23 @@ def test_real_palgan_reference_and_samples(tmp_path: Path) -> None:
     ref[..., 0], ref[..., 1], ref[..., 2] = 200, 60, 40
     Image.fromarray(ref).save(tmp_path / "ref.png")
     assert colorize(tmp_path / "gray.png", "-o", tmp_path / "plain", "--checkpoint", ckpt) == 0
-    assert colorize(tmp_path / "gray.png", "-o", tmp_path / "ref", "--checkpoint", ckpt, "--reference", tmp_path / "ref.png") == 0
+    assert (
+        colorize(
+            tmp_path / "gray.png", "-o", tmp_path / "ref", "--checkpoint", ckpt, "--reference", tmp_path / "ref.png"
+        )
+        == 0
+    )
     assert colorize(tmp_path / "gray.png", "-o", tmp_path / "samples", "--checkpoint", ckpt, "--samples", "2") == 0
     gray = load_upright(tmp_path / "gray.png")
-    outs = [load_upright(p) for p in (tmp_path / "plain" / "gray.png", tmp_path / "ref" / "gray.png", tmp_path / "samples" / "gray_sample1.png", tmp_path / "samples" / "gray_sample2.png")]
+    outs = [
+        load_upright(p)
+        for p in (
+            tmp_path / "plain" / "gray.png",
+            tmp_path / "ref" / "gray.png",
+            tmp_path / "samples" / "gray_sample1.png",
+            tmp_path / "samples" / "gray_sample2.png",
+        )
+    ]
     for o in outs:
         assert o.shape[:2] == gray.shape[:2]
         assert delta_L(gray, o)[0] <= MAX_DL_8BIT

@@ -81,7 +81,9 @@ def test_device_render_matches_host_render(case: str, ab: torch.Tensor) -> None:
         if px.ndim == 2:
             assert worst == 0, case
         else:
-            assert worst <= MAX_CODE_DIFF and fraction <= (FRACTION_16BIT if px.dtype == np.uint16 else FRACTION_8BIT), (case, worst, fraction)
+            assert worst <= MAX_CODE_DIFF and fraction <= (
+                FRACTION_16BIT if px.dtype == np.uint16 else FRACTION_8BIT
+            ), (case, worst, fraction)
         if host.shape[2] == 4:
             assert np.array_equal(host[..., 3], out[..., 3])  # alpha / opaque padding exactly
 
@@ -100,11 +102,19 @@ def test_device_network_L_matches_host(kind: str) -> None:
 def test_cube_root_is_the_only_difference(ab: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> None:
     """With NumPy's cube root swapped into the device path, it reproduces the host path exactly: every
     other step (tables, luminance sum, upsampling, gamut mapping, encoding) is the same float code."""
-    monkeypatch.setattr(fullres, "_y_to_L_torch", lambda y: torch.from_numpy(fullres._y_to_L(y.numpy()).astype(np.float32)))
+    monkeypatch.setattr(
+        fullres, "_y_to_L_torch", lambda y: torch.from_numpy(fullres._y_to_L(y.numpy()).astype(np.float32))
+    )
     small = photo(150, 200)
-    for px, alpha, pad in ((small, small[..., 0], False), (small, None, True), (rgb16(150, 200), rgb16(150, 200)[..., 2], False)):
+    for px, alpha, pad in (
+        (small, small[..., 0], False),
+        (small, None, True),
+        (rgb16(150, 200), rgb16(150, 200)[..., 2], False),
+    ):
         dev = DevicePixels.upload(px, "cpu")
-        assert np.array_equal(fullres.render(px, ab, alpha, pad=pad), fullres.render(dev, ab, alpha, strip_rows=41, pad=pad))
+        assert np.array_equal(
+            fullres.render(px, ab, alpha, pad=pad), fullres.render(dev, ab, alpha, strip_rows=41, pad=pad)
+        )
         assert torch.equal(fullres.network_L(px, 32), fullres.network_L(dev, 32))
 
 
@@ -163,7 +173,9 @@ def _cpu_decode(data: torch.Tensor, mode: object, device: torch.device) -> torch
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
 @pytest.mark.parametrize("gray", [False, True])
-def test_nvjpeg_path_decodes_upright_device_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, orientation: int, gray: bool) -> None:
+def test_nvjpeg_path_decodes_upright_device_pixels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, orientation: int, gray: bool
+) -> None:
     arr = photo(20, 30)[..., 0] if gray else photo(20, 30)
     path = _jpeg(tmp_path / "a.jpg", arr, orientation=orientation)
     monkeypatch.setattr(cio, "_nvjpeg_decode", _cpu_decode)
@@ -176,7 +188,9 @@ def test_nvjpeg_path_decodes_upright_device_pixels(tmp_path: Path, monkeypatch: 
 
 
 @pytest.mark.parametrize("failure", ["error", "wrong size"])
-def test_nvjpeg_failure_falls_back_to_pillow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, failure: str) -> None:
+def test_nvjpeg_failure_falls_back_to_pillow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, failure: str
+) -> None:
     path = _jpeg(tmp_path / "a.jpg", photo(20, 30), orientation=6)
 
     def broken(data: torch.Tensor, mode: object, device: torch.device) -> torch.Tensor:
@@ -192,7 +206,9 @@ def test_nvjpeg_failure_falls_back_to_pillow(tmp_path: Path, monkeypatch: pytest
     assert any("decoding with Pillow" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
 
 
-def test_truncated_jpeg_fails_on_the_device_path_as_on_the_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_truncated_jpeg_fails_on_the_device_path_as_on_the_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A decoder that tolerates truncation (the stand-in: Pillow with LOAD_TRUNCATED_IMAGES, which fills the
     missing rows; whether nvJPEG does so is not known here) never sees an incomplete stream: Pillow decides,
     and refuses it as on the CPU path."""
@@ -212,7 +228,9 @@ def test_truncated_jpeg_fails_on_the_device_path_as_on_the_host(tmp_path: Path, 
             with Image.open(io.BytesIO(data.numpy().tobytes())) as img:
                 return torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1).contiguous()
 
-    assert tolerant(torch.frombuffer(bytearray(cut.read_bytes()), dtype=torch.uint8), None, torch.device("cpu")).shape == (3, 64, 48)
+    assert tolerant(
+        torch.frombuffer(bytearray(cut.read_bytes()), dtype=torch.uint8), None, torch.device("cpu")
+    ).shape == (3, 64, 48)
     monkeypatch.setattr(cio, "_nvjpeg_decode", tolerant)
     with pytest.raises(cio.InputError, match="truncated"):
         cio.read_image(cut, 10**9)
@@ -254,7 +272,11 @@ def test_command_device_path_matches_host_path(tmp_path: Path, ckpt: Path, monke
     assert colorize(src, "-o", tmp_path / "host", *args) == 0
 
     monkeypatch.setattr(runner, "uses_device_path", lambda device: True)
-    monkeypatch.setattr(cio, "nvjpeg_mode", lambda img, device: ImageReadMode.RGB if img.format == "JPEG" and img.mode == "RGB" else None)
+    monkeypatch.setattr(
+        cio,
+        "nvjpeg_mode",
+        lambda img, device: ImageReadMode.RGB if img.format == "JPEG" and img.mode == "RGB" else None,
+    )
     monkeypatch.setattr(cio, "_nvjpeg_decode", _cpu_decode)
     assert colorize(src, "-o", tmp_path / "dev", *args) == 0
 
@@ -306,7 +328,9 @@ def test_real_nvjpeg_on_a_truncated_jpeg(tmp_path: Path) -> None:
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
     try:
-        out = cio._nvjpeg_decode(torch.frombuffer(bytearray(cut.read_bytes()), dtype=torch.uint8), ImageReadMode.RGB, torch.device("cuda"))
+        out = cio._nvjpeg_decode(
+            torch.frombuffer(bytearray(cut.read_bytes()), dtype=torch.uint8), ImageReadMode.RGB, torch.device("cuda")
+        )
         print(f"nvJPEG decoded the truncated file: {tuple(out.shape)}")
     except RuntimeError as exc:
         print(f"nvJPEG refused the truncated file: {exc}")

@@ -33,30 +33,57 @@ def _base() -> dict:
     [
         (lambda p: p.update(bogus=1), "bogus: unknown key"),
         (lambda p: p["datasets"]["sample"].update(sise=3), "datasets.sample.sise: unknown key"),
-        (lambda p: p["datasets"]["sample"].update(source="imagenet"), "datasets.sample.source: 'imagenet' is not allowed; expected one of 'sample', 'folder'"),
+        (
+            lambda p: p["datasets"]["sample"].update(source="imagenet"),
+            "datasets.sample.source: 'imagenet' is not allowed; expected one of 'sample', 'folder'",
+        ),
         (lambda p: p["datasets"]["sample"].update(size="big"), "datasets.sample.size: expected an integer"),
         (lambda p: p["datasets"]["sample"].update(size=-1), "datasets.sample.size: must be > 0"),
-        (lambda p: p["datasets"]["sample"].update(splits={"train": 0.5, "val": 0.1, "test": 0.1}), "datasets.sample.splits: ratios must be >= 0 and sum to 1"),
+        (
+            lambda p: p["datasets"]["sample"].update(splits={"train": 0.5, "val": 0.1, "test": 0.1}),
+            "datasets.sample.splits: ratios must be >= 0 and sum to 1",
+        ),
         (lambda p: p["datasets"]["sample"].update(source="folder"), "datasets.sample.root: required"),
-        (lambda p: p["datasets"]["sample"].update(role="eval", crops_per_image=4), "datasets.sample.crops_per_image: must be 1 when role is 'eval'"),
+        (
+            lambda p: p["datasets"]["sample"].update(role="eval", crops_per_image=4),
+            "datasets.sample.crops_per_image: must be 1 when role is 'eval'",
+        ),
         (lambda p: p.update(data={"size": 64}), "data: the data section is now `datasets:"),
         (lambda p: p["models"]["tiny"].pop("dataset"), "models.tiny.dataset: required; expected one of 'sample'"),
-        (lambda p: p["models"]["tiny"].update(dataset="imagenet"), "models.tiny.dataset: 'imagenet' is not a dataset with role 'train'"),
-        (lambda p: p["datasets"]["sample"].update(role="eval", crops_per_image=1), "models.tiny.dataset: 'sample' is not a dataset with role 'train'"),
+        (
+            lambda p: p["models"]["tiny"].update(dataset="imagenet"),
+            "models.tiny.dataset: 'imagenet' is not a dataset with role 'train'",
+        ),
+        (
+            lambda p: p["datasets"]["sample"].update(role="eval", crops_per_image=1),
+            "models.tiny.dataset: 'sample' is not a dataset with role 'train'",
+        ),
         (lambda p: p.update(evaluate={"sets": {"tiny": ["coco"]}}), "evaluate.sets.tiny: 'coco' is not a dataset"),
         (lambda p: p.update(evaluate={"sets": {"nobody": ["sample"]}}), "evaluate.sets.nobody: no such model"),
-        (lambda p: p.update(evaluate={"lab_packed": ["tiny", "pix2pix"]}), "evaluate.lab_packed: 'pix2pix' is not a model"),
+        (
+            lambda p: p.update(evaluate={"lab_packed": ["tiny", "pix2pix"]}),
+            "evaluate.lab_packed: 'pix2pix' is not a model",
+        ),
         (lambda p: p.update(evaluate={"lab_packed": "yes"}), "evaluate.lab_packed: 'yes' is not allowed"),
-        (lambda p: (p.update(train={"num_workers": 2}), p["models"]["tiny"].update(batch_size=3)), "models.tiny.batch_size: 3 is the global batch and must divide evenly over train.num_workers = 2"),
+        (
+            lambda p: (p.update(train={"num_workers": 2}), p["models"]["tiny"].update(batch_size=3)),
+            "models.tiny.batch_size: 3 is the global batch and must divide evenly over train.num_workers = 2",
+        ),
         (lambda p: p["models"]["tiny"].update(arch="gan9000"), "models.tiny.arch: 'gan9000' is not allowed"),
         (lambda p: p["models"]["tiny"].update(steps=None), "models.tiny: set exactly one of steps or epochs"),
         (lambda p: p["models"]["tiny"].update(epochs=3), "models.tiny: set exactly one of steps or epochs"),
         (lambda p: p["models"]["tiny"].update(lr_g=0), "models.tiny.lr_g: must be > 0"),
-        (lambda p: p["models"]["tiny"].update(resolution=128), "models.tiny.resolution: 128 exceeds datasets.sample.size 64"),
+        (
+            lambda p: p["models"]["tiny"].update(resolution=128),
+            "models.tiny.resolution: 128 exceeds datasets.sample.size 64",
+        ),
         (lambda p: p["models"]["tiny"].update(schedule="linear"), "models.tiny.schedule: 'linear' is not allowed"),
         (lambda p: p["models"]["tiny"].update(betas=[0.5]), "models.tiny.betas: expected a list of 2 values"),
         (lambda p: p["models"]["tiny"].update(options={"width": 3}), "models.tiny.options.width: unknown key"),
-        (lambda p: p["models"]["tiny"].update(loss={"perceptual": 1.0}), "models.tiny.loss.perceptual: unknown loss term"),
+        (
+            lambda p: p["models"]["tiny"].update(loss={"perceptual": 1.0}),
+            "models.tiny.loss.perceptual: unknown loss term",
+        ),
         (lambda p: p["models"]["tiny"].update(loss={"l1": -1.0}), "models.tiny.loss.l1: loss weights must be >= 0"),
         (lambda p: p["models"]["tiny"].pop("arch"), "models.tiny.arch: required key is missing"),
         (lambda p: p.update(train={"num_workers": 0}), "train.num_workers: must be > 0"),
@@ -75,7 +102,12 @@ def test_bad_params_name_the_key(mutate, message: str) -> None:
 def test_lab_packed_names_the_models_scored_under_the_thesis_protocol() -> None:
     raw = _base()
     raw["models"]["other"] = dict(TINY)
-    for setting, expected in ((True, (True, True, True)), (False, (False, False, False)), (["tiny"], (True, False, True)), ([], (False, False, False))):
+    for setting, expected in (
+        (True, (True, True, True)),
+        (False, (False, False, False)),
+        (["tiny"], (True, False, True)),
+        ([], (False, False, False)),
+    ):
         raw["evaluate"] = {"lab_packed": setting}
         p = parse_params(raw)
         assert (p.lab_packed("tiny"), p.lab_packed("other"), p.lab_packed("gray")) == expected, setting
@@ -91,9 +123,11 @@ def test_gray_baseline_name_has_one_definition() -> None:
 
 def test_params_load_without_torch() -> None:
     """Loading params (prepare, report) does not import torch or the models: no config <-> models circle."""
-    code = ("import sys; from chromapipe.config import load_params; load_params(sys.argv[1]); "
-            "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('chromapipe.models')); "
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys; from chromapipe.config import load_params; load_params(sys.argv[1]); "
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('chromapipe.models')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     done = subprocess.run([sys.executable, "-c", code, str(REPO / "params.yaml")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -136,8 +170,14 @@ def test_paper_profile_is_the_papers() -> None:
     assert p.evaluation_sets("chromagan") == ["ilsvrc2012_val1k"]
     val1k = p.dataset("ilsvrc2012_val1k")
     assert (val1k.role, val1k.size, val1k.resize) == ("eval", 224, "resize")
-    assert [p.dataset(s).label for s in p.evaluation_sets("palgan")] == ["ImageNet ctest10k", "ImageNet val50k", "COCO-Stuff"]
-    assert {s for m in ("palgan_no_ca", "palgan_global_ca", "palgan_local_ca") for s in p.evaluation_sets(m)} == {"cocostuff_val"}
+    assert [p.dataset(s).label for s in p.evaluation_sets("palgan")] == [
+        "ImageNet ctest10k",
+        "ImageNet val50k",
+        "COCO-Stuff",
+    ]
+    assert {s for m in ("palgan_no_ca", "palgan_global_ca", "palgan_local_ca") for s in p.evaluation_sets(m)} == {
+        "cocostuff_val"
+    }
     with torch.device("meta"):
         generator = build_recipe(p.model("pix2pix_class")).build_generator()
     assert count_parameters(generator) == 97_096_015

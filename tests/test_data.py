@@ -26,7 +26,12 @@ def _png16(rgb16: np.ndarray) -> bytes:
     h, w, _ = rgb16.shape
     raw = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(h))
     chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)  # noqa: E731
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _save(img: Image.Image, path: Path, fmt: str, **kw) -> Path:
@@ -54,7 +59,10 @@ def source_tree(tmp_path_factory) -> Path:
     chelsea.save(jpeg, "JPEG")
     bad = {
         "cats/gray.png": (lambda p: _save(astro.convert("L"), p, "PNG"), "grayscale"),
-        "cats/gray_as_rgb.jpg": (lambda p: _save(astro.convert("L").convert("RGB"), p, "JPEG", quality=90), "grayscale"),
+        "cats/gray_as_rgb.jpg": (
+            lambda p: _save(astro.convert("L").convert("RGB"), p, "JPEG", quality=90),
+            "grayscale",
+        ),
         "cats/tiny.png": (lambda p: _save(astro.resize((40, 40)), p, "PNG"), "too_small"),
         "cups/truncated.jpg": (lambda p: p.write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2]), "corrupt"),
         "cups/garbage.jpg": (lambda p: p.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64), "corrupt"),
@@ -71,7 +79,9 @@ def source_tree(tmp_path_factory) -> Path:
 
 
 def test_skip_rules_record_every_bad_file_and_keep_every_good_one(source_tree: Path, tmp_path: Path) -> None:
-    cfg = DataConfig(source="folder", root=str(source_tree), size=64, out=str(tmp_path / "out"), splits=SplitConfig(1.0, 0.0, 0.0))
+    cfg = DataConfig(
+        source="folder", root=str(source_tree), size=64, out=str(tmp_path / "out"), splits=SplitConfig(1.0, 0.0, 0.0)
+    )
     (source_tree / "expected.txt").rename(tmp_path / "expected.txt")
     try:
         manifest = prepare(cfg)
@@ -81,7 +91,14 @@ def test_skip_rules_record_every_bad_file_and_keep_every_good_one(source_tree: P
     skipped = {s["source"]: s["reason"] for s in manifest["skipped"]}
     assert skipped == expected
     kept = {i for s in manifest["splits"]["train"]["shards"] for i in s["ids"]}
-    assert kept == {"cats/rgb.jpg", "cats/palette.png", "cats/alpha.png", "cups/cmyk.jpg", "cups/sixteen.png", "cups/plain.bmp"}
+    assert kept == {
+        "cats/rgb.jpg",
+        "cats/palette.png",
+        "cats/alpha.png",
+        "cups/cmyk.jpg",
+        "cups/sixteen.png",
+        "cups/plain.bmp",
+    }
     assert manifest["classes"] == ["cats", "cups"]
     assert manifest["lab_roundtrip_max_abs_uint8"] <= 1
 
@@ -115,7 +132,9 @@ def test_splits_are_by_photo_stratified_and_deterministic() -> None:
 
 
 def test_sample_set_crops_stay_in_their_photos_split(tmp_path: Path) -> None:
-    cfg = DataConfig(size=64, crops_per_image=4, out=str(tmp_path / "prep"), shard_size=5, splits=SplitConfig(0.7, 0.1, 0.2))
+    cfg = DataConfig(
+        size=64, crops_per_image=4, out=str(tmp_path / "prep"), shard_size=5, splits=SplitConfig(0.7, 0.1, 0.2)
+    )
     manifest = prepare(cfg)
     photo_split: dict[str, str] = {}
     for split, info in manifest["splits"].items():
@@ -127,7 +146,11 @@ def test_sample_set_crops_stay_in_their_photos_split(tmp_path: Path) -> None:
                 assert photo_split.setdefault(photo, split) == split
     assert len(photo_split) == 9 and not manifest["skipped"]
     assert sorted(manifest["splits"], key=lambda s: s) == ["test", "train", "val"]
-    assert {s: sum(v == s for v in photo_split.values()) for s in ("train", "val", "test")} == {"train": 6, "val": 1, "test": 2}
+    assert {s: sum(v == s for v in photo_split.values()) for s in ("train", "val", "test")} == {
+        "train": 6,
+        "val": 1,
+        "test": 2,
+    }
     assert manifest["storage"]["bytes_per_image"] == 64 * 64 * 3 * 2
     ds = LabShardDataset(tmp_path / "prep", "train", resolution=32)
     item = ds[len(ds) - 1]
@@ -161,7 +184,14 @@ def test_nearly_gray_images_are_dropped_by_min_colorfulness(tmp_path: Path) -> N
     root.mkdir()
     Image.fromarray(vivid).save(root / "vivid.png")
     Image.fromarray(muted).save(root / "muted.png")
-    cfg = DataConfig(source="folder", root=str(root), size=64, min_colorfulness=10.0, out=str(tmp_path / "out"), splits=SplitConfig(1.0, 0.0, 0.0))
+    cfg = DataConfig(
+        source="folder",
+        root=str(root),
+        size=64,
+        min_colorfulness=10.0,
+        out=str(tmp_path / "out"),
+        splits=SplitConfig(1.0, 0.0, 0.0),
+    )
     manifest = prepare(cfg)
     assert [(s["source"], s["reason"]) for s in manifest["skipped"]] == [("muted.png", "low_colorfulness")]
     assert manifest["splits"]["train"]["n_images"] == 1
@@ -180,7 +210,9 @@ def test_exif_orientation_is_applied() -> None:
 # --- splits that meet the ratios ---------------------------------------------------------------------
 
 
-def _counts(assignment: dict[str, str], groups: list[tuple[str, int]] | None = None, label: int | None = None) -> dict[str, int]:
+def _counts(
+    assignment: dict[str, str], groups: list[tuple[str, int]] | None = None, label: int | None = None
+) -> dict[str, int]:
     names = [s for g, s in assignment.items() if label is None or (g, label) in set(groups or [])]
     return {s: names.count(s) for s in ("train", "val", "test")}
 
@@ -204,7 +236,9 @@ def test_large_classes_stay_stratified_beside_small_ones() -> None:
     for groups in (big, big + singles):
         a = assign_splits(groups, SplitConfig(0.8, 0.1, 0.1), seed=3)
         total = _counts(a)
-        assert all(abs(total[s] - len(groups) * r) <= 1 for s, r in (("train", 0.8), ("val", 0.1), ("test", 0.1))), total
+        assert all(abs(total[s] - len(groups) * r) <= 1 for s, r in (("train", 0.8), ("val", 0.1), ("test", 0.1))), (
+            total
+        )
         for c, n in ((0, 50), (1, 30), (2, 120)):
             per_class = [a[g] for g, label in groups if label == c]
             for s, r in (("train", 0.8), ("val", 0.1), ("test", 0.1)):
@@ -229,8 +263,12 @@ def test_every_encoding_reads_back_the_same_lab_within_its_stated_bound(tmp_path
     from chromapipe.data.encoding import ROUNDTRIP_BOUND
 
     base = dict(size=48, crops_per_image=4, splits=SplitConfig(1.0, 0.0, 0.0), workers=1)
-    manifests = {enc: prepare(DataConfig(**base, encoding=enc, out=str(tmp_path / enc))) for enc in ("rgb8", "float16", "lab8")}
-    source = np.concatenate([np.load(tmp_path / "rgb8/train" / s["lab"]) for s in manifests["rgb8"]["splits"]["train"]["shards"]])
+    manifests = {
+        enc: prepare(DataConfig(**base, encoding=enc, out=str(tmp_path / enc))) for enc in ("rgb8", "float16", "lab8")
+    }
+    source = np.concatenate(
+        [np.load(tmp_path / "rgb8/train" / s["lab"]) for s in manifests["rgb8"]["splits"]["train"]["shards"]]
+    )
     assert source.dtype == np.uint8 and source.shape == (36, 3, 48, 48)
     reference = LabShardDataset(tmp_path / "float16", "train")
     for enc, manifest in manifests.items():
@@ -282,11 +320,23 @@ def test_eval_role_keeps_every_readable_listed_image(tmp_path: Path, resize: str
     (root / "b/broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
     listed = ["a/wide.jpg", "a/small.png", "b/gray.png", "b/gray_rgb.jpg", "b/large.jpg", "b/broken.jpg", "b/gone.jpg"]
     (tmp_path / "list.txt").write_text("\n".join(listed) + "\n")
-    cfg = DataConfig(source="folder", root=str(root), file_list=str(tmp_path / "list.txt"), role="eval", size=64, resize=resize,
-                     min_colorfulness=50.0, out=str(tmp_path / "out"), workers=1)
+    cfg = DataConfig(
+        source="folder",
+        root=str(root),
+        file_list=str(tmp_path / "list.txt"),
+        role="eval",
+        size=64,
+        resize=resize,
+        min_colorfulness=50.0,
+        out=str(tmp_path / "out"),
+        workers=1,
+    )
     manifest = prepare(cfg)
     assert (manifest["role"], manifest["n_listed"], manifest["n_unreadable"]) == ("eval", 7, 2)
-    assert {s["source"]: s["reason"] for s in manifest["skipped"]} == {"b/broken.jpg": "corrupt", "b/gone.jpg": "missing"}
+    assert {s["source"]: s["reason"] for s in manifest["skipped"]} == {
+        "b/broken.jpg": "corrupt",
+        "b/gone.jpg": "missing",
+    }
     assert (manifest["n_upscaled"], manifest["n_grayscale"]) == (1, 2)
     splits = manifest["splits"]
     assert splits["train"]["n_images"] == splits["val"]["n_images"] == 0
@@ -301,8 +351,10 @@ def test_eval_role_keeps_every_readable_listed_image(tmp_path: Path, resize: str
 def test_eval_role_rejects_several_crops_per_image() -> None:
     from chromapipe.config import ConfigError, parse_params
 
-    base = {"datasets": {"hold": {"role": "eval", "crops_per_image": 4}, "sample": {"size": 64}},
-            "models": {"m": {"arch": "pix2pix", "dataset": "sample", "resolution": 64, "steps": 1}}}
+    base = {
+        "datasets": {"hold": {"role": "eval", "crops_per_image": 4}, "sample": {"size": 64}},
+        "models": {"m": {"arch": "pix2pix", "dataset": "sample", "resolution": 64, "steps": 1}},
+    }
     with pytest.raises(ConfigError, match="crops_per_image: must be 1"):
         parse_params(base)
     base["datasets"]["hold"].update(crops_per_image=1, workers=0)

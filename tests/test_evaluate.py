@@ -25,7 +25,10 @@ from tests.tiny_recipe import TinyPaletteRecipe, TinyRecipe
 def project(tmp_path_factory) -> Path:
     """64-px sample crops and two generators at 32 px (half the data's size): a plain and a palette one."""
     root = tmp_path_factory.mktemp("eval")
-    models = {name: {"arch": cls.arch, "resolution": 32, "batch_size": 2, "steps": 1} for name, cls in (("tiny", TinyRecipe), ("tiny_palette", TinyPaletteRecipe))}
+    models = {
+        name: {"arch": cls.arch, "resolution": 32, "batch_size": 2, "steps": 1}
+        for name, cls in (("tiny", TinyRecipe), ("tiny_palette", TinyPaletteRecipe))
+    }
     params = load_params(quick_params(root, models=models, evaluate={"samples": 3, "lab_packed": ["tiny"]}))
     prepare(params.dataset("sample"))
     for name, cls in (("tiny", TinyRecipe), ("tiny_palette", TinyPaletteRecipe)):
@@ -41,7 +44,9 @@ def test_model_record_samples_and_protocol(project: Path) -> None:
     n_test = len(LabShardDataset(project / "data", "test"))
     assert record.protocol["n_images"] == n_test == 8
     assert record.protocol["resolution"] == 64 and record.kind == "measured" and record.arch == TinyRecipe.arch
-    assert record.dataset == "sample" and record.protocol["role"] == "train" and record.protocol["dataset_label"] is None
+    assert (
+        record.dataset == "sample" and record.protocol["role"] == "train" and record.protocol["dataset_label"] is None
+    )
     on_disk = MetricsRecord.read(project / "evaluation" / "tiny" / "sample")
     assert on_disk.to_json() == json.loads(json.dumps(record.to_json()))  # what is written is what is returned
     assert json.loads((project / "evaluation/scores/tiny.json").read_text())["sample"]["n_images"] == 8
@@ -50,8 +55,13 @@ def test_model_record_samples_and_protocol(project: Path) -> None:
     assert not (project / "evaluation/tiny/sample/palettes.npz").exists()  # a model without a palette writes none
     assert 5 < record.metrics["psnr"] < 60 and record.metrics["cf"] > 1  # random weights: colored, wrong
     # the thesis' protocol beside sRGB (evaluate.lab_packed), with its own color space in the details
-    assert set(record.scores()) >= {"psnr", "lab_psnr", "lab_ssim", "lab_lpips_vgg"} and record.metrics["lab_psnr"] != record.metrics["psnr"]
-    assert "NOT sRGB" in record.details["lab_psnr"]["color_space"] and "lab_fid" in record.unavailable  # fid: false here
+    assert (
+        set(record.scores()) >= {"psnr", "lab_psnr", "lab_ssim", "lab_lpips_vgg"}
+        and record.metrics["lab_psnr"] != record.metrics["psnr"]
+    )
+    assert (
+        "NOT sRGB" in record.details["lab_psnr"]["color_space"] and "lab_fid" in record.unavailable
+    )  # fid: false here
 
 
 def test_gray_baseline_is_a_predictor_like_any_other(project: Path) -> None:
@@ -102,19 +112,35 @@ def test_evaluation_matrix_with_a_fixed_eval_set(tmp_path: Path, project: Path) 
     from PIL import Image
 
     root = tmp_path / "holdout"
-    photos = {"a/wide.png": (300, 200, "RGB"), "a/small.png": (90, 60, "RGB"), "b/gray.png": (256, 256, "L"), "b/unlisted.png": (256, 256, "RGB")}
+    photos = {
+        "a/wide.png": (300, 200, "RGB"),
+        "a/small.png": (90, 60, "RGB"),
+        "b/gray.png": (256, 256, "L"),
+        "b/unlisted.png": (256, 256, "RGB"),
+    }
     rng = np.random.default_rng(0)
     for rel, (w, h, mode) in photos.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).convert(mode).save(root / rel)
     (tmp_path / "list.txt").write_text("a/wide.png\na/small.png\nb/gray.png\n")
-    path = quick_params(tmp_path, models={"tiny": {"arch": TinyRecipe.arch, "resolution": 32, "batch_size": 2, "steps": 1}},
-                        data={"out": str(project / "data")},
-                        train={"out": str(project / "models")},
-                        evaluate={"sets": {"tiny": ["sample", "holdout"]}, "samples": 2})
+    path = quick_params(
+        tmp_path,
+        models={"tiny": {"arch": TinyRecipe.arch, "resolution": 32, "batch_size": 2, "steps": 1}},
+        data={"out": str(project / "data")},
+        train={"out": str(project / "models")},
+        evaluate={"sets": {"tiny": ["sample", "holdout"]}, "samples": 2},
+    )
     raw = __import__("yaml").safe_load(path.read_text())
-    raw["datasets"]["holdout"] = {"source": "folder", "root": str(root), "file_list": str(tmp_path / "list.txt"), "role": "eval",
-                                  "size": 224, "resize": "resize", "label": "ILSVRC2012 (1,000 images)", "workers": 1}
+    raw["datasets"]["holdout"] = {
+        "source": "folder",
+        "root": str(root),
+        "file_list": str(tmp_path / "list.txt"),
+        "role": "eval",
+        "size": 224,
+        "resize": "resize",
+        "label": "ILSVRC2012 (1,000 images)",
+        "workers": 1,
+    }
     path.write_text(__import__("yaml").safe_dump(raw))
     params = load_params(path)
     manifest = prepare(params.dataset("holdout"))
@@ -123,9 +149,18 @@ def test_evaluation_matrix_with_a_fixed_eval_set(tmp_path: Path, project: Path) 
     records = {r.dataset: r for r in evaluate(params, "tiny")}
     assert set(records) == {"sample", "holdout"}
     held = records["holdout"].protocol
-    assert (held["n_images"], held["resolution"], held["resize"], held["role"], held["dataset_label"]) == (3, 224, "resize", "eval", "ILSVRC2012 (1,000 images)")
+    assert (held["n_images"], held["resolution"], held["resize"], held["role"], held["dataset_label"]) == (
+        3,
+        224,
+        "resize",
+        "eval",
+        "ILSVRC2012 (1,000 images)",
+    )
     assert records["sample"].protocol["resolution"] == 64
-    assert MetricsRecord.read(tmp_path / "evaluation" / "tiny" / "holdout").metrics["psnr"] == records["holdout"].metrics["psnr"]
+    assert (
+        MetricsRecord.read(tmp_path / "evaluation" / "tiny" / "holdout").metrics["psnr"]
+        == records["holdout"].metrics["psnr"]
+    )
     assert set(json.loads((tmp_path / "evaluation/scores/tiny.json").read_text())) == {"sample", "holdout"}
     gray = {r.dataset for r in evaluate(params, "gray", ground_truth=True)}
     assert gray == {"sample", "holdout"}

@@ -26,8 +26,15 @@ import torch
 
 from chromapipe.config import ModelConfig, load_params
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.performance import (CompileWatch, apply_performance_options, apply_to_pair, batch_to_channels_last, compile_problems,
-                                               compile_stats, discriminator_compilable)
+from chromapipe.training.performance import (
+    CompileWatch,
+    apply_performance_options,
+    apply_to_pair,
+    batch_to_channels_last,
+    compile_problems,
+    compile_stats,
+    discriminator_compilable,
+)
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step
 
 TINY = "tests.tiny_recipe:TinyRecipe"
@@ -45,11 +52,21 @@ def _batches(n: int, size: int, batch_size: int = 2) -> list[dict[str, torch.Ten
     ]
 
 
-def _train(cfg: ModelConfig, batches, *, channels_last: bool = False, compile: bool = False, sgd_lr: float | None = None, amp: bool = False):
+def _train(
+    cfg: ModelConfig,
+    batches,
+    *,
+    channels_last: bool = False,
+    compile: bool = False,
+    sgd_lr: float | None = None,
+    amp: bool = False,
+):
     """Fixed seed, the given batches, one ``train_step`` each (G every step). -> (per-step float logs, final state)."""
     recipe = build_recipe(cfg)
     torch.manual_seed(0)
-    G, D = apply_to_pair(recipe, recipe.build_generator(), recipe.build_discriminator(), channels_last=channels_last, compile=compile)
+    G, D = apply_to_pair(
+        recipe, recipe.build_generator(), recipe.build_discriminator(), channels_last=channels_last, compile=compile
+    )
     if sgd_lr is None:
         opt_g, opt_d = build_optimizers(G, D, cfg)
     else:
@@ -60,7 +77,9 @@ def _train(cfg: ModelConfig, batches, *, channels_last: bool = False, compile: b
         if channels_last:
             batch = batch_to_channels_last(batch)
         history.append(logs_to_floats(train_step(recipe, G, D, opt_g, opt_d, batch, g_step=True, amp=amp)))
-    state = {f"G.{k}": v.detach().clone() for k, v in G.state_dict().items()} | {f"D.{k}": v.detach().clone() for k, v in D.state_dict().items()}
+    state = {f"G.{k}": v.detach().clone() for k, v in G.state_dict().items()} | {
+        f"D.{k}": v.detach().clone() for k, v in D.state_dict().items()
+    }
     return history, state
 
 
@@ -152,7 +171,9 @@ def test_guard_stops_on_non_finite_loss_with_its_step_window(poison: str, messag
 def test_guard_names_both_losses_and_handles_float_logs_and_resume() -> None:
     guard = NonFiniteGuard(start_step=10)  # resumed at step 10: the first window starts at 11
     guard.update({"d_total": torch.tensor(float("inf")), "g_total": float("nan"), "d_real": torch.tensor(float("nan"))})
-    with pytest.raises(FloatingPointError, match=r"discriminator loss \(d_total\) and generator loss \(g_total\) in step 11;"):
+    with pytest.raises(
+        FloatingPointError, match=r"discriminator loss \(d_total\) and generator loss \(g_total\) in step 11;"
+    ):
         guard.check(11)
     guard.update({"d_real": torch.tensor(float("nan"))})  # only d_total / g_total are guarded
     guard.check(12)
@@ -195,7 +216,9 @@ def test_compile_mode_reaches_torch_compile(monkeypatch) -> None:
 
 def test_discriminator_compilable_only_without_gradient_penalty() -> None:
     def recipe(arch: str, **options):
-        return build_recipe(ModelConfig(arch=arch, resolution=256 if arch != "chromagan" else 224, steps=1, options=options))
+        return build_recipe(
+            ModelConfig(arch=arch, resolution=256 if arch != "chromagan" else 224, steps=1, options=options)
+        )
 
     assert discriminator_compilable(recipe("pix2pix"))
     assert not discriminator_compilable(recipe("pix2pix", critic="wgan_gp"))
@@ -208,7 +231,14 @@ PAPER = load_params(Path(__file__).resolve().parents[1] / "params-paper.yaml")
 
 
 # PalGAN (spectral norm, PalNorm, attention: the most to trace) in the default suite; the others, 14 s each, slow
-@pytest.mark.parametrize("name", [pytest.param("pix2pix_class", marks=pytest.mark.slow), pytest.param("chromagan", marks=pytest.mark.slow), "palgan"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("pix2pix_class", marks=pytest.mark.slow),
+        pytest.param("chromagan", marks=pytest.mark.slow),
+        "palgan",
+    ],
+)
 def test_paper_networks_compile_whole_without_graph_breaks(name: str) -> None:
     """Each paper network is one graph per mode for Dynamo: with ``reduce-overhead`` each becomes one CUDA graph.
 
@@ -260,14 +290,28 @@ def test_each_model_compiles_afresh_past_dynamos_recompile_limit(monkeypatch) ->
             recipe = build_recipe(cfg)
             G, D = compiled_pair(recipe)
             before = compile_stats()["graphs"]
-            train_step(recipe, G, D, *build_optimizers(G, D, cfg), recipe.prepare_batch(_batches(1, 32)[0]), g_step=True, amp=False)
+            train_step(
+                recipe,
+                G,
+                D,
+                *build_optimizers(G, D, cfg),
+                recipe.prepare_batch(_batches(1, 32)[0]),
+                g_step=True,
+                amp=False,
+            )
             counts.append(compile_stats()["graphs"] - before)
         return counts
 
     with torch._dynamo.config.patch(recompile_limit=2):
-        fresh = graphs_per_model(lambda r: apply_to_pair(r, r.build_generator(), r.build_discriminator(), channels_last=False, compile=True))
-        stale = graphs_per_model(lambda r: tuple(apply_performance_options(net, channels_last=False, compile=True)
-                                                 for net in (r.build_generator(), r.build_discriminator())))
+        fresh = graphs_per_model(
+            lambda r: apply_to_pair(r, r.build_generator(), r.build_discriminator(), channels_last=False, compile=True)
+        )
+        stale = graphs_per_model(
+            lambda r: tuple(
+                apply_performance_options(net, channels_last=False, compile=True)
+                for net in (r.build_generator(), r.build_discriminator())
+            )
+        )
     assert fresh == [3, 3, 3]  # G; D as trained and as frozen for the G update
     assert stale[0] == 3 and stale[-1] < 3, stale  # without the reset the third pair runs (partly) eagerly
 
@@ -335,7 +379,9 @@ def _cxx_compiler() -> str | None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_cxx_compiler() is None, reason="torch.compile on CPU (inductor) needs a C++ compiler; none on PATH")
+@pytest.mark.skipif(
+    _cxx_compiler() is None, reason="torch.compile on CPU (inductor) needs a C++ compiler; none on PATH"
+)
 def test_compile_matches_plain_tiny_recipe() -> None:
     """torch.compile of G and D (inductor, CPU; about 30 s of kernel compilation on 2 cores). Losses to 1e-4
     relative, parameters to 1e-5 absolute: inductor fuses and reorders the element-wise work."""

@@ -36,7 +36,9 @@ def prepared(tmp_path_factory) -> dict[str, Path]:
     return {enc: root / enc for enc in ("float16", "lab8", "rgb8")}
 
 
-def _epoch(root: Path, input_decode: str, device: torch.device, loader_workers: int = 0, steps: int = 6) -> list[dict[str, torch.Tensor]]:
+def _epoch(
+    root: Path, input_decode: str, device: torch.device, loader_workers: int = 0, steps: int = 6
+) -> list[dict[str, torch.Tensor]]:
     """``steps`` batches through the training loop's own input path (``build_loader`` → ``next_batch``)."""
     cfg = ModelConfig(arch=TINY, resolution=RESOLUTION, batch_size=4, steps=steps, hflip=True)
     tc = TrainConfig(input_decode=input_decode, loader_workers=loader_workers)
@@ -50,7 +52,9 @@ def _epoch(root: Path, input_decode: str, device: torch.device, loader_workers: 
 
 
 @pytest.mark.parametrize("encoding,tolerance", [("float16", 0.0), ("lab8", 0.0), ("rgb8", 1e-4)])
-def test_device_decode_gives_the_loader_decoded_batches(prepared: dict[str, Path], encoding: str, tolerance: float) -> None:
+def test_device_decode_gives_the_loader_decoded_batches(
+    prepared: dict[str, Path], encoding: str, tolerance: float
+) -> None:
     cpu = torch.device("cpu")
     loader_side, device_side = _epoch(prepared[encoding], "loader", cpu), _epoch(prepared[encoding], "device", cpu)
     for a, b in zip(loader_side, device_side, strict=True):

@@ -14,8 +14,8 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from chromapipe.metrics.colorfulness import colorfulness_per_image
-from chromapipe.metrics.suite import METRIC_KEYS, MetricSuite
 from chromapipe.metrics.pixel import psnr_per_image, ssim_per_image
+from chromapipe.metrics.suite import METRIC_KEYS, MetricSuite
 from chromapipe.weights import WeightsUnavailable
 
 
@@ -25,9 +25,12 @@ def _t(img: np.ndarray) -> torch.Tensor:
 
 def _skimage(p: torch.Tensor, t: torch.Tensor) -> tuple[float, float]:
     x, y = p.permute(1, 2, 0).numpy(), t.permute(1, 2, 0).numpy()
-    return (peak_signal_noise_ratio(y, x, data_range=255),
-            structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                  data_range=255, channel_axis=2))
+    return (
+        peak_signal_noise_ratio(y, x, data_range=255),
+        structural_similarity(
+            x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=2
+        ),
+    )
 
 
 def _real_pairs() -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,8 +39,12 @@ def _real_pairs() -> tuple[torch.Tensor, torch.Tensor]:
     coffee = _t(data.coffee()[:128, :160])
     chelsea = _t(data.chelsea()[:128, :160])
     gray = astro.float().mean(0, keepdim=True).expand(3, -1, -1)
-    preds = [astro[[1, 0, 2]], (0.5 * astro + 0.5 * gray).to(torch.uint8), coffee.flip(0),
-             (chelsea.float() * torch.tensor([1.1, 0.9, 0.8]).view(3, 1, 1)).clamp(0, 255).to(torch.uint8)]
+    preds = [
+        astro[[1, 0, 2]],
+        (0.5 * astro + 0.5 * gray).to(torch.uint8),
+        coffee.flip(0),
+        (chelsea.float() * torch.tensor([1.1, 0.9, 0.8]).view(3, 1, 1)).clamp(0, 255).to(torch.uint8),
+    ]
     return torch.stack(preds), torch.stack([astro, astro, coffee, chelsea])
 
 
@@ -175,8 +182,14 @@ def dummy_inception(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(fe.FeatureExtractorInceptionV3, "INPUT_IMAGE_SIZE", 96)
     dummy_path = tmp_path / "DUMMY-random-inception.pth"
     torch.save(dummy_state, dummy_path)
-    monkeypatch.setattr(resolver, "inception_weights_path", lambda allow_download=None: (
-        dummy_path, {"path": str(dummy_path), "sha256": "DUMMY-not-pinned", "source": "test"}))
+    monkeypatch.setattr(
+        resolver,
+        "inception_weights_path",
+        lambda allow_download=None: (
+            dummy_path,
+            {"path": str(dummy_path), "sha256": "DUMMY-not-pinned", "source": "test"},
+        ),
+    )
 
     def skipped(*a, **k):
         raise WeightsUnavailable("not-needed", "skipped in the FID plumbing test")
@@ -226,14 +239,24 @@ def test_in_process_fid_equals_torch_fidelity_calculate_metrics(dummy_inception)
     g = torch.Generator().manual_seed(2)
     pred = torch.randint(0, 256, (10, 3, 32, 32), generator=g, dtype=torch.uint8)
     ramp = torch.linspace(0, 1, 32).view(1, 1, 1, 32)  # smooth, darker images: another distribution
-    target = (ramp * torch.rand(10, 3, 1, 1, generator=g) * 160 + torch.rand(10, 3, 32, 32, generator=g) * 20).to(torch.uint8)
+    target = (ramp * torch.rand(10, 3, 1, 1, generator=g) * 160 + torch.rand(10, 3, 32, 32, generator=g) * 20).to(
+        torch.uint8
+    )
     with MetricSuite(device="cpu") as suite:
         for i in range(0, 10, 4):  # batches of 4, 4 and 2: the sums must not depend on the batching
-            suite.update(pred[i:i + 4], target[i:i + 4])
+            suite.update(pred[i : i + 4], target[i : i + 4])
         ours = suite.compute().metrics["fid"]
     reference = torch_fidelity.calculate_metrics(
-        input1=_Images(pred), input2=_Images(target), fid=True, cuda=False, cache=False, verbose=False,
-        feature_extractor_weights_path=str(dummy_inception), batch_size=10, save_cpu_ram=True)["frechet_inception_distance"]
+        input1=_Images(pred),
+        input2=_Images(target),
+        fid=True,
+        cuda=False,
+        cache=False,
+        verbose=False,
+        feature_extractor_weights_path=str(dummy_inception),
+        batch_size=10,
+        save_cpu_ram=True,
+    )["frechet_inception_distance"]
     assert reference > 1 and ours == pytest.approx(reference, rel=1e-6)
 
 

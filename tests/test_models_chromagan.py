@@ -17,7 +17,9 @@ from chromapipe.models.registry import build_recipe, validate_model
 from chromapipe.weights import WeightsUnavailable
 
 RES = 224
-CFG = ModelConfig(arch="chromagan", resolution=RES, steps=1, lr_g=2e-5, lr_d=2e-5, options={"backbone_weights": "random"})
+CFG = ModelConfig(
+    arch="chromagan", resolution=RES, steps=1, lr_g=2e-5, lr_d=2e-5, options={"backbone_weights": "random"}
+)
 
 
 def lab_batch(res: int) -> dict[str, torch.Tensor]:
@@ -25,8 +27,12 @@ def lab_batch(res: int) -> dict[str, torch.Tensor]:
 
     from chromapipe.color import rgb_to_lab
 
-    imgs = [torch.from_numpy(getattr(skimage.data, n)()).permute(2, 0, 1).float()[None] / 255 for n in ("chelsea", "coffee")]
-    rgb = torch.cat([F.interpolate(i, size=(res, res), mode="bilinear", antialias=True, align_corners=False) for i in imgs])
+    imgs = [
+        torch.from_numpy(getattr(skimage.data, n)()).permute(2, 0, 1).float()[None] / 255 for n in ("chelsea", "coffee")
+    ]
+    rgb = torch.cat(
+        [F.interpolate(i, size=(res, res), mode="bilinear", antialias=True, align_corners=False) for i in imgs]
+    )
     lab = rgb_to_lab(rgb)
     return {"L": lab[:, :1], "ab": lab[:, 1:], "label": torch.full((2,), -1)}
 
@@ -135,7 +141,9 @@ def test_imagenet_backbone_loaded_when_resolver_serves_it(monkeypatch):
     ref = chromagan.vgg16_backbone()
     full = {k: torch.full_like(v, 0.5) for k, v in ref.state_dict().items()}
     full["24.weight"] = torch.zeros(512, 512, 3, 3)  # conv5_1: beyond block4_conv3, ignored
-    monkeypatch.setattr(chromagan, "vgg16_features_state_dict", lambda: (full, {"name": "vgg16_features", "sha256": "x"}))
+    monkeypatch.setattr(
+        chromagan, "vgg16_features_state_dict", lambda: (full, {"name": "vgg16_features", "sha256": "x"})
+    )
     backbone = chromagan.vgg16_backbone()
     prov = chromagan.load_backbone_weights(backbone)
     assert prov["sha256"] == "x"
@@ -149,7 +157,9 @@ def test_missing_backbone_weights_stop_with_a_clear_error(monkeypatch):
     monkeypatch.setattr(chromagan, "vgg16_features_state_dict", unavailable)
     monkeypatch.setattr(chromagan, "ChromaGANGenerator", lambda: _SmallGenerator())
     r = build_recipe(ModelConfig(arch="chromagan", resolution=RES, steps=1))
-    with pytest.raises(WeightsUnavailable, match="not in the cache.*chromapipe weights fetch.*backbone_weights: random"):
+    with pytest.raises(
+        WeightsUnavailable, match="not in the cache.*chromapipe weights fetch.*backbone_weights: random"
+    ):
         r.build_generator()  # never a silent random backbone
     asked = build_recipe(ModelConfig(arch="chromagan", resolution=RES, steps=1, options={"backbone_weights": "random"}))
     asked.build_generator()

@@ -26,8 +26,12 @@ def lab_batch(res: int) -> dict[str, torch.Tensor]:
 
     from chromapipe.color import rgb_to_lab
 
-    imgs = [torch.from_numpy(getattr(skimage.data, n)()).permute(2, 0, 1).float()[None] / 255 for n in ("chelsea", "coffee")]
-    rgb = torch.cat([F.interpolate(i, size=(res, res), mode="bilinear", antialias=True, align_corners=False) for i in imgs])
+    imgs = [
+        torch.from_numpy(getattr(skimage.data, n)()).permute(2, 0, 1).float()[None] / 255 for n in ("chelsea", "coffee")
+    ]
+    rgb = torch.cat(
+        [F.interpolate(i, size=(res, res), mode="bilinear", antialias=True, align_corners=False) for i in imgs]
+    )
     lab = rgb_to_lab(rgb)
     return {"L": lab[:, :1], "ab": lab[:, 1:], "label": torch.full((2,), -1), "rgb": rgb}
 
@@ -104,7 +108,9 @@ def test_sampled_palettes_give_diverse_colorizations(recipe, G) -> None:
         h = G(recipe.encode_L(L))["palette"]
     draws = recipe.sample_palettes(h, 2, generator=torch.Generator().manual_seed(0), temperature=2.0)
     assert draws.shape == (2, 1, 256)
-    assert (recipe.predict(G, L, palette=draws[0])["ab"] - recipe.predict(G, L, palette=draws[1])["ab"]).abs().mean() > 1e-3
+    assert (
+        recipe.predict(G, L, palette=draws[0])["ab"] - recipe.predict(G, L, palette=draws[1])["ab"]
+    ).abs().mean() > 1e-3
 
 
 @pytest.mark.parametrize("attention", VARIANTS)

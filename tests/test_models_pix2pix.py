@@ -35,8 +35,12 @@ def lab_batch(res: int) -> dict[str, torch.Tensor]:
 
     from chromapipe.color import rgb_to_lab
 
-    imgs = [torch.from_numpy(getattr(skimage.data, n)()).permute(2, 0, 1).float()[None] / 255 for n in ("chelsea", "coffee")]
-    rgb = torch.cat([F.interpolate(i, size=(res, res), mode="bilinear", antialias=True, align_corners=False) for i in imgs])
+    imgs = [
+        torch.from_numpy(getattr(skimage.data, n)()).permute(2, 0, 1).float()[None] / 255 for n in ("chelsea", "coffee")
+    ]
+    rgb = torch.cat(
+        [F.interpolate(i, size=(res, res), mode="bilinear", antialias=True, align_corners=False) for i in imgs]
+    )
     lab = rgb_to_lab(rgb)
     return {"L": lab[:, :1], "ab": lab[:, 1:], "label": torch.tensor([3, 150])}
 
@@ -103,7 +107,9 @@ def test_generator_file_leaves_out_the_class_head_and_colorizes_the_same(g_class
     assert "logits" not in exported
     torch.testing.assert_close(exported["ab"], full["ab"])
     # a file written before heads were left out (full state dict) still loads
-    torch.save({**torch.load(tmp_path / "generator.pt", weights_only=True), "state_dict": G.state_dict()}, tmp_path / "old.pt")
+    torch.save(
+        {**torch.load(tmp_path / "generator.pt", weights_only=True), "state_dict": G.state_dict()}, tmp_path / "old.pt"
+    )
     torch.testing.assert_close(load_generator(tmp_path / "old.pt")[1](L)["ab"], full["ab"])
 
 
@@ -176,9 +182,13 @@ def test_gradient_penalty_is_zero_for_unit_norm_linear_critic():
 def test_bce_one_sided_label_smoothing():
     logits = torch.zeros(4)
     d_real, d_fake = losses.bce_discriminator_loss(logits, logits, real_label=0.9)
-    assert d_real.item() == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-6)  # BCE at p=0.5 is log 2 for any target
+    assert d_real.item() == pytest.approx(
+        torch.log(torch.tensor(2.0)).item(), abs=1e-6
+    )  # BCE at p=0.5 is log 2 for any target
     big = torch.full((4,), 10.0)
-    assert losses.bce_discriminator_loss(big, big, 0.9)[0] > losses.bce_discriminator_loss(big, big, 1.0)[0]  # over-confidence penalised
+    assert (
+        losses.bce_discriminator_loss(big, big, 0.9)[0] > losses.bce_discriminator_loss(big, big, 1.0)[0]
+    )  # over-confidence penalised
 
 
 def test_cross_entropy_ignores_missing_labels():
@@ -232,7 +242,11 @@ def test_wgan_critic_has_no_batchnorm():
 
 
 def test_teacher_pseudo_labels_come_from_the_color_image(batch):
-    r = build_recipe(ModelConfig(arch="pix2pix", steps=1, loss={"ce": 0.003}, options={"num_classes": 1000, "label_source": "teacher"}))
+    r = build_recipe(
+        ModelConfig(
+            arch="pix2pix", steps=1, loss={"ce": 0.003}, options={"num_classes": 1000, "label_source": "teacher"}
+        )
+    )
     labels = r.prepare_batch(batch)["label"].tolist()
     assert labels[0] in {281, 282, 285} and labels[1] == 967  # chelsea: tabby classes, coffee: espresso
     assert r.describe()["teacher"]["name"] == "efficientnet_lite0"
@@ -247,9 +261,23 @@ def test_models_command_lists_counts(tmp_path, capsys):
     from chromapipe.cli import main
 
     models = {
-        name: {"arch": c.arch, "dataset": "sample", "steps": 1, "n_critic": c.n_critic, "loss": c.loss, "options": c.options} for name, c in CONFIGS.items()
+        name: {
+            "arch": c.arch,
+            "dataset": "sample",
+            "steps": 1,
+            "n_critic": c.n_critic,
+            "loss": c.loss,
+            "options": c.options,
+        }
+        for name, c in CONFIGS.items()
     }
-    models["chromagan"] = {"arch": "chromagan", "dataset": "sample", "resolution": 224, "steps": 1, "options": {"backbone_weights": "random"}}
+    models["chromagan"] = {
+        "arch": "chromagan",
+        "dataset": "sample",
+        "resolution": 224,
+        "steps": 1,
+        "options": {"backbone_weights": "random"},
+    }
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"datasets": {"sample": {}}, "models": models}))
     assert main(["models", "--params", str(path), "--json"]) == 0

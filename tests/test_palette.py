@@ -22,7 +22,9 @@ def expected_bin(v: float) -> int:
     return min(15, max(0, int((v - AB_MIN) // BIN_WIDTH)))
 
 
-@pytest.mark.parametrize(("a", "b"), [(0.0, 0.0), (-100.0, 90.0), (45.0, -70.0), (200.0, -300.0), (AB_MIN, AB_MAX - 1e-3)])
+@pytest.mark.parametrize(
+    ("a", "b"), [(0.0, 0.0), (-100.0, 90.0), (45.0, -70.0), (200.0, -300.0), (AB_MIN, AB_MAX - 1e-3)]
+)
 def test_single_color_image_is_one_hot_in_its_bin(a: float, b: float) -> None:
     ab = torch.empty(1, 2, 8, 8)
     ab[:, 0], ab[:, 1] = a, b
@@ -50,7 +52,9 @@ def test_histograms_sum_to_one_weights_and_smoothing() -> None:
     # weights: only the left half counts -> the left half's histogram
     w = torch.zeros(1, 1, *lab.shape[-2:])
     w[..., : lab.shape[-1] // 2] = 1
-    assert torch.allclose(palette_histogram(lab[:, 1:], weights=w), palette_histogram(lab[:, 1:, :, : lab.shape[-1] // 2]), atol=1e-6)
+    assert torch.allclose(
+        palette_histogram(lab[:, 1:], weights=w), palette_histogram(lab[:, 1:, :, : lab.shape[-1] // 2]), atol=1e-6
+    )
     assert torch.allclose(palette_histogram(lab[:, 1:], weights=torch.zeros_like(w)), torch.full((1, 256), 1 / 256))
 
 

@@ -26,21 +26,56 @@ def inception_available() -> bool:
     except WeightsUnavailable:
         return False
 
+
 TINY_PROFILE = {  # DVC requires every params section that dvc.yaml tracks to be present
     "seed": 0,
     "report": {"out": "reports"},
     "tracking": {"experiment": "chromapipe"},
-    "datasets": {"sample": {"size": 64, "crops_per_image": 4, "splits": {"train": 0.7, "val": 0.1, "test": 0.2}, "workers": 1}},
-    "train": {"num_workers": 2, "resources_per_worker": {"CPU": 1}, "log_every": 2, "image_every": 4, "checkpoint_every": 4},
+    "datasets": {
+        "sample": {"size": 64, "crops_per_image": 4, "splits": {"train": 0.7, "val": 0.1, "test": 0.2}, "workers": 1}
+    },
+    "train": {
+        "num_workers": 2,
+        "resources_per_worker": {"CPU": 1},
+        "log_every": 2,
+        "image_every": 4,
+        "checkpoint_every": 4,
+    },
     "evaluate": {"batch_size": 4, "samples": 3},
-    "models": {"tiny": {"arch": "tests.tiny_recipe:TinyRecipe", "dataset": "sample", "resolution": 32, "batch_size": 2, "steps": 6},
-               "tiny_b": {"arch": "tests.tiny_recipe:TinyRecipe", "dataset": "sample", "resolution": 32, "batch_size": 2, "steps": 4, "lr_g": 1.0e-3}},
+    "models": {
+        "tiny": {
+            "arch": "tests.tiny_recipe:TinyRecipe",
+            "dataset": "sample",
+            "resolution": 32,
+            "batch_size": 2,
+            "steps": 6,
+        },
+        "tiny_b": {
+            "arch": "tests.tiny_recipe:TinyRecipe",
+            "dataset": "sample",
+            "resolution": 32,
+            "batch_size": 2,
+            "steps": 4,
+            "lr_g": 1.0e-3,
+        },
+    },
 }
 
 
 def _dvc(project: Path, *args: str) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(project)}
-    proc = subprocess.run([str(Path(sys.executable).with_name("dvc")), *args], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(project),
+    }
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("dvc")), *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc.stdout
 
@@ -59,7 +94,11 @@ def test_repro_builds_every_output(repro: Path) -> None:
     # one copy on disk: the output is a hard link into DVC's cache (.dvc/config cache.type), not a second copy
     assert (repro / "models/tiny/generator.pt").stat().st_nlink >= 2
     metrics = json.loads((repro / "evaluation/tiny/sample/metrics.json").read_text())
-    assert metrics["protocol"]["n_images"] == 8 and metrics["protocol"]["split"] == "test" and metrics["protocol"]["dataset"] == "sample"
+    assert (
+        metrics["protocol"]["n_images"] == 8
+        and metrics["protocol"]["split"] == "test"
+        and metrics["protocol"]["dataset"] == "sample"
+    )
     assert 5 < metrics["metrics"]["psnr"] < 60 and 0 < metrics["metrics"]["ssim"] <= 1
     if inception_available():
         assert metrics["details"]["fid"]["n_samples"] == 8
@@ -67,7 +106,11 @@ def test_repro_builds_every_output(repro: Path) -> None:
         assert metrics["metrics"]["fid"] is None and "Inception" in metrics["unavailable"]["fid"]
     # both models trained in one Ray Train run (the train stage) and scored in one process (the evaluate stage)
     summaries = {m: json.loads((repro / "models" / m / "train.json").read_text()) for m in ("tiny", "tiny_b")}
-    assert summaries["tiny"]["ray"]["models_in_ray_run"] == ["tiny", "tiny_b"] == summaries["tiny_b"]["ray"]["models_in_ray_run"]
+    assert (
+        summaries["tiny"]["ray"]["models_in_ray_run"]
+        == ["tiny", "tiny_b"]
+        == summaries["tiny_b"]["ray"]["models_in_ray_run"]
+    )
     assert (summaries["tiny"]["steps"], summaries["tiny_b"]["steps"]) == (6, 4)
     assert json.loads((repro / "evaluation/scores/tiny_b.json").read_text())["sample"]["n_images"] == 8
     gray = json.loads((repro / "evaluation/gray/sample/metrics.json").read_text())
@@ -86,7 +129,9 @@ def test_metrics_and_runs_are_tracked(repro: Path) -> None:
     runs = client.search_runs([exp.experiment_id], filter_string="tags.`chromapipe.model` = 'tiny'")
     assert len(runs) == 1
     run = runs[0]
-    assert run.data.metrics["eval/sample/psnr"] == pytest.approx(json.loads((repro / "evaluation/tiny/sample/metrics.json").read_text())["metrics"]["psnr"])
+    assert run.data.metrics["eval/sample/psnr"] == pytest.approx(
+        json.loads((repro / "evaluation/tiny/sample/metrics.json").read_text())["metrics"]["psnr"]
+    )
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/g_total")] == [2, 4, 6]
 
 
@@ -158,7 +203,9 @@ def _tiny_project(tmp_path: Path) -> Path:
     """A project whose committed params.yaml is the tiny profile: experiments start from a clean commit."""
     project = git_project(tmp_path)
     (project / "params.yaml").write_text(yaml.safe_dump(TINY_PROFILE))
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny profile"], cwd=project, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny profile"], cwd=project, check=True
+    )
     return project
 
 
@@ -203,10 +250,17 @@ def test_queued_experiments(tmp_path: Path) -> None:
     assert not (project / "data").exists() and not (project / "models").exists()
 
     exps = _experiments(project)
-    assert {name: exps[name]["params"]["params.yaml"]["data"]["models"]["tiny"]["steps"] for name in ("steps4", "steps6")} == {"steps4": 4, "steps6": 6}
-    assert all("psnr" in exps[name]["metrics"]["evaluation/scores/tiny.json"]["data"]["sample"] for name in ("steps4", "steps6"))
+    assert {
+        name: exps[name]["params"]["params.yaml"]["data"]["models"]["tiny"]["steps"] for name in ("steps4", "steps6")
+    } == {"steps4": 4, "steps6": 6}
+    assert all(
+        "psnr" in exps[name]["metrics"]["evaluation/scores/tiny.json"]["data"]["sample"]
+        for name in ("steps4", "steps6")
+    )
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("chromapipe").experiment_id], filter_string="tags.`chromapipe.model` = 'tiny'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("chromapipe").experiment_id], filter_string="tags.`chromapipe.model` = 'tiny'"
+    )
     histories = sorted([m.step for m in client.get_metric_history(r.info.run_id, "train/g_total")] for r in runs)
     assert histories == [[2, 4], [2, 4, 6]]

@@ -22,7 +22,9 @@ def _without_run(manifest: dict[str, Any]) -> dict[str, Any]:
 def _same_files(a: Path, b: Path) -> list[Path]:
     """The relative paths of every file under ``a``, after checking ``b`` holds the same bytes for each."""
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "manifest.json")
-    assert files and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != "manifest.json")
+    assert files and files == sorted(
+        p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != "manifest.json"
+    )
     for rel in files:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
     return files
@@ -50,7 +52,13 @@ def test_prepare_stage_spreads_over_a_two_node_cluster(tmp_path: Path) -> None:
     quick_params(tmp_path, data={"size": 48, "shard_size": 5, "out": str(tmp_path / "cluster")})
     with two_node_cluster() as (address, env):
         # The stage runs as DVC runs it: a fresh process (Ray reads its auth settings at import time).
-        subprocess.run([sys.executable, str(REPO / "pipeline" / "prepare.py"), "sample"], cwd=tmp_path, env={**env, "RAY_ADDRESS": address}, check=True, timeout=600)
+        subprocess.run(
+            [sys.executable, str(REPO / "pipeline" / "prepare.py"), "sample"],
+            cwd=tmp_path,
+            env={**env, "RAY_ADDRESS": address},
+            check=True,
+            timeout=600,
+        )
     on_cluster = json.loads((tmp_path / "cluster" / "manifest.json").read_text())
     run = on_cluster["run"]
     assert run["engine"] == "ray" and run["workers"] == 2

@@ -47,7 +47,12 @@ from chromapipe.reporting.tables import (
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report" / "evaluation"
 EXPERIMENT = "chromapipe-report-test"
-RUN_MODELS = {"pix2pix": True, "palgan": True, "palgan_no_ca": False, "pix2pix_wgan_class": True}  # model -> has history
+RUN_MODELS = {
+    "pix2pix": True,
+    "palgan": True,
+    "palgan_no_ca": False,
+    "pix2pix_wgan_class": True,
+}  # model -> has history
 TRAINED_ONLY = "pix2pix_wgan_class"  # trained (MLflow run, tagged) but not evaluated: still in the Learning section
 SETS = ("sample", "imagenet_sample_holdout", "imagenet_ctest10k", "coco_stuff", "ilsvrc1k", "places205_test")
 NO_SAMPLES = {"pix2pix_class"}  # the missing-input case
@@ -55,24 +60,50 @@ NUMBER = re.compile(r"\d+\.\d+")
 BATCH = {"pix2pix": 2, "palgan": 4}
 # validation curves logged to MLflow: model -> {metric: [(step, value)]}; val_gray/* once at step 0
 VAL = {
-    "pix2pix": {"psnr": [(10, 21.113), (20, 21.874), (30, 22.391), (48, 22.708)],
-                "ssim": [(10, 0.8611), (20, 0.8702), (30, 0.8795), (48, 0.8833)],
-                "lpips": [(10, 0.2811), (20, 0.2493), (30, 0.2302), (48, 0.2219)],
-                "cf": [(10, 9.41), (48, 17.27)], "delta_cf": [(10, 20.33), (48, 12.47)]},
+    "pix2pix": {
+        "psnr": [(10, 21.113), (20, 21.874), (30, 22.391), (48, 22.708)],
+        "ssim": [(10, 0.8611), (20, 0.8702), (30, 0.8795), (48, 0.8833)],
+        "lpips": [(10, 0.2811), (20, 0.2493), (30, 0.2302), (48, 0.2219)],
+        "cf": [(10, 9.41), (48, 17.27)],
+        "delta_cf": [(10, 20.33), (48, 12.47)],
+    },
     "palgan": {"psnr": [(5, 20.517), (10, 21.262)], "lpips": [(5, 0.3017), (10, 0.2746)]},
     TRAINED_ONLY: {"psnr": [(25, 19.876)], "lpips": [(25, 0.3121)]},
 }
 VAL_GRAY = {"pix2pix": {"psnr": 21.559, "ssim": 0.8679, "lpips": 0.2674, "cf": 0.0, "delta_cf": 29.74}}  # palgan: none
 RUN_PARAMS = {
-    "pix2pix": {"model.batch_size": "2", "model.dataset": "imagenet_sample_train", "train.use_gpu": "True", "train.num_workers": "2", "train.validate_images": "16",
-                "train.validate_every": "10", "data.source": "folder", "data.root": "/datasets/imagenet/train",
-                "data.file_list": "lists/imagenet-sample-train.txt", "data_counts.train": "1200", "data_counts.val": "64",
-                "data_counts.test": "0"},
-    "palgan": {"model.batch_size": "4", "train.use_gpu": "False", "train.num_workers": "1", "train.validate_every": "5",
-               "data.source": "sample", "data.root": "None", "data_counts.train": "24", "data_counts.val": "4"},
+    "pix2pix": {
+        "model.batch_size": "2",
+        "model.dataset": "imagenet_sample_train",
+        "train.use_gpu": "True",
+        "train.num_workers": "2",
+        "train.validate_images": "16",
+        "train.validate_every": "10",
+        "data.source": "folder",
+        "data.root": "/datasets/imagenet/train",
+        "data.file_list": "lists/imagenet-sample-train.txt",
+        "data_counts.train": "1200",
+        "data_counts.val": "64",
+        "data_counts.test": "0",
+    },
+    "palgan": {
+        "model.batch_size": "4",
+        "train.use_gpu": "False",
+        "train.num_workers": "1",
+        "train.validate_every": "5",
+        "data.source": "sample",
+        "data.root": "None",
+        "data_counts.train": "24",
+        "data_counts.val": "4",
+    },
     TRAINED_ONLY: {"model.batch_size": "2", "data.source": "sample"},
-    "palgan_no_ca": {"model.batch_size": "2", "train.use_gpu": "False", "train.num_workers": "1", "train.validate_every": "0",
-                     "data.source": "sample"},
+    "palgan_no_ca": {
+        "model.batch_size": "2",
+        "train.use_gpu": "False",
+        "train.num_workers": "1",
+        "train.validate_every": "0",
+        "data.source": "sample",
+    },
 }
 
 
@@ -100,9 +131,17 @@ def _make_store(root: Path) -> tuple[str, str, dict[str, str]]:
         rid = run.info.run_id
         client.log_batch(rid, params=[Param(k, v) for k, v in RUN_PARAMS[model].items()])
         if history:
-            metrics = [Metric(key, value, now + step, step) for step in range(0, 50, 5)
-                       for key, value in (("train/g_total", 8.0 / (1 + step / 10)), ("train/d_total", 0.7 + 0.1 * np.sin(step)))]
-            metrics += [Metric(f"val/{m}", v, now + s, s) for m, points in VAL.get(model, {}).items() for s, v in points]
+            metrics = [
+                Metric(key, value, now + step, step)
+                for step in range(0, 50, 5)
+                for key, value in (
+                    ("train/g_total", 8.0 / (1 + step / 10)),
+                    ("train/d_total", 0.7 + 0.1 * np.sin(step)),
+                )
+            ]
+            metrics += [
+                Metric(f"val/{m}", v, now + s, s) for m, points in VAL.get(model, {}).items() for s, v in points
+            ]
             metrics += [Metric("val/seconds", 1.5, now + s, s) for s, _ in VAL.get(model, {}).get("psnr", [])]
             metrics += [Metric(f"val_gray/{m}", v, now, 0) for m, v in VAL_GRAY.get(model, {}).items()]
             client.log_batch(rid, metrics=metrics)
@@ -128,8 +167,12 @@ def _make_tree(root: Path, run_ids: dict[str, str]) -> None:
 
 
 def _params(uri: str, samples: int = 3) -> Params:
-    return Params(tracking=TrackingConfig(uri=uri, experiment=EXPERIMENT), evaluate=EvaluateConfig(out="evaluation"),
-                  report=ReportConfig(out="reports", samples=samples), models={TRAINED_ONLY: ModelConfig(arch="pix2pix")})
+    return Params(
+        tracking=TrackingConfig(uri=uri, experiment=EXPERIMENT),
+        evaluate=EvaluateConfig(out="evaluation"),
+        report=ReportConfig(out="reports", samples=samples),
+        models={TRAINED_ONLY: ModelConfig(arch="pix2pix")},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +181,14 @@ def built(tmp_path_factory):
     uri, exp_id, ids = _make_store(root)
     _make_tree(root, ids)
     index = build_report(_params(uri), root)
-    return {"root": root, "index": index, "exp_id": exp_id, "ids": ids, "uri": uri, "html": index.read_text(encoding="utf-8")}
+    return {
+        "root": root,
+        "index": index,
+        "exp_id": exp_id,
+        "ids": ids,
+        "uri": uri,
+        "html": index.read_text(encoding="utf-8"),
+    }
 
 
 class _Page(HTMLParser):
@@ -211,8 +261,13 @@ def test_published_numbers_transcribed():
     assert len(frame[frame.table == pub.PALGAN_MAIN]) == 10 * 3 * 4
     assert pub.paper_row("pix2pix_wgan_class", pub.THESIS_TABLE).startswith("③")
     assert pub.table_datasets(pub.PALGAN_MAIN) == ("ImageNet ctest10k", "ImageNet val50k", "COCO-Stuff")
-    assert set(pub.DATASET_LABELS) == {"ImageNet ctest10k", "ImageNet val50k", "COCO-Stuff", "Places205 test",
-                                       "ILSVRC2012 (1,000 images)"}
+    assert set(pub.DATASET_LABELS) == {
+        "ImageNet ctest10k",
+        "ImageNet val50k",
+        "COCO-Stuff",
+        "Places205 test",
+        "ILSVRC2012 (1,000 images)",
+    }
 
 
 def test_records_are_read_per_model_and_set(built):
@@ -232,7 +287,13 @@ def test_report_builds(built):
     out = built["index"].parent
     assert built["index"].name == "index.html" and (out / "results.md").is_file()
     expected = [f"comparison-{s}.png" for s in SETS] + ["palettes-sample.png", "palettes-coco_stuff.png"]
-    expected += ["metrics.png", "training_curves.png", "learning-pix2pix.png", "learning-palgan.png", f"learning-{TRAINED_ONLY}.png"]
+    expected += [
+        "metrics.png",
+        "training_curves.png",
+        "learning-pix2pix.png",
+        "learning-palgan.png",
+        f"learning-{TRAINED_ONLY}.png",
+    ]
     for name in expected:
         assert (out / "figures" / name).stat().st_size > 1000, name
     assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(expected)  # nothing else, nothing stale
@@ -243,7 +304,9 @@ def test_report_builds(built):
     assert row["psnr"] == pytest.approx(23.861)
     assert "train/g_total" in (out / "plots" / "training_losses.csv").read_text()
     md = (out / "results.md").read_text()
-    assert "Table 1" in md and "Table 2" in md and "Table 3" in md and "chromatic-attention" in md and "## Learning" in md
+    assert (
+        "Table 1" in md and "Table 2" in md and "Table 3" in md and "chromatic-attention" in md and "## Learning" in md
+    )
 
 
 def test_html_parses_offline_and_images_exist(built):
@@ -260,7 +323,17 @@ def test_html_parses_offline_and_images_exist(built):
 
 # ---------------------------------------------------------------------- which record fills which cell
 
-TABLE_METRICS = ("psnr", "ssim", "lpips", "fid", "fd_effnetlite0", "lab_psnr", "lab_ssim", "lab_lpips_vgg", "lab_fid")  # what the papers' tables show
+TABLE_METRICS = (
+    "psnr",
+    "ssim",
+    "lpips",
+    "fid",
+    "fd_effnetlite0",
+    "lab_psnr",
+    "lab_ssim",
+    "lab_lpips_vgg",
+    "lab_fid",
+)  # what the papers' tables show
 
 
 def _origins(evals: list[MetricsRecord]) -> dict[str, set[tuple[str, str]]]:
@@ -286,11 +359,18 @@ def test_fixture_values_trace_to_one_record(built):
     """The premise of the provenance test below: each table value names exactly one (model, set) record."""
     evals = _evals(built["root"])
     origins = _origins(evals)
-    assert len(origins) == sum(isinstance(ev.metrics.get(m), float) for ev in evals for m in TABLE_METRICS)  # all distinct
+    assert len(origins) == sum(
+        isinstance(ev.metrics.get(m), float) for ev in evals for m in TABLE_METRICS
+    )  # all distinct
     assert all(len(o) == 1 for o in origins.values())
 
 
-TABLE_LABELS = {"table1": None, "table2": "Places205 test", "table3": "ILSVRC2012 (1,000 images)", "ca_ablation": "COCO-Stuff"}
+TABLE_LABELS = {
+    "table1": None,
+    "table2": "Places205 test",
+    "table3": "ILSVRC2012 (1,000 images)",
+    "ca_ablation": "COCO-Stuff",
+}
 
 
 def test_measured_cells_come_only_from_their_model_and_set(built):
@@ -315,8 +395,12 @@ def test_measured_cells_come_only_from_their_model_and_set(built):
                 for n in numbers:
                     sets = {s for m, s in origins[n] if m == model}
                     assert sets, (table.key, model, col, cell)
-                    assert {set_label(ev) for ev in evals if ev.name == model and set_name(ev) in sets} == {label}, \
-                        (table.key, model, col, cell)
+                    assert {set_label(ev) for ev in evals if ev.name == model and set_name(ev) in sets} == {label}, (
+                        table.key,
+                        model,
+                        col,
+                        cell,
+                    )
                     checked += 1
     assert checked > 30
 
@@ -360,7 +444,9 @@ def test_single_set_tables_cells(built):
     assert "pix2pix (↔ ① GAN + L1): evaluated only on" in thesis.caption
     chroma = chromagan_table(evals, {}).frame
     by_method = dict(zip(chroma[("", "method")], chroma[("", "PSNR (dB)↑")]))
-    assert by_method["chromagan (↔ ChromaGAN)"] == "23.76" and by_method["pix2pix (↔ Isola et al. (pix2pix))"] == "22.89"
+    assert (
+        by_method["chromagan (↔ ChromaGAN)"] == "23.76" and by_method["pix2pix (↔ Isola et al. (pix2pix))"] == "22.89"
+    )
     assert by_method["gray input (ab = 0) baseline"] == "21.88"
     assert "23.05" not in chroma.to_string()  # chromagan's sample-set PSNR
     ca = {t.key: t for t in build_tables(evals, {})}["ca_ablation"].frame
@@ -370,12 +456,22 @@ def test_single_set_tables_cells(built):
 
 def test_unlabelled_and_mislabelled_sets_never_fill_a_paper_cell():
     """In-memory records: only the record whose dataset_label is exactly the column's data set fills it."""
-    def rec(name, dataset, label, psnr):
-        return MetricsRecord(name, arch="palgan", run_id="r", metrics={"psnr": psnr},
-                             protocol={"dataset": dataset, "dataset_label": label, "split": "test", "n_images": 10})
 
-    evals = [rec("palgan", "ours", None, 20.111), rec("palgan", "typo", "Imagenet ctest10k", 20.222),
-             rec("palgan", "ctest", "ImageNet ctest10k", 20.333), rec("palgan", "ctest_again", "ImageNet ctest10k", 20.444)]
+    def rec(name, dataset, label, psnr):
+        return MetricsRecord(
+            name,
+            arch="palgan",
+            run_id="r",
+            metrics={"psnr": psnr},
+            protocol={"dataset": dataset, "dataset_label": label, "split": "test", "n_images": 10},
+        )
+
+    evals = [
+        rec("palgan", "ours", None, 20.111),
+        rec("palgan", "typo", "Imagenet ctest10k", 20.222),
+        rec("palgan", "ctest", "ImageNet ctest10k", 20.333),
+        rec("palgan", "ctest_again", "ImageNet ctest10k", 20.444),
+    ]
     index = EvalIndex(evals)
     assert index.cell("palgan", "ImageNet ctest10k") is evals[2] and index.duplicates  # second claim is noted, unused
     text = palgan_main_table(index, {}).frame.to_string()
@@ -476,6 +572,7 @@ def test_run_links_and_missing_runs(built):
 
 # ---------------------------------------------------------------------- learning
 
+
 def test_learning_curves_from_mlflow(built):
     """val/* and val_gray/* logged with MlflowClient reach the CSV, the figure (line data) and the page."""
     out = built["index"].parent
@@ -494,8 +591,9 @@ def test_learning_curves_from_mlflow(built):
     assert set(entries) == {"pix2pix", "palgan"}  # palgan_no_ca: no val/* (see the missing list)
     pix = entries["pix2pix"]
     assert pix.steps == 48 and pix.images_seen == 48 * BATCH["pix2pix"]
-    assert pix.training_data.startswith("imagenet_sample_train: folder, root=/datasets/imagenet/train, "
-                                        "file_list=lists/imagenet-sample-train.txt")
+    assert pix.training_data.startswith(
+        "imagenet_sample_train: folder, root=/datasets/imagenet/train, file_list=lists/imagenet-sample-train.txt"
+    )
     assert "(train 1,200 / val 64 / test 0 images)" in pix.training_data
     assert "2 Ray worker(s), GPU" in pix.hardware and "evaluated on cuda:0, cpu" in pix.hardware
     fig = figs.validation_figure(pix.title, pix.caption(), pix.panels())
@@ -506,14 +604,20 @@ def test_learning_curves_from_mlflow(built):
         assert list(curve.get_xdata()) == [s for s, _ in VAL["pix2pix"][metric]]
         assert list(curve.get_ydata()) == pytest.approx([v for _, v in VAL["pix2pix"][metric]])
         assert list(reference.get_ydata()) == pytest.approx([VAL_GRAY["pix2pix"][metric]] * 2)
-    assert "96 images seen" in fig.texts[0].get_text().replace("\n", " ") or "96 images seen" in fig._suptitle.get_text().replace("\n", " ")
+    assert "96 images seen" in fig.texts[0].get_text().replace(
+        "\n", " "
+    ) or "96 images seen" in fig._suptitle.get_text().replace("\n", " ")
     pal = entries["palgan"]
     assert pal.steps == 45 and pal.images_seen == 45 * BATCH["palgan"] and "1 Ray worker(s), CPU" in pal.hardware
     assert [len(ax.get_lines()) for ax in figs.validation_figure(pal.title, pal.caption(), pal.panels()).axes] == [1, 1]
 
     rows = [r for r in _page(built["html"]).tables["learning"] if not r["head"]]
     cells = {r["cells"][0]: r["cells"] for r in rows}
-    assert set(cells) == {"pix2pix", "palgan", TRAINED_ONLY}  # a model of params.yaml not evaluated yet: by its run's tag
+    assert set(cells) == {
+        "pix2pix",
+        "palgan",
+        TRAINED_ONLY,
+    }  # a model of params.yaml not evaluated yet: by its run's tag
     assert cells[TRAINED_ONLY][3] == "45" and cells[TRAINED_ONLY][4] == "90"  # last step of any history (losses here)
     assert cells["pix2pix"][3] == "48" and cells["pix2pix"][4] == "96" and "PSNR 22.71 (21.56)" in cells["pix2pix"][6]
     html = built["html"]
@@ -529,8 +633,12 @@ def test_report_builds_with_inputs_missing(tmp_path):
     (root / "evaluation" / "broken").mkdir()
     (root / "evaluation" / "broken" / "metrics.json").write_text("{not json")
     (root / "evaluation" / "palgan" / "holdout").mkdir(parents=True)  # per-set layout, no protocol.dataset
-    (root / "evaluation" / "palgan" / "holdout" / "metrics.json").write_text('{"arch": "palgan", "metrics": {"psnr": 20.5}}')
-    shutil.copy(FIXTURE / "palgan" / "sample" / "metrics.json", root / "evaluation" / "palgan" / "metrics.json")  # stale flat
+    (root / "evaluation" / "palgan" / "holdout" / "metrics.json").write_text(
+        '{"arch": "palgan", "metrics": {"psnr": 20.5}}'
+    )
+    shutil.copy(
+        FIXTURE / "palgan" / "sample" / "metrics.json", root / "evaluation" / "palgan" / "metrics.json"
+    )  # stale flat
     store = root / "nowhere" / "mlflow.db"
     index = build_report(_params(f"sqlite:///{store}"), root)
     html = index.read_text()
@@ -542,7 +650,9 @@ def test_report_builds_with_inputs_missing(tmp_path):
     assert page.tables["table1"]
     measured = [r for r in page.tables["measured"] if not r["head"]]
     assert [(r["cells"][0], r["cells"][2]) for r in measured] == [("holdout", "palgan"), ("sample", "pix2pix")]
-    assert "old flat-layout record beside palgan's per-set results; ignored" in (index.parent / "results.md").read_text()
+    assert (
+        "old flat-layout record beside palgan's per-set results; ignored" in (index.parent / "results.md").read_text()
+    )
     assert (index.parent / "plots" / "validation.csv").read_text().strip() == "model,metric,step,value"
 
 
@@ -554,17 +664,38 @@ def test_page_renders_in_headless_chromium(built, tmp_path):
     binary = _chromium()
     if binary is None:
         pytest.skip("no chromium binary on PATH (Debian: apt-get install -y chromium)")
-    flags = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]
+    flags = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     url = built["index"].resolve().as_uri()
     result = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=60)
     dom = result.stdout
     assert result.returncode == 0, result.stderr[-2000:]
     assert dom.count("<table") >= 5
-    for text in ("Table 1 — PalGAN main table layout", "PalGAN ¹", "24.19", "23.42", "21.34", "Table 2 — thesis",
-                 "27.324", "Table 3 — ChromaGAN PSNR", "24.98", "chromatic-attention", "FD-effnetlite0↓ (proxy, not FID)",
-                 "Learning", "val_gray"):
+    for text in (
+        "Table 1 — PalGAN main table layout",
+        "PalGAN ¹",
+        "24.19",
+        "23.42",
+        "21.34",
+        "Table 2 — thesis",
+        "27.324",
+        "Table 3 — ChromaGAN PSNR",
+        "24.98",
+        "chromatic-attention",
+        "FD-effnetlite0↓ (proxy, not FID)",
+        "Learning",
+        "val_gray",
+    ):
         assert text in dom, text
     shot = tmp_path / "page.png"
     subprocess.run(flags + ["--window-size=1400,2000", f"--screenshot={shot}", url], capture_output=True, timeout=60)
@@ -582,4 +713,7 @@ def test_fid_cell_rules():
     assert measured_cell(small, "fid", notes).startswith("80.00 (n=90) ⚠ [1]")
     assert measured_cell(MetricsRecord("m"), "lpips", notes).startswith("n/a: not computed")
     assert "FID" not in metric_label("fd_effnetlite0").split("(")[0] and "proxy" in metric_label("fd_effnetlite0")
-    assert short_reason("Inception weights pt_inception-2015-12-05 not found locally; more") == "Inception weights not found locally"
+    assert (
+        short_reason("Inception weights pt_inception-2015-12-05 not found locally; more")
+        == "Inception weights not found locally"
+    )

@@ -23,7 +23,11 @@ def photo(name: str) -> torch.Tensor:
 
 
 def test_known_photos_get_known_classes(teacher):
-    probs = teacher(torch.cat([torch.nn.functional.interpolate(photo(n), size=(256, 256), mode="bilinear") for n in ("chelsea", "coffee")]))
+    probs = teacher(
+        torch.cat(
+            [torch.nn.functional.interpolate(photo(n), size=(256, 256), mode="bilinear") for n in ("chelsea", "coffee")]
+        )
+    )
     assert probs.shape == (2, 1000)
     assert torch.allclose(probs.sum(-1), torch.ones(2), atol=1e-5)
     top = probs.argmax(-1).tolist()

@@ -44,17 +44,27 @@ def test_two_worker_training_logs_to_mlflow_and_resumes(project: Path) -> None:
     assert run.info.artifact_uri.removeprefix("file://").startswith(str(project / "mlartifacts")), run.info.artifact_uri
     artifacts = {a.path for a in client.list_artifacts(first["run_id"])}
     assert {"generator", "train.json"} <= artifacts
-    assert {a.path for a in client.list_artifacts(first["run_id"], "generator")} == {"generator/generator.pt", "generator/preprocessing.json"}
+    assert {a.path for a in client.list_artifacts(first["run_id"], "generator")} == {
+        "generator/generator.pt",
+        "generator/preprocessing.json",
+    }
     assert any("preview" in a.path for a in client.list_artifacts(first["run_id"], "images"))
     # validation during training: the gray baseline once, the model at the last step (validate_every 50 > 8)
     assert [m.step for m in client.get_metric_history(first["run_id"], "val/psnr")] == [8]
     assert [m.step for m in client.get_metric_history(first["run_id"], "val_gray/psnr")] == [0]
-    assert {"val/ssim", "val/lpips", "val/cf", "val/delta_cf", "val/seconds"} <= set(run.data.metrics) | set(client.get_run(first["run_id"]).data.metrics)
+    assert {"val/ssim", "val/lpips", "val/cf", "val/delta_cf", "val/seconds"} <= set(run.data.metrics) | set(
+        client.get_run(first["run_id"]).data.metrics
+    )
     assert not list((project / "ray").glob("tiny-*")), "the finished run's resume checkpoints are dropped once exported"
 
     (project / "models" / "tiny" / "generator.pt").unlink()
     again = train_model(params, "tiny")  # same params: the finished run's generator comes back from MLflow
-    assert again["resumed"] and again["restored_from_mlflow"] and again["run_id"] == first["run_id"] and again["steps"] == 8
+    assert (
+        again["resumed"]
+        and again["restored_from_mlflow"]
+        and again["run_id"] == first["run_id"]
+        and again["steps"] == 8
+    )
     assert len(client.get_metric_history(first["run_id"], "train/g_total")) == 4  # nothing was trained again
     _, G_again, _ = load_generator(project / "models" / "tiny" / "generator.pt")
     assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G_again.state_dict().values()))
@@ -67,7 +77,9 @@ def test_changed_code_trains_afresh(project: Path, monkeypatch) -> None:
     before = train_model(params, "tiny")
     monkeypatch.setattr(run, "_code_fingerprint", lambda recipe: "edited code")
     after = train_model(params, "tiny")
-    assert not after["resumed"] and after["run_id"] != before["run_id"] and after["config_hash"] != before["config_hash"]
+    assert (
+        not after["resumed"] and after["run_id"] != before["run_id"] and after["config_hash"] != before["config_hash"]
+    )
     assert len(MlflowClient(params.tracking.uri).get_metric_history(after["run_id"], "train/g_total")) == 4
 
 
@@ -94,7 +106,12 @@ def test_changed_params_start_a_fresh_run(tmp_path: Path, project: Path) -> None
     paths = {}
     for lr in (2e-4, 1e-3):
         (tmp_path / str(lr)).mkdir()
-        paths[lr] = quick_params(tmp_path / str(lr), models={"tiny": {**base, "lr_g": lr}}, data={"out": str(project / "data")}, tracking=store)
+        paths[lr] = quick_params(
+            tmp_path / str(lr),
+            models={"tiny": {**base, "lr_g": lr}},
+            data={"out": str(project / "data")},
+            tracking=store,
+        )
     a = run.start(load_params(paths[2e-4]), "tiny")
     b = run.start(load_params(paths[1e-3]), "tiny")
     a2 = run.start(load_params(paths[2e-4]), "tiny")
@@ -106,17 +123,29 @@ def test_changed_params_start_a_fresh_run(tmp_path: Path, project: Path) -> None
 def test_global_batch_gives_the_same_optimisation_for_1_and_2_workers(tmp_path: Path, project: Path) -> None:
     """batch_size is the global batch: 1 and 2 workers run the same number of optimiser steps (epochs-based
     length) with the same learning-rate trajectory."""
-    model = {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 4, "epochs": 1.0,
-             "schedule": "cosine", "lr_min": 1e-5}
+    model = {
+        "arch": "tests.tiny_recipe:TinyRecipe",
+        "resolution": 32,
+        "batch_size": 4,
+        "epochs": 1.0,
+        "schedule": "cosine",
+        "lr_min": 1e-5,
+    }
     histories = {}
     for workers in (1, 2):
         tmp = tmp_path / f"w{workers}"
         tmp.mkdir()
-        path = quick_params(tmp, models={"tiny": model}, data={"out": str(project / "data")},
-                            train={"num_workers": workers, "log_every": 1, "resources_per_worker": {"CPU": 1.0}, "validate_every": 0})
+        path = quick_params(
+            tmp,
+            models={"tiny": model},
+            data={"out": str(project / "data")},
+            train={"num_workers": workers, "log_every": 1, "resources_per_worker": {"CPU": 1.0}, "validate_every": 0},
+        )
         summary = train_model(load_params(path), "tiny")
         client = MlflowClient(load_params(path).tracking.uri)
-        histories[workers] = [(m.step, round(m.value, 12)) for m in client.get_metric_history(summary["run_id"], "train/lr_g")]
+        histories[workers] = [
+            (m.step, round(m.value, 12)) for m in client.get_metric_history(summary["run_id"], "train/lr_g")
+        ]
         assert summary["global_batch"] == 4 and summary["images_seen"] == 4 * summary["steps"]
     n_train = json.loads((project / "data" / "manifest.json").read_text())["splits"]["train"]["n_images"]
     assert len(histories[1]) == -(-n_train // 4)  # ceil(1 epoch x n_train / global batch 4) steps
@@ -129,8 +158,12 @@ def test_compiled_two_worker_training_exports_the_plain_generator(tmp_path: Path
     (``performance.apply_to_pair``), a mid-run checkpoint, the compile counts logged to MLflow, and the
     exported generator loads with the plain module's state_dict keys (compiled in place, not wrapped)."""
     model = {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 4, "steps": 4}
-    path = quick_params(tmp_path, models={"tiny": model}, data={"out": str(project / "data")},
-                        train={"compile": True, "resources_per_worker": {"CPU": 1.0}})
+    path = quick_params(
+        tmp_path,
+        models={"tiny": model},
+        data={"out": str(project / "data")},
+        train={"compile": True, "resources_per_worker": {"CPU": 1.0}},
+    )
     summary = train_model(load_params(path), "tiny")
     assert summary["steps"] == 4 and summary["num_workers"] == 2
     recipe, G, _ = load_generator(tmp_path / "models" / "tiny" / "generator.pt")
@@ -139,7 +172,9 @@ def test_compiled_two_worker_training_exports_the_plain_generator(tmp_path: Path
     history = client.get_metric_history(summary["run_id"], "train/g_total")
     assert [m.step for m in history] == [2, 4] and all(np.isfinite(m.value) for m in history)
     # what compiling did, on the run's page: G, D as trained and as frozen for the G update; no breaks
-    compiled = {k: client.get_metric_history(summary["run_id"], f"compile/{k}")[-1].value for k in ("graphs", "graph_breaks")}
+    compiled = {
+        k: client.get_metric_history(summary["run_id"], f"compile/{k}")[-1].value for k in ("graphs", "graph_breaks")
+    }
     assert compiled == {"graphs": 3, "graph_breaks": 0}
 
 
@@ -148,13 +183,25 @@ def test_dead_worker_is_restarted_from_the_last_checkpoint(project: Path, tmp_pa
     """Two models in one Ray Train run; the second one's worker dies after its step-4 checkpoint. The
     restarted group skips the first (its generator is logged) and resumes the second from step 4."""
     marker = tmp_path / "crashed"
-    path = quick_params(project, models={"steady": {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 2, "steps": 4},
-                                         "flaky": {"arch": "tests.tiny_recipe:FlakyRecipe", "resolution": 32, "batch_size": 2, "steps": 8,
-                                                   "options": {"crash_marker": str(marker)}}})
+    path = quick_params(
+        project,
+        models={
+            "steady": {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 2, "steps": 4},
+            "flaky": {
+                "arch": "tests.tiny_recipe:FlakyRecipe",
+                "resolution": 32,
+                "batch_size": 2,
+                "steps": 8,
+                "options": {"crash_marker": str(marker)},
+            },
+        },
+    )
     steady, flaky = run.train_models(load_params(path), ["steady", "flaky"])
     assert marker.exists(), "the worker never crashed: the test did not exercise recovery"
     assert flaky["steps"] == 8 and steady["steps"] == 4 and flaky["ray"]["ray_run"] == steady["ray"]["ray_run"]
-    assert (project / "models" / "flaky" / "generator.pt").exists() and (project / "models" / "steady" / "generator.pt").exists()
+    assert (project / "models" / "flaky" / "generator.pt").exists() and (
+        project / "models" / "steady" / "generator.pt"
+    ).exists()
     client = MlflowClient(load_params(path).tracking.uri)
     # resumed from the step-4 checkpoint, not from scratch: steps 2 and 4 were logged once, before the crash
     assert sorted(m.step for m in client.get_metric_history(flaky["run_id"], "train/g_total")) == [2, 4, 6, 8]

@@ -13,10 +13,14 @@ import pytest
 import torch
 
 from chromapipe.cli import main
-from chromapipe.weights import (WeightsChecksumError, WeightsUnavailable, alexnet_features_state_dict,
-                                vgg16_features_state_dict)
+from chromapipe.weights import (
+    WeightsChecksumError,
+    WeightsUnavailable,
+    alexnet_features_state_dict,
+    resolver,
+    vgg16_features_state_dict,
+)
 from chromapipe.weights import registry as reg
-from chromapipe.weights import resolver
 from chromapipe.weights.convert import jax_to_features, load_numpy_pickle, state_dict_bytes
 
 
@@ -78,9 +82,15 @@ def test_vgg16_features_match_torchvision():
 def test_jax_layout_is_transposed_onto_torchvision_indices():
     rng = np.random.default_rng(0)
     shapes = [(11, 11, 3, 64), (5, 5, 64, 192), (3, 3, 192, 384), (3, 3, 384, 256), (3, 3, 256, 256)]
-    params = {"AlexNet_0": {f"Conv_{i}": {"kernel": rng.standard_normal(s).astype(np.float32),
-                                          "bias": rng.standard_normal(s[-1]).astype(np.float32)}
-                            for i, s in enumerate(shapes)}}
+    params = {
+        "AlexNet_0": {
+            f"Conv_{i}": {
+                "kernel": rng.standard_normal(s).astype(np.float32),
+                "bias": rng.standard_normal(s[-1]).astype(np.float32),
+            }
+            for i, s in enumerate(shapes)
+        }
+    }
     blob = pickle.dumps(params)
     state = jax_to_features(load_numpy_pickle(io.BytesIO(blob)), reg.ALEXNET)
     assert sorted(state) == sorted(f"features.{i}.{p}" for i in (0, 3, 6, 8, 10) for p in ("weight", "bias"))

@@ -29,11 +29,15 @@ def ab_histogram(rgb01: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) sRGB in [0, 1] -> (B, 256) normalised 16x16 histogram over a*, b* in [-128, 128)."""
     ab = rgb_to_lab(rgb01)[:, 1:].clamp(-128, 127.99)
     idx = ((ab[:, 0] + 128) // 16).long() * 16 + ((ab[:, 1] + 128) // 16).long()
-    hist = torch.zeros(rgb01.shape[0], 256, device=rgb01.device).scatter_add_(1, idx.flatten(1), torch.ones(idx.flatten(1).shape, device=rgb01.device))
+    hist = torch.zeros(rgb01.shape[0], 256, device=rgb01.device).scatter_add_(
+        1, idx.flatten(1), torch.ones(idx.flatten(1).shape, device=rgb01.device)
+    )
     return hist / hist.sum(1, keepdim=True)
 
 
-_BIN_CENTRES = torch.stack(torch.meshgrid(torch.arange(16) * 16.0 - 120, torch.arange(16) * 16.0 - 120, indexing="ij")).reshape(2, 256)
+_BIN_CENTRES = torch.stack(
+    torch.meshgrid(torch.arange(16) * 16.0 - 120, torch.arange(16) * 16.0 - 120, indexing="ij")
+).reshape(2, 256)
 
 
 class TinyPaletteGenerator(TinyGenerator):
@@ -76,7 +80,9 @@ class TinyRecipe(Recipe):
         x = self.encode_L(batch["L"])
         real = D(torch.cat([x, self.encode_ab(batch["ab"])], 1))
         fake_logits = D(torch.cat([x, fake["ab"]], 1))
-        loss = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        loss = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(
+            fake_logits, torch.zeros_like(fake_logits)
+        )
         return loss, {"d_loss": loss.detach()}
 
     def generator_loss(self, D, batch, out):

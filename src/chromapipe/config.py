@@ -66,9 +66,13 @@ class DataConfig:
     splits: SplitConfig = field(default_factory=SplitConfig)
     seed: int = 123456
     shard_size: int = 512  # images per shard file: bounds the writer's memory
-    workers: int | Literal["auto"] = "auto"  # local engine: processes; auto = every local core (results stay in source order)
+    workers: int | Literal["auto"] = (
+        "auto"  # local engine: processes; auto = every local core (results stay in source order)
+    )
     engine: Literal["local", "ray", "auto"] = "auto"  # auto: ray when RAY_ADDRESS names a cluster, else local
-    encoding: Literal["float16", "lab8", "rgb8"] = "float16"  # shard pixels: float16 Lab 6 B/px, 8-bit Lab or sRGB 3 B/px
+    encoding: Literal["float16", "lab8", "rgb8"] = (
+        "float16"  # shard pixels: float16 Lab 6 B/px, 8-bit Lab or sRGB 3 B/px
+    )
     role: Literal["train", "eval"] = "train"  # eval: keep every readable image (upscale, keep gray), all in test
     max_images: int | None = None  # cap on source images (quick runs); None: all
     label: str | None = None  # the name the papers give this set ("ImageNet ctest10k"): the report's column
@@ -218,22 +222,30 @@ def _check_ranges(p: Params) -> None:
         for k in ("resolution", "batch_size", "lr_g", "lr_d", "n_critic"):
             positive(getattr(m, k), f"{key}.{k}")
         if m.batch_size % p.train.num_workers:
-            raise ConfigError(f"{key}.batch_size: {m.batch_size} is the global batch and must divide evenly over "
-                              f"train.num_workers = {p.train.num_workers}")
+            raise ConfigError(
+                f"{key}.batch_size: {m.batch_size} is the global batch and must divide evenly over "
+                f"train.num_workers = {p.train.num_workers}"
+            )
         positive(m.lr_min, f"{key}.lr_min", allow_zero=True)
         train_sets = [n for n, d in p.datasets.items() if d.role == "train"]
         if m.dataset not in train_sets:
             what = "required" if m.dataset is None else f"{m.dataset!r} is not a dataset with role 'train'"
-            raise ConfigError(f"{key}.dataset: {what}; expected one of {', '.join(map(repr, train_sets)) or '(none defined)'}")
+            raise ConfigError(
+                f"{key}.dataset: {what}; expected one of {', '.join(map(repr, train_sets)) or '(none defined)'}"
+            )
         size = p.datasets[m.dataset].size
         if m.resolution > size:
             raise ConfigError(f"{key}.resolution: {m.resolution} exceeds datasets.{m.dataset}.size {size}")
         for set_name in p.evaluation_sets(name):
             if set_name not in p.datasets:
-                raise ConfigError(f"evaluate.sets.{name}: {set_name!r} is not a dataset; expected one of {', '.join(map(repr, p.datasets))}")
+                raise ConfigError(
+                    f"evaluate.sets.{name}: {set_name!r} is not a dataset; expected one of {', '.join(map(repr, p.datasets))}"
+                )
     for name in [] if isinstance(p.evaluate.lab_packed, bool) else p.evaluate.lab_packed:
         if name not in p.models:
-            raise ConfigError(f"evaluate.lab_packed: {name!r} is not a model; expected true, false or a list of {', '.join(map(repr, p.models))}")
+            raise ConfigError(
+                f"evaluate.lab_packed: {name!r} is not a model; expected true, false or a list of {', '.join(map(repr, p.models))}"
+            )
     for name in p.evaluate.sets:
         if name not in p.models:
             raise ConfigError(f"evaluate.sets.{name}: no such model; expected one of {', '.join(map(repr, p.models))}")
@@ -251,7 +263,9 @@ def _check_dataset(key: str, d: DataConfig, positive) -> None:
     if d.workers != "auto":
         positive(d.workers, f"{key}.workers")
     if d.role == "eval" and d.crops_per_image != 1:
-        raise ConfigError(f"{key}.crops_per_image: must be 1 when role is 'eval' (one view per evaluated image), got {d.crops_per_image}")
+        raise ConfigError(
+            f"{key}.crops_per_image: must be 1 when role is 'eval' (one view per evaluated image), got {d.crops_per_image}"
+        )
 
 
 def parse_params(raw: dict[str, Any]) -> Params:
@@ -263,11 +277,15 @@ def parse_params(raw: dict[str, Any]) -> Params:
     if not isinstance(models_raw, dict):
         raise ConfigError("models: expected a mapping of model name to settings")
     if "data" in raw:
-        raise ConfigError("data: the data section is now `datasets: {<name>: {...}}` (one entry per dataset, "
-                          "each with a role), and every model names its training dataset (`models.<m>.dataset`)")
+        raise ConfigError(
+            "data: the data section is now `datasets: {<name>: {...}}` (one entry per dataset, "
+            "each with a role), and every model names its training dataset (`models.<m>.dataset`)"
+        )
     params = build_dataclass(Params, raw, "")
     models = {name: build_dataclass(ModelConfig, spec, f"models.{name}") for name, spec in models_raw.items()}
-    datasets = {name: d if d.out else dataclasses.replace(d, out=f"data/prepared/{name}") for name, d in params.datasets.items()}
+    datasets = {
+        name: d if d.out else dataclasses.replace(d, out=f"data/prepared/{name}") for name, d in params.datasets.items()
+    }
     params = dataclasses.replace(params, models=models, datasets=datasets)
     _check_ranges(params)
     return params

@@ -134,7 +134,9 @@ def _decode_jpeg_reduced(data: bytes, request: tuple[int, int]) -> torch.Tensor:
         raise SkipImage("corrupt", str(exc)) from None
 
 
-def decode_rgb(data: bytes, max_pixels: int, header: ImageHeader | None = None, min_short: int | None = None) -> torch.Tensor:
+def decode_rgb(
+    data: bytes, max_pixels: int, header: ImageHeader | None = None, min_short: int | None = None
+) -> torch.Tensor:
     """Bytes of an image file -> (3, H, W) uint8 sRGB. Raises SkipImage for unreadable or oversized input.
 
     ``min_short``: the shorter side the caller needs; a JPEG at least twice that size is decoded at a

@@ -50,7 +50,12 @@ class StorageFormat:
 
     def describe(self, size: int) -> dict[str, object]:
         """The manifest's ``storage`` entry."""
-        return {"encoding": self.name, "dtype": np.dtype(self.dtype).name, "layout": self.layout, "bytes_per_image": self.bytes_per_image(size)}
+        return {
+            "encoding": self.name,
+            "dtype": np.dtype(self.dtype).name,
+            "layout": self.layout,
+            "bytes_per_image": self.bytes_per_image(size),
+        }
 
 
 FORMATS: dict[str, StorageFormat] = {
@@ -101,7 +106,9 @@ def decode_to_lab(stored: np.ndarray, encoding: str) -> torch.Tensor:
     """Stored form (..., 3, S, S) -> float32 L*a*b*: what :class:`LabShardDataset` returns."""
     if encoding == "float16":  # one pass: float16 (possibly a read-only memmap) -> new float32 array
         return torch.from_numpy(np.asarray(stored, dtype=np.float32))
-    return stored_to_lab(torch.from_numpy(np.array(stored, dtype=np.uint8)), encoding)  # a writable copy of the (memmapped) bytes
+    return stored_to_lab(
+        torch.from_numpy(np.array(stored, dtype=np.uint8)), encoding
+    )  # a writable copy of the (memmapped) bytes
 
 
 def stored_to_lab(stored: torch.Tensor, encoding: str) -> torch.Tensor:

@@ -76,7 +76,9 @@ def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _in_order(submit: Callable[[Any], Any], result: Callable[[Any], ChunkResult], chunks: Sequence[Any], window: int) -> Iterator[ChunkResult]:
+def _in_order(
+    submit: Callable[[Any], Any], result: Callable[[Any], ChunkResult], chunks: Sequence[Any], window: int
+) -> Iterator[ChunkResult]:
     """Submit chunks with at most ``window`` in flight; yield results in submission order."""
     pending: deque[Any] = deque()
     todo = iter(chunks)
@@ -129,13 +131,17 @@ def local_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
         yield pool
 
 
-def run_local(chunks: Sequence[Sequence[SourceImage]], cfg: DataConfig, pool: ProcessPoolExecutor | None, workers: int) -> Iterator[ChunkResult]:
+def run_local(
+    chunks: Sequence[Sequence[SourceImage]], cfg: DataConfig, pool: ProcessPoolExecutor | None, workers: int
+) -> Iterator[ChunkResult]:
     """Chunk results in order: in this process without a pool, else from the pool's ``workers``."""
     if pool is None:
         for chunk in chunks:
             yield process_chunk(list(chunk), cfg)
         return
-    yield from _in_order(lambda c: pool.submit(process_chunk, list(c), cfg), lambda f: f.result(), chunks, WINDOW_PER_WORKER * workers)
+    yield from _in_order(
+        lambda c: pool.submit(process_chunk, list(c), cfg), lambda f: f.result(), chunks, WINDOW_PER_WORKER * workers
+    )
 
 
 def _ray_chunk(items: list[SourceImage], cfg: DataConfig) -> ChunkResult:

@@ -87,7 +87,9 @@ class _Run:
 
 
 @contextmanager
-def _engine(sources: list[SourceImage], cfg: DataConfig) -> Iterator[tuple[_Run, list[Sequence[SourceImage]], Iterator[ChunkResult], Executor | None]]:
+def _engine(
+    sources: list[SourceImage], cfg: DataConfig
+) -> Iterator[tuple[_Run, list[Sequence[SourceImage]], Iterator[ChunkResult], Executor | None]]:
     """The chunks, their results (in order) from the configured engine, and where to hash shard files
     (the local pool; a thread beside a Ray driver; None: in-process). Ray is disconnected after if this
     call connected it."""
@@ -141,28 +143,41 @@ class _Tally:
         return sum(s["reason"] in UNREADABLE for s in self.skipped)
 
 
-def _split_entries(writers: dict[str, ShardWriter], assignment: dict[str, str], skipped_ids: set[str]) -> dict[str, Any]:
+def _split_entries(
+    writers: dict[str, ShardWriter], assignment: dict[str, str], skipped_ids: set[str]
+) -> dict[str, Any]:
     groups: dict[str, set[str]] = {name: set() for name in SPLITS}
     for group, name in assignment.items():
         groups[name].add(group)
-    return {name: {"n_images": w.count, "n_sources": len(groups[name] - skipped_ids), "shards": w.shards} for name, w in writers.items()}
+    return {
+        name: {"n_images": w.count, "n_sources": len(groups[name] - skipped_ids), "shards": w.shards}
+        for name, w in writers.items()
+    }
 
 
 def _check(manifest: dict[str, Any], cfg: DataConfig) -> None:
     """Refuse a useless result; for an evaluation set, check that every readable listed image is in."""
     splits = manifest["splits"]
     if cfg.role == "train" and splits["train"]["n_images"] == 0:
-        raise RuntimeError(f"prepare: no usable training images out of {manifest['n_listed']} sources; skipped: {manifest['skipped_by_reason']}")
+        raise RuntimeError(
+            f"prepare: no usable training images out of {manifest['n_listed']} sources; skipped: {manifest['skipped_by_reason']}"
+        )
     if cfg.role == "eval":
         other = sorted(set(manifest["skipped_by_reason"]) - UNREADABLE)
         expected = manifest["n_listed"] - manifest["n_unreadable"]
         if other or splits["test"]["n_images"] != expected or splits["train"]["n_images"] or splits["val"]["n_images"]:
-            raise RuntimeError(f"prepare (role eval): {splits['test']['n_images']} test images for {expected} readable listed files; skipped: {manifest['skipped_by_reason']}")
+            raise RuntimeError(
+                f"prepare (role eval): {splits['test']['n_images']} test images for {expected} readable listed files; skipped: {manifest['skipped_by_reason']}"
+            )
         if expected == 0:
-            raise RuntimeError(f"prepare (role eval): none of the {manifest['n_listed']} listed files is readable: {manifest['skipped_by_reason']}")
+            raise RuntimeError(
+                f"prepare (role eval): none of the {manifest['n_listed']} listed files is readable: {manifest['skipped_by_reason']}"
+            )
 
 
-def _manifest(cfg: DataConfig, classes: list[str], n_listed: int, splits: dict[str, Any], tally: _Tally, run: _Run, seconds: float) -> dict[str, Any]:
+def _manifest(
+    cfg: DataConfig, classes: list[str], n_listed: int, splits: dict[str, Any], tally: _Tally, run: _Run, seconds: float
+) -> dict[str, Any]:
     return {
         "format": "chromapipe-shards/2",
         "params": content_params(cfg),
@@ -180,8 +195,12 @@ def _manifest(cfg: DataConfig, classes: list[str], n_listed: int, splits: dict[s
         "lab_roundtrip_max_abs_uint8": run.roundtrip,
         "roundtrip_sample": f"every {ROUNDTRIP_STEP}th row and column of every stored image",
         "run": {
-            "engine": run.engine, "workers": run.workers, "chunk_size": run.chunk_size, "nodes": run.nodes,
-            "chunk_nodes": run.chunk_nodes, "seconds": round(seconds, 2),
+            "engine": run.engine,
+            "workers": run.workers,
+            "chunk_size": run.chunk_size,
+            "nodes": run.nodes,
+            "chunk_nodes": run.chunk_nodes,
+            "seconds": round(seconds, 2),
             "images_per_s": round(n_listed / seconds, 1) if seconds > 0 else None,
             "worker_seconds": round(run.chunk_seconds, 2),
         },
@@ -197,7 +216,10 @@ def prepare(cfg: DataConfig) -> dict[str, Any]:
     sources, classes = list_sources(cfg)
     assignment = split_assignment(sources, cfg)
     tally = _Tally()
-    with _engine(sources, cfg) as (run, chunks, results, hasher), tqdm(total=len(sources), desc="prepare", unit="img") as bar:
+    with (
+        _engine(sources, cfg) as (run, chunks, results, hasher),
+        tqdm(total=len(sources), desc="prepare", unit="img") as bar,
+    ):
         writers = {name: ShardWriter(out / name, cfg.shard_size, cfg.encoding, executor=hasher) for name in SPLITS}
         for chunk, result in zip(chunks, results):
             run.record(result)
@@ -210,5 +232,10 @@ def prepare(cfg: DataConfig) -> dict[str, Any]:
     manifest = _manifest(cfg, classes, len(sources), splits, tally, run, time.perf_counter() - start)
     _check(manifest, cfg)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    log.info("prepared %s images (%s skipped) into %s", {k: v["n_images"] for k, v in splits.items()}, len(tally.skipped), out)
+    log.info(
+        "prepared %s images (%s skipped) into %s",
+        {k: v["n_images"] for k, v in splits.items()},
+        len(tally.skipped),
+        out,
+    )
     return manifest

@@ -174,4 +174,6 @@ def process_chunk(items: list[SourceImage], cfg: DataConfig, node: str | None = 
         roundtrip = _chunk_roundtrip([(r.pixels, v) for r, v in outcomes if v is not None], cfg.encoding)
     finally:
         torch.set_num_threads(threads)
-    return ChunkResult([r for r, _ in outcomes], roundtrip, node or platform.node(), round(time.perf_counter() - start, 4))
+    return ChunkResult(
+        [r for r, _ in outcomes], roundtrip, node or platform.node(), round(time.perf_counter() - start, 4)
+    )

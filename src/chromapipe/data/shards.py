@@ -37,7 +37,9 @@ def npy_header(dtype: type, shape: tuple[int, ...]) -> bytes:
     that its length does not depend on the first dimension's digits, which lets a shard file be written
     before its final length is known and its header patched in place."""
     buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape})
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    )
     return buf.getvalue()
 
 
@@ -108,7 +110,9 @@ class ShardWriter:
         label_path = lab_path.with_name(lab_path.name.split(".")[0] + ".labels.npy")
         np.save(label_path, np.asarray(self._labels, dtype=np.int64))
         digests = {lab_path.name: "", label_path.name: sha256_file(label_path)}
-        self.shards.append({"lab": lab_path.name, "labels": label_path.name, "n": self._n, "sha256": digests, "ids": list(self._ids)})
+        self.shards.append(
+            {"lab": lab_path.name, "labels": label_path.name, "n": self._n, "sha256": digests, "ids": list(self._ids)}
+        )
         if self.executor is None:
             digests[lab_path.name] = sha256_file(lab_path)
         else:
@@ -149,8 +153,15 @@ class LabShardDataset(Dataset):
     the loader either way, from the same random stream, so both paths give the same batches.
     """
 
-    def __init__(self, root: Path, split: str, resolution: int | None = None, hflip: bool = False, limit: int | None = None,
-                 decode: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        split: str,
+        resolution: int | None = None,
+        hflip: bool = False,
+        limit: int | None = None,
+        decode: bool = True,
+    ) -> None:
         manifest = read_manifest(root)
         if split not in manifest["splits"]:
             raise KeyError(f"split {split!r} not in {root / 'manifest.json'}")
@@ -199,7 +210,9 @@ class LabShardDataset(Dataset):
         """Float L*a*b* (N, 3, S, S) at ``resolution``."""
         if self.resolution == self.size:
             return lab
-        return F.interpolate(lab, size=(self.resolution, self.resolution), mode="bilinear", antialias=True, align_corners=False)
+        return F.interpolate(
+            lab, size=(self.resolution, self.resolution), mode="bilinear", antialias=True, align_corners=False
+        )
 
     def decode_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A collated batch of stored items -> {"L", "ab", "label"} on the batch's device: the arithmetic of

@@ -77,7 +77,11 @@ def folder_images(root: Path, file_list: Path | None = None) -> tuple[list[Sourc
             raise ConfigError(f"data.file_list: {file_list} not found")
         files = [root / rel for rel in _read_file_list(file_list)]
     else:
-        files = sorted(p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        files = sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
     classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
     index = {c: i for i, c in enumerate(classes)}
     images = []

@@ -40,7 +40,9 @@ def split_counts(n: int, ratios: SplitConfig) -> dict[str, int]:
     split can spare it and stay within one of its own share (the evaluate stage needs a test split)."""
     exact = {name: n * getattr(ratios, name) for name in SPLITS}
     counts = {name: math.floor(exact[name] + 1e-9) for name in SPLITS}
-    by_remainder = sorted(SPLITS, key=lambda name: (-(exact[name] - counts[name]), ("test", "val", "train").index(name)))
+    by_remainder = sorted(
+        SPLITS, key=lambda name: (-(exact[name] - counts[name]), ("test", "val", "train").index(name))
+    )
     for name in by_remainder[: n - sum(counts.values())]:
         counts[name] += 1
     for name in ("test", "val"):

@@ -45,7 +45,11 @@ log = logging.getLogger(__name__)
 
 def _protocol(params: Params, set_name: str, manifest: dict[str, Any], split: str, n_images: int) -> dict[str, Any]:
     d = params.dataset(set_name)
-    source = "embedded sample photos" if d.source == "sample" else Path(d.root or "").name + (f" ({Path(d.file_list).name})" if d.file_list else "")
+    source = (
+        "embedded sample photos"
+        if d.source == "sample"
+        else Path(d.root or "").name + (f" ({Path(d.file_list).name})" if d.file_list else "")
+    )
     return {
         "dataset": set_name,
         "dataset_label": d.label,
@@ -98,10 +102,16 @@ def load_predictor(params: Params, name: str, device: torch.device) -> tuple[Pre
     if name == GRAY:
         return gray_predictor, None, {"arch": GRAY, "kind": BASELINE, "run_id": None}
     recipe, G, info = load_generator(resolve_path(params.train.out) / name / "generator.pt", device)
-    return functools.partial(recipe.predict, G), recipe, {"arch": info["config"].arch, "kind": MEASURED, "run_id": info["meta"].get("run_id")}
+    return (
+        functools.partial(recipe.predict, G),
+        recipe,
+        {"arch": info["config"].arch, "kind": MEASURED, "run_id": info["meta"].get("run_id")},
+    )
 
 
-def evaluate_all(params: Params, names: list[str] | None = None, device: str = "auto") -> dict[str, list[MetricsRecord]]:
+def evaluate_all(
+    params: Params, names: list[str] | None = None, device: str = "auto"
+) -> dict[str, list[MetricsRecord]]:
     """Score every model in params and the gray baseline (or just ``names``) in one process: the metric
     networks (LPIPS, FID's Inception) are built once for all of them. The baseline also writes the
     ground-truth samples the report shows beside every model's."""
@@ -124,8 +134,16 @@ def evaluate(params: Params, name: str, device: str = "auto", ground_truth: bool
     return records
 
 
-def evaluate_set(params: Params, name: str, set_name: str, predictor: Predictor, recipe: Recipe | None,
-                 facts: dict[str, Any], dev: torch.device, ground_truth: bool) -> MetricsRecord:
+def evaluate_set(
+    params: Params,
+    name: str,
+    set_name: str,
+    predictor: Predictor,
+    recipe: Recipe | None,
+    facts: dict[str, Any],
+    dev: torch.device,
+    ground_truth: bool,
+) -> MetricsRecord:
     """Score one predictor on one evaluation set: a train-role dataset's ``evaluate.split``, or every image
     of an eval-role set."""
     ec = params.evaluate
@@ -135,12 +153,18 @@ def evaluate_set(params: Params, name: str, set_name: str, predictor: Predictor,
     out_dir = resolve_path(ec.out) / name / set_name
     dataset = LabShardDataset(data_root, split, limit=ec.max_images)
     if len(dataset) == 0:
-        raise RuntimeError(f"evaluate: the {split!r} split of dataset {set_name!r} is empty; adjust datasets.{set_name}.splits")
+        raise RuntimeError(
+            f"evaluate: the {split!r} split of dataset {set_name!r} is empty; adjust datasets.{set_name}.splits"
+        )
     samples = SampleWriter(out_dir, ec.samples, recipe, ground_truth)
     t0 = time.time()
     lab = LabPackedSuite(fid=ec.fid, device=dev) if params.lab_packed(name) else contextlib.nullcontext()
     with MetricSuite(lpips_net=ec.lpips_net, fid=ec.fid, device=dev) as suite, lab as lab_suite:
-        batches = tqdm(DataLoader(dataset, batch_size=ec.batch_size, shuffle=False), desc=f"evaluate {name} on {set_name}", unit="batch")
+        batches = tqdm(
+            DataLoader(dataset, batch_size=ec.batch_size, shuffle=False),
+            desc=f"evaluate {name} on {set_name}",
+            unit="batch",
+        )
 
         def on_batch(scored: ScoredBatch) -> None:
             samples(scored)
@@ -152,8 +176,12 @@ def evaluate_set(params: Params, name: str, set_name: str, predictor: Predictor,
     seconds = time.time() - t0
     samples.close()
     record = MetricsRecord(
-        name=name, **facts, protocol=_protocol(params, set_name, manifest, split, seen),
-        metrics=report.metrics, unavailable=report.unavailable, details=report.details,
+        name=name,
+        **facts,
+        protocol=_protocol(params, set_name, manifest, split, seen),
+        metrics=report.metrics,
+        unavailable=report.unavailable,
+        details=report.details,
         timing={"seconds": round(seconds, 2), "images_per_s": round(seen / max(seconds, 1e-9), 3), "device": str(dev)},
     )
     record.write(out_dir)

@@ -83,8 +83,10 @@ def check_sizes(pairs: list[tuple[str, Path, Path]]) -> dict[str, tuple[int, int
             bad.append(f"{name} (pred {sp[1]}x{sp[0]}, target {st[1]}x{st[0]})")
         sizes[name] = sp
     if bad:
-        raise ScoreInputError(f"{len(bad)} image pair(s) differ in size (scores are computed at the images' "
-                              f"own resolution; resize nothing silently): {_listing(bad)}")
+        raise ScoreInputError(
+            f"{len(bad)} image pair(s) differ in size (scores are computed at the images' "
+            f"own resolution; resize nothing silently): {_listing(bad)}"
+        )
     return sizes
 
 
@@ -94,8 +96,9 @@ def _read(path: Path):
     return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
 
 
-def score(pred: Path, target: Path, *, device: str = "auto", lpips_net: str = "alex", fid: bool = True,
-          batch_size: int = 8) -> dict[str, Any]:
+def score(
+    pred: Path, target: Path, *, device: str = "auto", lpips_net: str = "alex", fid: bool = True, batch_size: int = 8
+) -> dict[str, Any]:
     """Score matched images; returns ``{"protocol", "metrics", "unavailable", "details"}``."""
     import torch
 
@@ -111,17 +114,23 @@ def score(pred: Path, target: Path, *, device: str = "auto", lpips_net: str = "a
     with MetricSuite(lpips_net=lpips_net, fid=fid, device=dev) as suite:
         for items in groups.values():
             for i in range(0, len(items), batch_size):
-                chunk = items[i:i + batch_size]
-                suite.update(torch.stack([_read(p) for _, p, _ in chunk]),
-                             torch.stack([_read(t) for _, _, t in chunk]))
+                chunk = items[i : i + batch_size]
+                suite.update(torch.stack([_read(p) for _, p, _ in chunk]), torch.stack([_read(t) for _, _, t in chunk]))
         report = suite.compute().to_dict()
     protocol = {
-        "pred": str(pred), "target": str(target), "n_images": len(pairs),
-        "resolutions": sorted({f"{w}x{h}" for h, w in sizes.values()}), "resize": "none (native resolution)",
-        "color_space": "sRGB uint8", "averaging": AVERAGING, "device": str(dev), "versions": versions(),
+        "pred": str(pred),
+        "target": str(target),
+        "n_images": len(pairs),
+        "resolutions": sorted({f"{w}x{h}" for h, w in sizes.values()}),
+        "resize": "none (native resolution)",
+        "color_space": "sRGB uint8",
+        "averaging": AVERAGING,
+        "device": str(dev),
+        "versions": versions(),
         "implementations": {k: d.get("implementation") for k, d in report["details"].items()},
-        "weights": {k: {"path": d["weights"], "sha256": d["sha256"]} for k, d in report["details"].items()
-                    if "sha256" in d},
+        "weights": {
+            k: {"path": d["weights"], "sha256": d["sha256"]} for k, d in report["details"].items() if "sha256" in d
+        },
     }
     return {"protocol": protocol, **report}
 
@@ -132,9 +141,11 @@ def _fmt(v: float | None) -> str:
 
 def render_table(result: dict[str, Any]) -> str:
     pr = result["protocol"]
-    lines = [f"chromapipe score: {pr['n_images']} image pair(s), {', '.join(pr['resolutions'])}, "
-             f"{pr['color_space']}, {pr['resize']}, {pr['averaging']}, device {pr['device']}",
-             f"{'metric':<16} {'value':>10}  note"]
+    lines = [
+        f"chromapipe score: {pr['n_images']} image pair(s), {', '.join(pr['resolutions'])}, "
+        f"{pr['color_space']}, {pr['resize']}, {pr['averaging']}, device {pr['device']}",
+        f"{'metric':<16} {'value':>10}  note",
+    ]
     for key, value in result["metrics"].items():
         d = result["details"].get(key, {})
         note = result["unavailable"].get(key, "")
@@ -156,8 +167,14 @@ def _cmd(args: argparse.Namespace) -> int:
         print("error: --device cuda requested but no CUDA device is available", file=sys.stderr)
         return 2
     try:
-        result = score(args.pred, args.target, device=args.device, lpips_net=args.lpips_net,
-                       fid=not args.no_fid, batch_size=args.batch_size)
+        result = score(
+            args.pred,
+            args.target,
+            device=args.device,
+            lpips_net=args.lpips_net,
+            fid=not args.no_fid,
+            batch_size=args.batch_size,
+        )
     except ScoreInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -166,8 +183,9 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("score", help="PSNR/SSIM/LPIPS/FID-or-FD/colorfulness of PRED vs TARGET",
-                                   description=__doc__)
+    parser = subparsers.add_parser(
+        "score", help="PSNR/SSIM/LPIPS/FID-or-FD/colorfulness of PRED vs TARGET", description=__doc__
+    )
     parser.add_argument("pred", type=Path, help="predicted image file or directory")
     parser.add_argument("target", type=Path, help="ground-truth image file or directory (matched by stem)")
     parser.add_argument("--json", action="store_true", help="JSON output with the full protocol")

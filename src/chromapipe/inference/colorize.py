@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n")[0].replace("``", ""),
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or directories (searched recursively)")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory (directory inputs keep their tree)")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUTDIR", help="output directory (directory inputs keep their tree)"
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="NAME", help="a model trained by `dvc repro`: <train.out>/NAME/generator.pt")
     src.add_argument("--checkpoint", metavar="PATH", help="a generator file (chromapipe-generator/1)")
@@ -38,8 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="images per generator call (default 4)")
     p.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality 1..100 (default 95)")
     p.add_argument("--reference", metavar="IMAGE", help="PalGAN family: take the palette from this photo")
-    p.add_argument("--samples", type=int, metavar="N", help="PalGAN family: N diverse colorizations per input (<stem>_sample<k>)")
+    p.add_argument(
+        "--samples", type=int, metavar="N", help="PalGAN family: N diverse colorizations per input (<stem>_sample<k>)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed for --samples (default 0)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (decompression-bomb guard)")
+    p.add_argument(
+        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (decompression-bomb guard)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main)

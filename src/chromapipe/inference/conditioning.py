@@ -46,7 +46,9 @@ def predicted_palette(recipe: Any, G: torch.nn.Module, L: torch.Tensor) -> torch
     return recipe.predict(G, L)["palette"]
 
 
-def sampled(base: Callable[[Any, torch.nn.Module, torch.Tensor], torch.Tensor], n: int, seed: int) -> Callable[..., list[dict[str, Any]]]:
+def sampled(
+    base: Callable[[Any, torch.nn.Module, torch.Tensor], torch.Tensor], n: int, seed: int
+) -> Callable[..., list[dict[str, Any]]]:
     """N palettes per image drawn around ``base`` with :func:`chromapipe.models.palette.sample_palettes`
     (Dirichlet draws around the palette; see its docstring). Each image's draws use a generator seeded
     with ``seed`` alone, so a file gets the same samples whatever batch it lands in."""
@@ -61,14 +63,18 @@ def sampled(base: Callable[[Any, torch.nn.Module, torch.Tensor], torch.Tensor], 
     return kwargs
 
 
-def build_conditioning(recipe: Any, *, reference: str | None, samples: int | None, seed: int, max_pixels: int, device: torch.device) -> Conditioning:
+def build_conditioning(
+    recipe: Any, *, reference: str | None, samples: int | None, seed: int, max_pixels: int, device: torch.device
+) -> Conditioning:
     """Plain colorization, a reference's palette, or N samples (around the reference's palette if given,
     else around the model's own predicted palette)."""
     if reference is None and samples is None:
         return Conditioning([""], lambda recipe, G, L: [{}])
     if not recipe.has_palette:
         opt = "--reference" if reference is not None else "--samples"
-        raise UsageError(f"{opt} needs a PalGAN-family model (a recipe with has_palette); this checkpoint is {type(recipe).__name__}")
+        raise UsageError(
+            f"{opt} needs a PalGAN-family model (a recipe with has_palette); this checkpoint is {type(recipe).__name__}"
+        )
     ref = reference_palette(recipe, reference, max_pixels, device) if reference is not None else None
     if samples is None:
         return Conditioning([""], lambda recipe, G, L: [{"palette": ref.expand(L.shape[0], -1)}])

@@ -201,13 +201,21 @@ def network_L(pixels: np.ndarray | DevicePixels, resolution: int) -> torch.Tenso
         rows_of: Callable[[int, int], torch.Tensor] = functools.partial(device_luminance_rows, pixels)
         rows, device = max(1, DEVICE_STRIP_PIXELS // W), pixels.device
     else:
-        rows_of, rows, device = functools.partial(luminance_rows, pixels), max(1, STRIP_PIXELS // W), torch.device("cpu")
+        rows_of, rows, device = (
+            functools.partial(luminance_rows, pixels),
+            max(1, STRIP_PIXELS // W),
+            torch.device("cpu"),
+        )
     narrow = torch.empty((H, resolution), dtype=torch.float32, device=device)
     for y0 in range(0, H, rows):
         y1 = min(H, y0 + rows)
         L = rows_of(y0, y1)[None, None]
-        narrow[y0:y1] = F.interpolate(L, size=(y1 - y0, resolution), mode="bilinear", antialias=True, align_corners=False)[0, 0]
-    small = F.interpolate(narrow[None, None], size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+        narrow[y0:y1] = F.interpolate(
+            L, size=(y1 - y0, resolution), mode="bilinear", antialias=True, align_corners=False
+        )[0, 0]
+    small = F.interpolate(
+        narrow[None, None], size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False
+    )
     return small[0].clamp_(0.0, 100.0)
 
 
@@ -222,8 +230,12 @@ def resized_rgb01(pixels: np.ndarray, resolution: int) -> torch.Tensor:
         y1 = min(H, y0 + rows)
         strip = torch.from_numpy(pixels[y0:y1].astype(np.float32)) * scale
         strip = strip[None].expand(3, -1, -1) if strip.ndim == 2 else strip.permute(2, 0, 1)
-        narrow[:, y0:y1] = F.interpolate(strip[None], size=(y1 - y0, resolution), mode="bilinear", antialias=True, align_corners=False)[0]
-    small = F.interpolate(narrow[None], size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+        narrow[:, y0:y1] = F.interpolate(
+            strip[None], size=(y1 - y0, resolution), mode="bilinear", antialias=True, align_corners=False
+        )[0]
+    small = F.interpolate(
+        narrow[None], size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False
+    )
     return small.clamp_(0.0, 1.0)
 
 
@@ -244,7 +256,9 @@ class ChromaUpsampler:
 
     def strip(self, y0: int, y1: int) -> torch.Tensor:
         R = self.rows.shape[1]
-        src = ((torch.arange(y0, y1, dtype=torch.float64, device=self.rows.device) + 0.5) * self.scale - 0.5).clamp_min(0.0)
+        src = ((torch.arange(y0, y1, dtype=torch.float64, device=self.rows.device) + 0.5) * self.scale - 0.5).clamp_min(
+            0.0
+        )
         i0 = src.floor().long().clamp_max(R - 1)
         i1 = (i0 + 1).clamp_max(R - 1)
         w = (src - i0).float().view(1, -1, 1)
@@ -270,7 +284,9 @@ def lab_to_encoded(L: torch.Tensor, ab: torch.Tensor, max_value: int, out: torch
     fy = (L + 16.0) / 116.0
     Y = _f_inv(fy).clamp_(0.0, 1.0)
     white, xyz_to_rgb = _lab_constants(L.device)
-    xyz = torch.stack([_f_inv(ab[0] / 500.0 + fy).mul_(white[0]), Y, _f_inv((fy - ab[1] / 200.0).clamp_min_(0.0)).mul_(white[2])])
+    xyz = torch.stack(
+        [_f_inv(ab[0] / 500.0 + fy).mul_(white[0]), Y, _f_inv((fy - ab[1] / 200.0).clamp_min_(0.0)).mul_(white[2])]
+    )
     d = torch.einsum("ij,jhw->ihw", xyz_to_rgb, xyz).sub_(Y)  # chroma offset from the gray of equal Y
     del xyz
     # largest t <= 1 with Y + t*d inside [0, 1] for every channel: room to 1 above, room to 0 below

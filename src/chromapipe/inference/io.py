@@ -85,6 +85,7 @@ class DecodedImage:
     def to_device(self, device: torch.device) -> DecodedImage:
         """The image with its pixels (and alpha) on ``device``: host arrays are uploaded once, pixels
         already there (nvJPEG) stay; the host arrays are freed once the caller drops this image."""
+
         def up(a: np.ndarray | DevicePixels) -> DevicePixels:
             return a if isinstance(a, DevicePixels) else DevicePixels.upload(a, device)
 
@@ -106,7 +107,9 @@ def _metadata(img: Image.Image) -> Metadata:
         icc = None
     dpi = img.info.get("dpi")
     text = {k: v for k, v in getattr(img, "text", {}).items() if isinstance(v, str)} if img.format == "PNG" else {}
-    return Metadata(exif=exif if len(exif) else None, icc_profile=icc or None, dpi=tuple(dpi) if dpi else None, png_text=text)
+    return Metadata(
+        exif=exif if len(exif) else None, icc_profile=icc or None, dpi=tuple(dpi) if dpi else None, png_text=text
+    )
 
 
 def _asarray(img: Image.Image, rows: int = 256) -> np.ndarray:
@@ -152,8 +155,15 @@ def _pixels_from_pillow(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None
 #: EXIF orientation -> (flip the rows, flip the columns, then swap the two axes): the eight cases of
 #: ``ImageOps.exif_transpose`` (6 = rotate 90° clockwise, 8 = counter-clockwise), one table for both
 #: :func:`orient` (host arrays) and :func:`orient_tensor` (tensors on any device)
-_EXIF_TRANSFORMS = {2: (False, True, False), 3: (True, True, False), 4: (True, False, False), 5: (False, False, True),
-                    6: (True, False, True), 7: (True, True, True), 8: (False, True, True)}
+_EXIF_TRANSFORMS = {
+    2: (False, True, False),
+    3: (True, True, False),
+    4: (True, False, False),
+    5: (False, False, True),
+    6: (True, False, True),
+    7: (True, True, True),
+    8: (False, True, True),
+}
 
 
 def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
@@ -215,7 +225,9 @@ def jpeg_complete(data: bytes | bytearray) -> bool:
     return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda") >= 0
 
 
-def _pixels_from_nvjpeg(path: Path, mode: ImageReadMode, device: torch.device, size: tuple[int, int], orientation: int) -> DevicePixels | None:
+def _pixels_from_nvjpeg(
+    path: Path, mode: ImageReadMode, device: torch.device, size: tuple[int, int], orientation: int
+) -> DevicePixels | None:
     """The JPEG's pixels decoded on ``device`` and oriented there, or None (logged at debug level) when the
     stream is incomplete (:func:`jpeg_complete`), nvJPEG fails or disagrees with Pillow's header about the
     size, so the caller decodes with Pillow."""
@@ -265,7 +277,11 @@ def read_image(path: Path, max_pixels: int, device: torch.device | None = None) 
                 orientation = int(img.getexif().get(_ORIENTATION, 1) or 1)
                 meta = _metadata(img)
                 mode = nvjpeg_mode(img, device)  # None unless device is CUDA
-                on_device = _pixels_from_nvjpeg(path, mode, device, (w, h), orientation) if mode is not None and device is not None else None
+                on_device = (
+                    _pixels_from_nvjpeg(path, mode, device, (w, h), orientation)
+                    if mode is not None and device is not None
+                    else None
+                )
                 if on_device is not None:  # else: Pillow decodes, as on the CPU
                     return DecodedImage(pixels=on_device, alpha=None, format=fmt, metadata=meta, decoder="nvjpeg")
                 if fmt == "PNG" and _png_bit_depth(path) == 16 and not img.mode.startswith("I"):
@@ -330,7 +346,11 @@ def output_suffix(src: Path, fmt: str) -> str:
     """Keep the input's suffix when its format is written back as is; otherwise the kept format's."""
     if fmt in _KEPT_FORMATS:
         own = src.suffix
-        return own if own and Image.registered_extensions().get(own.lower()) == ("JPEG" if fmt == "MPO" else fmt) else _KEPT_FORMATS[fmt]
+        return (
+            own
+            if own and Image.registered_extensions().get(own.lower()) == ("JPEG" if fmt == "MPO" else fmt)
+            else _KEPT_FORMATS[fmt]
+        )
     return ".png"
 
 
@@ -344,7 +364,9 @@ def wants_padding(fmt: str, pixels: np.ndarray | DevicePixels, alpha: np.ndarray
     return output_format(fmt) == "JPEG" and alpha is None and pixels.dtype == np.uint8
 
 
-def write_image(path: Path, pixels: np.ndarray, fmt: str, meta: Metadata, quality: int, has_alpha: bool | None = None) -> None:
+def write_image(
+    path: Path, pixels: np.ndarray, fmt: str, meta: Metadata, quality: int, has_alpha: bool | None = None
+) -> None:
     """Write (H, W, 3|4) uint8/uint16 pixels in ``fmt`` (or PNG), atomically (temp file, then rename).
 
     ``has_alpha=False`` with 4 channels means RGBX padding (see ``fullres.render(pad=True)``)."""
@@ -355,7 +377,14 @@ def write_image(path: Path, pixels: np.ndarray, fmt: str, meta: Metadata, qualit
     has_alpha = four if has_alpha is None else has_alpha and four
     if pixels.dtype == np.uint16:
         if out_fmt == "PNG":
-            write_png16(path, pixels if has_alpha or not four else pixels[..., :3], icc_profile=meta.icc_profile, exif=exif_bytes, dpi=meta.dpi, text=meta.png_text)
+            write_png16(
+                path,
+                pixels if has_alpha or not four else pixels[..., :3],
+                icc_profile=meta.icc_profile,
+                exif=exif_bytes,
+                dpi=meta.dpi,
+                text=meta.png_text,
+            )
             return
         pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)  # 8-bit-only writers
     if four and pixels.flags.c_contiguous:
@@ -390,4 +419,3 @@ def write_image(path: Path, pixels: np.ndarray, fmt: str, meta: Metadata, qualit
     finally:
         tmp.unlink(missing_ok=True)
     del img
-

@@ -55,7 +55,9 @@ def write_png16(
     if exif:
         parts.append(_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
     for key, value in (text or {}).items():
-        parts.append(_chunk(b"iTXt", key.encode("latin-1", "replace")[:79] + b"\x00\x00\x00\x00\x00" + value.encode("utf-8")))
+        parts.append(
+            _chunk(b"iTXt", key.encode("latin-1", "replace")[:79] + b"\x00\x00\x00\x00\x00" + value.encode("utf-8"))
+        )
     comp = zlib.compressobj(compress_level)
     bpp = 2 * C
     tmp = path.with_name(path.name + ".tmp")

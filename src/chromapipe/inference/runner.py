@@ -33,7 +33,16 @@ from chromapipe import devices
 from chromapipe.config import ConfigError
 from chromapipe.inference import fullres
 from chromapipe.inference.conditioning import Conditioning, build_conditioning
-from chromapipe.inference.io import DecodedImage, InputError, Job, find_images, output_suffix, read_image, wants_padding, write_image
+from chromapipe.inference.io import (
+    DecodedImage,
+    InputError,
+    Job,
+    find_images,
+    output_suffix,
+    read_image,
+    wants_padding,
+    write_image,
+)
 from chromapipe.inference.source import GeneratorSource, UsageError
 
 log = logging.getLogger("chromapipe.colorize")
@@ -74,7 +83,18 @@ def resolve_device(name: str) -> torch.device:
 class Colorizer:
     """Batches network inputs, runs the generator once per output kind (tag), renders and writes each file."""
 
-    def __init__(self, recipe: Any, G: torch.nn.Module, device: torch.device, conditioning: Conditioning, outdir: Path, quality: int, max_pixels: int, summary: Summary, bar: tqdm) -> None:
+    def __init__(
+        self,
+        recipe: Any,
+        G: torch.nn.Module,
+        device: torch.device,
+        conditioning: Conditioning,
+        outdir: Path,
+        quality: int,
+        max_pixels: int,
+        summary: Summary,
+        bar: tqdm,
+    ) -> None:
         self.recipe, self.G, self.device, self.conditioning = recipe, G, device, conditioning
         self.outdir, self.quality, self.max_pixels = outdir, quality, max_pixels
         self.summary, self.bar = summary, bar
@@ -117,7 +137,12 @@ class Colorizer:
                 preds = [self.recipe.predict(self.G, L, **kw)["ab"] for kw in kwargs]  # render takes ab on any device
         except Exception as exc:  # noqa: BLE001
             if len(batch) > 1:  # e.g. out of GPU memory: retry one image at a time
-                log.warning("generator failed on a batch of %d (%s: %s); retrying one by one", len(batch), type(exc).__name__, exc)
+                log.warning(
+                    "generator failed on a batch of %d (%s: %s); retrying one by one",
+                    len(batch),
+                    type(exc).__name__,
+                    exc,
+                )
                 for p in list(batch):
                     self.flush([p])
                 batch.clear()
@@ -134,7 +159,9 @@ class Colorizer:
                         raise InputError(f"output {path} would overwrite the input; choose another -o")
                     img = p.image
                     has_alpha = img.alpha is not None
-                    pixels = fullres.render(img.pixels, ab[i], img.alpha, pad=wants_padding(img.format, img.pixels, img.alpha))
+                    pixels = fullres.render(
+                        img.pixels, ab[i], img.alpha, pad=wants_padding(img.format, img.pixels, img.alpha)
+                    )
                     if k == len(tags) - 1:
                         img.pixels = img.alpha = None  # type: ignore[assignment]  # not needed for encoding
                     write_image(path, pixels, img.format, img.metadata, self.quality, has_alpha=has_alpha)
@@ -179,14 +206,27 @@ def run(args: argparse.Namespace) -> int:
     try:
         _check_args(args)
         device = resolve_device(args.device)
-        with GeneratorSource(model=args.model, checkpoint=args.checkpoint, run=args.run, params_path=args.params, tracking=args.tracking_uri) as ckpt:
+        with GeneratorSource(
+            model=args.model,
+            checkpoint=args.checkpoint,
+            run=args.run,
+            params_path=args.params,
+            tracking=args.tracking_uri,
+        ) as ckpt:
             from chromapipe.models.checkpoint import CheckpointError, load_generator
 
             try:
                 recipe, G, info = load_generator(ckpt, device)
             except (CheckpointError, ConfigError) as exc:  # ConfigError: the file names an unknown arch
                 raise UsageError(str(exc)) from None
-        conditioning = build_conditioning(recipe, reference=args.reference, samples=args.samples, seed=args.seed, max_pixels=args.max_pixels, device=device)
+        conditioning = build_conditioning(
+            recipe,
+            reference=args.reference,
+            samples=args.samples,
+            seed=args.seed,
+            max_pixels=args.max_pixels,
+            device=device,
+        )
     except UsageError as exc:
         print(f"chromapipe colorize: error: {exc}", file=sys.stderr)
         return 2
@@ -195,14 +235,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"chromapipe colorize: error: no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
         return 2
     outdir = Path(args.output)
-    log.info("model %s (%s, %d px) on %s: %d file(s) -> %s", info["name"], info["config"].arch, recipe.resolution, device, len(jobs), outdir)
+    log.info(
+        "model %s (%s, %d px) on %s: %d file(s) -> %s",
+        info["name"],
+        info["config"].arch,
+        recipe.resolution,
+        device,
+        len(jobs),
+        outdir,
+    )
     summary = Summary(total=len(jobs) + len(missing))
-    with logging_redirect_tqdm(), tqdm(total=summary.total, unit="img", desc="colorize", disable=args.quiet or None) as bar:
+    with (
+        logging_redirect_tqdm(),
+        tqdm(total=summary.total, unit="img", desc="colorize", disable=args.quiet or None) as bar,
+    ):
         colorizer = Colorizer(recipe, G, device, conditioning, outdir, args.jpeg_quality, args.max_pixels, summary, bar)
         for src, reason in missing:
             colorizer.fail(src, reason)
         colorizer.run(jobs, args.batch_size)
-    print(f"colorized {summary.done} of {summary.total} file(s) into {outdir} ({len(summary.written)} written, {len(summary.failed)} failed)")
+    print(
+        f"colorized {summary.done} of {summary.total} file(s) into {outdir} ({len(summary.written)} written, {len(summary.failed)} failed)"
+    )
     for src, reason in summary.failed:
         print(f"  failed: {src}: {reason}", file=sys.stderr)
     return 1 if summary.failed else 0

@@ -44,7 +44,9 @@ def model_checkpoint(name: str, params: Params) -> Path:
     hint = f"trained models: {', '.join(trained)}" if trained else f"no trained models under {models_dir}"
     if params.models and name not in params.models:
         hint += f"; params.yaml defines {', '.join(sorted(params.models))}"
-    raise UsageError(f"model {name!r}: {path} not found ({hint}); train it with `dvc repro train` (or `python pipeline/train.py {name}`)")
+    raise UsageError(
+        f"model {name!r}: {path} not found ({hint}); train it with `dvc repro train` (or `python pipeline/train.py {name}`)"
+    )
 
 
 def checkpoint_file(path: str) -> Path:
@@ -88,7 +90,9 @@ def download_run_generator(run_id: str, uri: str, dst: Path) -> Path:
             listing = ", ".join(artifacts[:20]) or "no artifacts"
             raise UsageError(f"--run {run_id}: no generator artifact ({ARTIFACT_PATH}) in the run; it has: {listing}")
         chosen = sorted(candidates)[0]
-    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=chosen, dst_path=str(dst), tracking_uri=uri)
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=chosen, dst_path=str(dst), tracking_uri=uri
+    )
     log.info("downloaded %s from MLflow run %s (%s)", chosen, run_id, uri)
     return Path(local)
 
@@ -96,7 +100,15 @@ def download_run_generator(run_id: str, uri: str, dst: Path) -> Path:
 class GeneratorSource:
     """A context manager yielding the generator file's path (a run's download lives in a temp dir)."""
 
-    def __init__(self, *, model: str | None, checkpoint: str | None, run: str | None, params_path: str | None, tracking: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        model: str | None,
+        checkpoint: str | None,
+        run: str | None,
+        params_path: str | None,
+        tracking: str | None,
+    ) -> None:
         self.model, self.checkpoint, self.run = model, checkpoint, run
         self.params_path, self.tracking = params_path, tracking
         self._tmp: tempfile.TemporaryDirectory[str] | None = None

@@ -102,12 +102,14 @@ def build_effnet(device: torch.device) -> tuple[EffNetLite0Features, dict[str, A
     model = EffNetLite0Features(net).to(device)
     details = {
         "implementation": "chromapipe Fréchet distance on EfficientNet-Lite0 penultimate features "
-                          f"(efficientnet_lite_pytorch {pkg_version('efficientnet-lite-pytorch')}); "
-                          "NOT FID, not comparable with FID values",
+        f"(efficientnet_lite_pytorch {pkg_version('efficientnet-lite-pytorch')}); "
+        "NOT FID, not comparable with FID values",
         "features": "1280-d global average pool before the classifier",
         "input": PREPROCESSING,
         "covariance": "unbiased (n-1), from float64 running sums",
-        "weights": prov["path"], "sha256": prov["sha256"], "weights_source": prov["source"],
+        "weights": prov["path"],
+        "sha256": prov["sha256"],
+        "weights_source": prov["source"],
     }
     return model, details
 
@@ -122,7 +124,9 @@ def _inception(weights_path: str, device: torch.device) -> torch.nn.Module:
     ``create_feature_extractor`` does (eval mode, no gradients); built once per process and device."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    net = FeatureExtractorInceptionV3("inception-v3-compat", [str(FID_DIM)], feature_extractor_weights_path=weights_path)
+    net = FeatureExtractorInceptionV3(
+        "inception-v3-compat", [str(FID_DIM)], feature_extractor_weights_path=weights_path
+    )
     net.requires_grad_(False)
     return net.eval().to(device)
 
@@ -167,8 +171,13 @@ class FidAccumulator:
         from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 
         n = self.pred.n
-        details = {**fid_details(self.weights_prov, self.device), "n_samples": n, "low_sample_warning": n < LOW_SAMPLE_THRESHOLD,
-                   "low_sample_threshold": LOW_SAMPLE_THRESHOLD, "resolutions": sorted(f"{h}x{w}" for h, w in self.sizes)}
+        details = {
+            **fid_details(self.weights_prov, self.device),
+            "n_samples": n,
+            "low_sample_warning": n < LOW_SAMPLE_THRESHOLD,
+            "low_sample_threshold": LOW_SAMPLE_THRESHOLD,
+            "resolutions": sorted(f"{h}x{w}" for h, w in self.sizes),
+        }
         if n < 2:
             return None, (f"needs at least 2 images, got {n}" if n else "no images were fed"), details
         (mu1, sigma1), (mu2, sigma2) = self.pred.mean_cov(), self.target.mean_cov()
@@ -179,8 +188,9 @@ class FidAccumulator:
 def fid_details(weights_prov: dict[str, str], device: torch.device) -> dict[str, Any]:
     return {
         "implementation": f"torch-fidelity {pkg_version('torch-fidelity')}: FeatureExtractorInceptionV3 "
-                          "(inception-v3-compat, 2048-d pool3) and fid_statistics_to_metric, run in-process",
-        "weights": weights_prov["path"], "sha256": weights_prov["sha256"],
+        "(inception-v3-compat, 2048-d pool3) and fid_statistics_to_metric, run in-process",
+        "weights": weights_prov["path"],
+        "sha256": weights_prov["sha256"],
         "weights_source": weights_prov["source"],
         "statistics": "mean and unbiased (n-1) covariance from float64 running sums (= np.mean / np.cov)",
         "device": str(device),

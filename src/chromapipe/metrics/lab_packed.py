@@ -36,8 +36,10 @@ from .provenance import missing_package, pkg_version
 from .suite import MetricReport, with_missing_reasons
 
 LAB_KEYS = ("lab_psnr", "lab_ssim", "lab_lpips_vgg", "lab_fid")
-COLOR_SPACE = ("L*a*b* packed as a 3-channel [0, 1] tensor (thesis code): L/100, (a'+1)/2, (b'+1)/2 with "
-               "a' = a/127 (a > 0) or a/128 — NOT sRGB")
+COLOR_SPACE = (
+    "L*a*b* packed as a 3-channel [0, 1] tensor (thesis code): L/100, (a'+1)/2, (b'+1)/2 with "
+    "a' = a/127 (a > 0) or a/128 — NOT sRGB"
+)
 
 
 def pack_lab(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
@@ -96,23 +98,37 @@ class LabPackedSuite:
         common = {"n_samples": self.n, "color_space": COLOR_SPACE, "protocol": "thesis (Lab packed)"}
         tm = f"torchmetrics {pkg_version('torchmetrics')}"
         details: dict[str, dict[str, Any]] = {
-            "lab_psnr": {"implementation": f"{tm} PeakSignalNoiseRatio(data_range=1.0)",
-                         "averaging": "one PSNR from the MSE over all images (torchmetrics dim=None)", **common},
-            "lab_ssim": {"implementation": f"{tm} StructuralSimilarityIndexMeasure(data_range=1.0)",
-                         "averaging": "mean over images", **common},
+            "lab_psnr": {
+                "implementation": f"{tm} PeakSignalNoiseRatio(data_range=1.0)",
+                "averaging": "one PSNR from the MSE over all images (torchmetrics dim=None)",
+                **common,
+            },
+            "lab_ssim": {
+                "implementation": f"{tm} StructuralSimilarityIndexMeasure(data_range=1.0)",
+                "averaging": "mean over images",
+                **common,
+            },
         }
         if self.n:
             metrics["lab_psnr"] = float(self._psnr.compute())
             metrics["lab_ssim"] = float(self._ssim.compute())
         if self._lpips_model is not None:
-            details["lab_lpips_vgg"] = {**self._lpips_details, "input": "packed tensor scaled to [-1, 1] "
-                                        "(torchmetrics LPIPS normalize=True)", "averaging": "mean over images", **common}
+            details["lab_lpips_vgg"] = {
+                **self._lpips_details,
+                "input": "packed tensor scaled to [-1, 1] (torchmetrics LPIPS normalize=True)",
+                "averaging": "mean over images",
+                **common,
+            }
             if self._lpips:
                 metrics["lab_lpips_vgg"] = sum(self._lpips) / len(self._lpips)
         if self._fid is not None:
             metrics["lab_fid"], why_not, fid = self._fid.compute()
-            details["lab_fid"] = {**fid, "input": "uint8(255·packed), as torchmetrics FrechetInceptionDistance(normalize=True)",
-                                  "color_space": COLOR_SPACE, "protocol": common["protocol"]}
+            details["lab_fid"] = {
+                **fid,
+                "input": "uint8(255·packed), as torchmetrics FrechetInceptionDistance(normalize=True)",
+                "color_space": COLOR_SPACE,
+                "protocol": common["protocol"],
+            }
             if why_not and self.n:
                 unavailable["lab_fid"] = why_not
         return MetricReport(metrics=metrics, unavailable=with_missing_reasons(metrics, unavailable), details=details)

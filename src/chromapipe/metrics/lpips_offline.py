@@ -57,7 +57,7 @@ def build_lpips(net: str = "alex", device: str | torch.device = "cpu") -> tuple[
     return model, dict(details)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _build_lpips(net: str, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
     if net not in _LOADERS:
         raise ValueError(f"lpips net must be one of {sorted(_LOADERS)}, got {net!r}")
@@ -74,10 +74,13 @@ def _build_lpips(net: str, device: torch.device) -> tuple[torch.nn.Module, dict[
         p.requires_grad_(False)
     details = {
         "implementation": f"lpips {pkg_version('lpips')}",
-        "net": net, "version": "0.1",
-        "weights": backbone_prov.get("path", ""), "sha256": backbone_prov.get("sha256", ""),
+        "net": net,
+        "version": "0.1",
+        "weights": backbone_prov.get("path", ""),
+        "sha256": backbone_prov.get("sha256", ""),
         "weights_source": backbone_prov.get("source", ""),
-        "linear_head": lin.path, "linear_head_sha256": lin.sha256,
+        "linear_head": lin.path,
+        "linear_head_sha256": lin.sha256,
         "input": "sRGB uint8 scaled to [-1, 1], native resolution",
     }
     return model, details
@@ -92,7 +95,16 @@ def lpips_of_signed_images(model: torch.nn.Module, pred: torch.Tensor, target: t
     """(B,) LPIPS distances of float (B,3,H,W) images already in [-1, 1], lpips' input range."""
     device = next(model.parameters()).device
     with torch.no_grad():
-        return model(pred.to(device, torch.float32), target.to(device, torch.float32)).flatten().to("cpu", torch.float64)
+        return (
+            model(pred.to(device, torch.float32), target.to(device, torch.float32)).flatten().to("cpu", torch.float64)
+        )
 
 
-__all__ = ["build_lpips", "lpips_per_image", "lpips_of_signed_images", "map_features_to_lpips", "WeightsUnavailable", "LPIPS_LIN"]
+__all__ = [
+    "build_lpips",
+    "lpips_per_image",
+    "lpips_of_signed_images",
+    "map_features_to_lpips",
+    "WeightsUnavailable",
+    "LPIPS_LIN",
+]

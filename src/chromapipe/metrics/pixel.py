@@ -20,8 +20,9 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
     if pred.shape != target.shape or pred.dim() != 4 or pred.shape[1] != 3:
-        raise ValueError(f"expected two (B,3,H,W) tensors of equal shape, got {tuple(pred.shape)} and "
-                         f"{tuple(target.shape)}")
+        raise ValueError(
+            f"expected two (B,3,H,W) tensors of equal shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     if pred.dtype != torch.uint8 or target.dtype != torch.uint8:
         raise TypeError(f"expected uint8 sRGB tensors, got {pred.dtype} and {target.dtype}")
 
@@ -52,10 +53,10 @@ def _blur_valid(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     h = x.shape[-2] - n + 1
     rows = x[..., 0:w] * taps[0]
     for i in range(1, n):
-        rows.add_(x[..., i:i + w], alpha=taps[i])
+        rows.add_(x[..., i : i + w], alpha=taps[i])
     out = rows[..., 0:h, :] * taps[0]
     for i in range(1, n):
-        out.add_(rows[..., i:i + h, :], alpha=taps[i])
+        out.add_(rows[..., i : i + h, :], alpha=taps[i])
     return out
 
 

@@ -37,7 +37,7 @@ class MetricsRecord:
 
     # ------------------------------------------------------------------------------------------ reading
     @classmethod
-    def from_json(cls, data: dict[str, Any], name: str, path: Path | None = None) -> "MetricsRecord":
+    def from_json(cls, data: dict[str, Any], name: str, path: Path | None = None) -> MetricsRecord:
         """Parse a metrics.json mapping; ``name`` (the directory name) stands in for a missing ``model``."""
 
         def mapping(key: str) -> dict:
@@ -59,7 +59,7 @@ class MetricsRecord:
         )
 
     @classmethod
-    def read(cls, directory: Path) -> "MetricsRecord":
+    def read(cls, directory: Path) -> MetricsRecord:
         """``<directory>/metrics.json``; raises OSError/ValueError for a missing or malformed file."""
         data = json.loads((directory / "metrics.json").read_text(encoding="utf-8"))
         if not isinstance(data, dict):
@@ -70,13 +70,23 @@ class MetricsRecord:
     def to_json(self) -> dict[str, Any]:
         """The ARCHITECTURE.md layout; non-finite numbers become null (JSON has no NaN)."""
         clean = {k: (v if v is None or math.isfinite(v) else None) for k, v in self.metrics.items()}
-        return {"model": self.name, "arch": self.arch, "kind": self.kind, "run_id": self.run_id,
-                "protocol": self.protocol, "metrics": clean, "unavailable": self.unavailable,
-                "details": self.details, "timing": self.timing}
+        return {
+            "model": self.name,
+            "arch": self.arch,
+            "kind": self.kind,
+            "run_id": self.run_id,
+            "protocol": self.protocol,
+            "metrics": clean,
+            "unavailable": self.unavailable,
+            "details": self.details,
+            "timing": self.timing,
+        }
 
     def scores(self) -> dict[str, float]:
         """The numbers alone (what ``dvc metrics`` compares): every computed metric and the image count."""
-        return {k: v for k, v in self.to_json()["metrics"].items() if v is not None} | {"n_images": self.protocol.get("n_images")}
+        return {k: v for k, v in self.to_json()["metrics"].items() if v is not None} | {
+            "n_images": self.protocol.get("n_images")
+        }
 
     def write(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

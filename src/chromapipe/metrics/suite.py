@@ -22,8 +22,8 @@ from chromapipe.weights import WeightsUnavailable
 
 from . import frechet
 from .colorfulness import colorfulness_per_image
-from .provenance import missing_package, pkg_version
 from .pixel import SSIM_RADIUS, SSIM_SIGMA, psnr_per_image, ssim_per_image
+from .provenance import missing_package, pkg_version
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,11 @@ class MetricReport:
     @classmethod
     def combined(cls, reports: list[MetricReport]) -> MetricReport:
         """One report of several protocols' reports (their keys are disjoint: ``psnr`` vs ``lab_psnr``)."""
-        return cls({k: v for r in reports for k, v in r.metrics.items()},
-                   {k: v for r in reports for k, v in r.unavailable.items()},
-                   {k: v for r in reports for k, v in r.details.items()})
+        return cls(
+            {k: v for r in reports for k, v in r.metrics.items()},
+            {k: v for r in reports for k, v in r.unavailable.items()},
+            {k: v for r in reports for k, v in r.details.items()},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (non-finite floats become None)."""
@@ -55,7 +57,10 @@ class MetricReport:
 
 def with_missing_reasons(metrics: dict[str, float | None], unavailable: dict[str, str]) -> dict[str, str]:
     """``unavailable`` plus "no images were fed" for every metric left None without a reason."""
-    return {**unavailable, **{k: "no images were fed" for k, v in metrics.items() if v is None and k not in unavailable}}
+    return {
+        **unavailable,
+        **{k: "no images were fed" for k, v in metrics.items() if v is None and k not in unavailable},
+    }
 
 
 def _mean(values: list[float]) -> float | None:
@@ -145,29 +150,38 @@ class MetricSuite:
         unavailable = dict(self.unavailable)
         details: dict[str, dict[str, Any]] = {}
         torch_v = torch.__version__
-        common = {"n_samples": n, "averaging": AVERAGING, "color_space": "sRGB uint8",
-                  "resolutions": sorted(f"{h}x{w}" for h, w in self._sizes)}
+        common = {
+            "n_samples": n,
+            "averaging": AVERAGING,
+            "color_space": "sRGB uint8",
+            "resolutions": sorted(f"{h}x{w}" for h, w in self._sizes),
+        }
 
         n_inf = sum(1 for v in self._psnr if not math.isfinite(v))
-        details["psnr"] = {"implementation": f"chromapipe torch float64 (torch {torch_v}); equals "
-                                             "skimage peak_signal_noise_ratio(data_range=255) per image",
-                           "data_range": 255, "n_identical": n_inf,
-                           "identical_pairs": f"MSE=0 (skimage: +inf) counted as {PSNR_CAP_DB:g} dB so the "
-                                              "mean stays defined", **common}
+        details["psnr"] = {
+            "implementation": f"chromapipe torch float64 (torch {torch_v}); equals "
+            "skimage peak_signal_noise_ratio(data_range=255) per image",
+            "data_range": 255,
+            "n_identical": n_inf,
+            "identical_pairs": f"MSE=0 (skimage: +inf) counted as {PSNR_CAP_DB:g} dB so the mean stays defined",
+            **common,
+        }
         metrics["psnr"] = _mean([min(v, PSNR_CAP_DB) for v in self._psnr])
         metrics["ssim"] = _mean(self._ssim)
-        details["ssim"] = {"implementation": f"chromapipe torch float64 (torch {torch_v}); equals skimage "
-                                             "structural_similarity(gaussian_weights=True, sigma=1.5, "
-                                             "use_sample_covariance=False, data_range=255, channel_axis)",
-                           "window": f"{2 * SSIM_RADIUS + 1}x{2 * SSIM_RADIUS + 1} gaussian sigma {SSIM_SIGMA}",
-                           "channels": "mean of per-channel SSIM", **common}
+        details["ssim"] = {
+            "implementation": f"chromapipe torch float64 (torch {torch_v}); equals skimage "
+            "structural_similarity(gaussian_weights=True, sigma=1.5, "
+            "use_sample_covariance=False, data_range=255, channel_axis)",
+            "window": f"{2 * SSIM_RADIUS + 1}x{2 * SSIM_RADIUS + 1} gaussian sigma {SSIM_SIGMA}",
+            "channels": "mean of per-channel SSIM",
+            **common,
+        }
 
         if self._lpips_model is not None:
             metrics["lpips"] = _mean(self._lpips)
             details["lpips"] = {**self._lpips_details, **common}
 
-        cf_impl = {"implementation": "Hasler & Süsstrunk 2003 colorfulness on 0-255 RGB (chromapipe, torch)",
-                   **common}
+        cf_impl = {"implementation": "Hasler & Süsstrunk 2003 colorfulness on 0-255 RGB (chromapipe, torch)", **common}
         metrics["cf"], metrics["cf_gt"] = _mean(self._cf), _mean(self._cf_gt)
         details["cf"] = {**cf_impl, "of": "predictions"}
         details["cf_gt"] = {**cf_impl, "of": "ground truth"}
@@ -178,11 +192,20 @@ class MetricSuite:
         self._compute_frechet(metrics, unavailable, details, common)
         return MetricReport(metrics=metrics, unavailable=with_missing_reasons(metrics, unavailable), details=details)
 
-    def _compute_frechet(self, metrics: dict[str, float | None], unavailable: dict[str, str],
-                         details: dict[str, dict[str, Any]], common: dict[str, Any]) -> None:
+    def _compute_frechet(
+        self,
+        metrics: dict[str, float | None],
+        unavailable: dict[str, str],
+        details: dict[str, dict[str, Any]],
+        common: dict[str, Any],
+    ) -> None:
         n = common["n_samples"]
-        low = {"n_samples": n, "low_sample_warning": n < frechet.LOW_SAMPLE_THRESHOLD,
-               "low_sample_threshold": frechet.LOW_SAMPLE_THRESHOLD, "resolutions": common["resolutions"]}
+        low = {
+            "n_samples": n,
+            "low_sample_warning": n < frechet.LOW_SAMPLE_THRESHOLD,
+            "low_sample_threshold": frechet.LOW_SAMPLE_THRESHOLD,
+            "resolutions": common["resolutions"],
+        }
         if self._fd_pred is not None:
             details["fd_effnetlite0"] = {**self._effnet_details, **low}
             if n >= 2:

@@ -35,7 +35,11 @@ Prediction = dict[str, torch.Tensor]
 
 def unwrap(module: nn.Module) -> nn.Module:
     """The plain module inside a DDP wrapper (used for the generator-step D call and gradient penalties)."""
-    return module.module if hasattr(module, "module") and isinstance(module, nn.parallel.DistributedDataParallel) else module
+    return (
+        module.module
+        if hasattr(module, "module") and isinstance(module, nn.parallel.DistributedDataParallel)
+        else module
+    )
 
 
 def resize_to(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
@@ -106,7 +110,9 @@ class Recipe(ABC):
         return {"L": self.encode_L(batch["L"])}
 
     @abstractmethod
-    def discriminator_loss(self, D: nn.Module, batch: Batch, fake: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
+    def discriminator_loss(
+        self, D: nn.Module, batch: Batch, fake: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, Logs]:
         """Loss for one D step. ``D`` may be DDP-wrapped (use :func:`unwrap` for gradient penalties);
         ``fake`` is the generator's output, detached."""
 

@@ -43,7 +43,10 @@ def _drop_training_only(G: nn.Module, names: tuple[str, ...]) -> None:
 def save_generator(path: Path, name: str, cfg: ModelConfig, G: nn.Module, meta: dict[str, Any] | None = None) -> None:
     """Write the generator's weights (without :meth:`Recipe.training_only` parts) and its config."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in _without_training_only(unwrap(G).state_dict(), build_recipe(cfg).training_only()).items()}
+    state = {
+        k: v.detach().cpu()
+        for k, v in _without_training_only(unwrap(G).state_dict(), build_recipe(cfg).training_only()).items()
+    }
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save({"format": FORMAT, "name": name, "config": to_dict(cfg), "state_dict": state, "meta": meta or {}}, tmp)
     tmp.replace(path)  # atomic: an interrupted save never leaves a half-written generator

@@ -63,7 +63,9 @@ class Options:
 
 def conv_relu_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     """Keras ``Conv2D(3×3, 'same', activation='relu')`` followed by ``BatchNormalization`` (ChromaGAN's order)."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c_out))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(c_out)
+    )
 
 
 def conv_relu(c_in: int, c_out: int, k: int = 3) -> nn.Sequential:
@@ -103,7 +105,9 @@ class ChromaGANGenerator(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.backbone = vgg16_backbone()
-        self.global_convs = nn.Sequential(conv_relu_bn(512, 512, 2), conv_relu_bn(512, 512), conv_relu_bn(512, 512, 2), conv_relu_bn(512, 512))
+        self.global_convs = nn.Sequential(
+            conv_relu_bn(512, 512, 2), conv_relu_bn(512, 512), conv_relu_bn(512, 512, 2), conv_relu_bn(512, 512)
+        )
         flat = 512 * 7 * 7
         self.global_dense = nn.Sequential(nn.Linear(flat, 1024), nn.Linear(1024, 512), nn.Linear(512, 256))
         self.class_head = nn.Sequential(nn.Linear(flat, 4096), nn.Linear(4096, 4096), nn.Linear(4096, NUM_CLASSES))
@@ -130,7 +134,9 @@ class ChromaGANGenerator(nn.Module):
 
     def inference_part(self) -> nn.Module:
         """The colorization path: the class head only serves the KL loss."""
-        return nn.ModuleDict({k: getattr(self, k) for k in ("backbone", "global_convs", "global_dense", "mid", "fusion")})
+        return nn.ModuleDict(
+            {k: getattr(self, k) for k in ("backbone", "global_convs", "global_dense", "mid", "fusion")}
+        )
 
 
 def same_conv4(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
@@ -238,8 +244,12 @@ class ChromaGANRecipe(Recipe):
     def _d_input(self, batch: Batch, ab: torch.Tensor) -> torch.Tensor:
         return torch.cat([batch["L"] / 100.0, ab], dim=1)
 
-    def discriminator_loss(self, D: nn.Module, batch: Batch, fake: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
-        return losses.wgan_gp_critic_step(D, batch["L"] / 100.0, self.encode_ab(batch["ab"]), fake["ab"], self.loss["gp"])
+    def discriminator_loss(
+        self, D: nn.Module, batch: Batch, fake: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, Logs]:
+        return losses.wgan_gp_critic_step(
+            D, batch["L"] / 100.0, self.encode_ab(batch["ab"]), fake["ab"], self.loss["gp"]
+        )
 
     def generator_loss(self, D: nn.Module, batch: Batch, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
         w = self.loss

@@ -40,7 +40,9 @@ def model_summary(name: str, cfg: Any) -> dict[str, Any]:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    cells = [list(COLUMNS)] + [[f"{r[c]:,}" if isinstance(r[c], int) and c != "resolution" else str(r[c]) for c in COLUMNS] for r in rows]
+    cells = [list(COLUMNS)] + [
+        [f"{r[c]:,}" if isinstance(r[c], int) and c != "resolution" else str(r[c]) for c in COLUMNS] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
     lines = []
     for j, row in enumerate(cells):

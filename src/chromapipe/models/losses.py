@@ -126,7 +126,9 @@ def scalar(t: Tensor) -> Tensor:
     return t.detach().float()
 
 
-def wgan_gp_critic_step(D: nn.Module, L: Tensor, real_ab: Tensor, fake_ab: Tensor, gp_weight: float) -> tuple[Tensor, dict[str, float]]:
+def wgan_gp_critic_step(
+    D: nn.Module, L: Tensor, real_ab: Tensor, fake_ab: Tensor, gp_weight: float
+) -> tuple[Tensor, dict[str, float]]:
     """The WGAN-GP critic loss of a conditional critic on concat(L, ab), shared by pix2pix ③ and ChromaGAN.
 
     ``D`` may be DDP-wrapped for the real/fake scores; the penalty goes through the plain module (double
@@ -138,5 +140,10 @@ def wgan_gp_critic_step(D: nn.Module, L: Tensor, real_ab: Tensor, fake_ab: Tenso
     plain = D.module if isinstance(D, nn.parallel.DistributedDataParallel) else D
     gp = gradient_penalty(lambda ab: plain(torch.cat([L, ab], dim=1)), real_ab, fake_ab)
     wd = wgan_critic_loss(real_out, fake_out)
-    logs = {"d_real": scalar(real_out.float().mean()), "d_fake": scalar(fake_out.float().mean()), "d_wgan": scalar(wd), "d_gp": scalar(gp)}
+    logs = {
+        "d_real": scalar(real_out.float().mean()),
+        "d_fake": scalar(fake_out.float().mean()),
+        "d_wgan": scalar(wd),
+        "d_gp": scalar(gp),
+    }
     return wd + gp_weight * gp, logs

@@ -123,7 +123,11 @@ def conv3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
 
 def resize(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
     """Bilinear resize (the paper's ↑); a no-op when the size already matches."""
-    return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    return (
+        x
+        if tuple(x.shape[-2:]) == tuple(size)
+        else F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    )
 
 
 # -- palette generator E -----------------------------------------------------------------------------------------
@@ -133,7 +137,9 @@ class PaletteGenerator(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         chans = (1, *E_CHANNELS)
-        self.convs = nn.ModuleList(nn.Sequential(conv3(chans[i], chans[i + 1], 2), lrelu()) for i in range(len(E_CHANNELS)))
+        self.convs = nn.ModuleList(
+            nn.Sequential(conv3(chans[i], chans[i + 1], 2), lrelu()) for i in range(len(E_CHANNELS))
+        )
         self.pool = nn.AdaptiveAvgPool2d(FC_SIDE)
         self.fc = nn.Linear(E_CHANNELS[-1] * FC_SIDE * FC_SIDE, pal.NUM_BINS)
 
@@ -165,7 +171,15 @@ class PalNorm(nn.Module):
     def forward(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.mlp(p).to(x.dtype).chunk(2, dim=1)  # (B, C) each
         B, C, H, W = x.shape
-        y = F.batch_norm(x.reshape(1, B * C, H, W), None, None, (1 + gamma).reshape(-1), beta.reshape(-1), training=True, eps=self.norm.eps)
+        y = F.batch_norm(
+            x.reshape(1, B * C, H, W),
+            None,
+            None,
+            (1 + gamma).reshape(-1),
+            beta.reshape(-1),
+            training=True,
+            eps=self.norm.eps,
+        )
         return y.view(B, C, H, W)
 
 
@@ -237,7 +251,9 @@ class AssignmentGenerator(nn.Module):
         self.head = nn.Sequential(conv3(1 + m4, 512, 2), lrelu())
         self.blocks512 = nn.ModuleList([ResBlock(512, 512, hidden), ResBlock(512, 512, hidden)])
         self.blocks256 = nn.ModuleList([ResBlock(512 + m3, 256, hidden), ResBlock(256, 256, hidden)])
-        self.blocks128 = nn.ModuleList([ResBlock(256 + m2, 128, hidden), ResBlock(128, 128, hidden), ResBlock(128, 64, hidden)])
+        self.blocks128 = nn.ModuleList(
+            [ResBlock(256 + m2, 128, hidden), ResBlock(128, 128, hidden), ResBlock(128, 64, hidden)]
+        )
         use_g, use_l = attention in ("both", "global"), attention in ("both", "local")
         self.ca = ChromaticAttention(64, 256, attention_dim, use_g, use_l) if (use_g or use_l) else None
         self.act = lrelu()
@@ -275,9 +291,13 @@ class PalGANGenerator(nn.Module):
         self.E = PaletteGenerator()
         self.G = AssignmentGenerator(hidden, attention, attention_dim)
 
-    def forward(self, L: torch.Tensor, palette: torch.Tensor | None = None, palette_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, L: torch.Tensor, palette: torch.Tensor | None = None, palette_mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         if L.shape[-1] % MULTIPLE or L.shape[-2] % MULTIPLE:
-            raise ValueError(f"PalGAN input {tuple(L.shape[-2:])}: sides must be multiples of {MULTIPLE} (E halves the image 6 times)")
+            raise ValueError(
+                f"PalGAN input {tuple(L.shape[-2:])}: sides must be multiples of {MULTIPLE} (E halves the image 6 times)"
+            )
         raw, feats = self.E(L)
         predicted = pal.normalize(raw.float())
         used = predicted
@@ -296,7 +316,9 @@ class ProjectionDiscriminator(nn.Module):
         super().__init__()
         sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
         chans = (3, *D_CHANNELS)
-        self.convs = nn.Sequential(*[nn.Sequential(sn(conv3(chans[i], chans[i + 1], 2)), lrelu()) for i in range(len(D_CHANNELS))])
+        self.convs = nn.Sequential(
+            *[nn.Sequential(sn(conv3(chans[i], chans[i + 1], 2)), lrelu()) for i in range(len(D_CHANNELS))]
+        )
         self.fc = nn.Sequential(sn(nn.Linear(D_CHANNELS[-1], 256)), lrelu())
         self.psi = sn(nn.Linear(256, 1))
         self.embed = sn(nn.Linear(pal.NUM_BINS, 256))
@@ -330,7 +352,9 @@ class PalGANRecipe(Recipe):
     def __init__(self, options: Options, loss: dict[str, float], resolution: int) -> None:
         super().__init__(options, loss, resolution)
         if resolution % MULTIPLE or resolution < MULTIPLE:
-            raise ValueError(f"palgan resolution {resolution}: must be a multiple of {MULTIPLE} (E halves the image 6 times), e.g. 128 or 256")
+            raise ValueError(
+                f"palgan resolution {resolution}: must be a multiple of {MULTIPLE} (E halves the image 6 times), e.g. 128 or 256"
+            )
 
     # networks
     def build_generator(self) -> nn.Module:
@@ -359,7 +383,9 @@ class PalGANRecipe(Recipe):
         """(B,3,H,W) sRGB in [0, 1] of a reference photo -> (B,256) palette for ``predict(G, L, palette=…)``."""
         return pal.rgb_palette(rgb01, sigma=self.options.palette_sigma)
 
-    def sample_palettes(self, h: torch.Tensor, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+    def sample_palettes(
+        self, h: torch.Tensor, n: int, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
         """``n`` diverse palettes around ``h`` (B,256) -> (n,B,256); see :func:`palette.sample_palettes`."""
         return pal.sample_palettes(h, n, generator=generator, temperature=temperature)
 
@@ -379,7 +405,9 @@ class PalGANRecipe(Recipe):
     def _d(self, D: nn.Module, batch: Batch, ab: torch.Tensor) -> torch.Tensor:
         return D(torch.cat([self.encode_L(batch["L"]), ab], dim=1), batch["palette"])
 
-    def discriminator_loss(self, D: nn.Module, batch: Batch, fake: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
+    def discriminator_loss(
+        self, D: nn.Module, batch: Batch, fake: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, Logs]:
         real = self._d(D, batch, self.encode_ab(batch["ab"])).float()
         fake_s = self._d(D, batch, fake["ab"].detach()).float()
         d_real, d_fake = F.relu(1 - real).mean(), F.relu(1 + fake_s).mean()
@@ -397,7 +425,8 @@ class PalGANRecipe(Recipe):
         o = self.options
         return {
             "generator": f"PalGAN E + G (PalNorm hidden {o.palnorm_hidden}, CA {o.attention}); code never released: built from the supplement's layer lists",
-            "discriminator": "projection discriminator with the ground-truth palette" + (", spectral norm" if o.d_spectral_norm else ""),
+            "discriminator": "projection discriminator with the ground-truth palette"
+            + (", spectral norm" if o.d_spectral_norm else ""),
             "weights": "random init; no pretrained parts",
             "scaling": "L/50-1; ab/128 (tanh output x128)",
             "palette": f"256 bins, a*,b* in [{pal.AB_MIN:g}, {pal.AB_MAX:g}) width {pal.BIN_WIDTH:g}, rows = a*; sigma {o.palette_sigma}",

@@ -94,7 +94,10 @@ def encoder_block(c_in: int, c_out: int, norm: bool, stride: int = 2) -> nn.Sequ
 
 def decoder_block(c_in: int, c_out: int, dropout: float, mode: str) -> nn.Sequential:
     """ConvTranspose 4×4 s2 p1 without bias → BN → [Dropout] → ReLU (doubles the spatial size)."""
-    layers: list[nn.Module] = [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out)]
+    layers: list[nn.Module] = [
+        nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+    ]
     if dropout > 0:
         layers.append(nn.Dropout2d(dropout) if mode == "channel" else nn.Dropout(dropout))
     layers.append(nn.ReLU(inplace=True))
@@ -133,7 +136,9 @@ class ClassBranch(nn.Module):
     def __init__(self, num_classes: int, dropout: float) -> None:
         super().__init__()
         f = ENCODER_FILTERS
-        self.convs = nn.Sequential(*[encoder_block(f[i - 1], f[i], norm=True) for i in range(BRANCH_FROM, BRANCH_FROM + 3)])
+        self.convs = nn.Sequential(
+            *[encoder_block(f[i - 1], f[i], norm=True) for i in range(BRANCH_FROM, BRANCH_FROM + 3)]
+        )
         self.pool = nn.AdaptiveAvgPool2d(BRANCH_POOL)
         flat = f[BRANCH_FROM + 2] * BRANCH_POOL * BRANCH_POOL
         self.fusion = nn.Sequential(
@@ -154,10 +159,14 @@ class ClassBranch(nn.Module):
 class UNetGenerator(nn.Module):
     """L (B,1,H,W) in [−1, 1] -> {"ab": (B,2,H,W) in [−1, 1] (tanh), "logits"/"class_probs" with a branch}."""
 
-    def __init__(self, num_classes: int = 0, dropout: float = 0.5, dropout_mode: str = "channel", init: str = "xavier") -> None:
+    def __init__(
+        self, num_classes: int = 0, dropout: float = 0.5, dropout_mode: str = "channel", init: str = "xavier"
+    ) -> None:
         super().__init__()
         f = ENCODER_FILTERS
-        self.encoder = nn.ModuleList([encoder_block(1, f[0], norm=False)] + [encoder_block(f[i - 1], f[i], norm=True) for i in range(1, len(f))])
+        self.encoder = nn.ModuleList(
+            [encoder_block(1, f[0], norm=False)] + [encoder_block(f[i - 1], f[i], norm=True) for i in range(1, len(f))]
+        )
         self.branch = ClassBranch(num_classes, dropout) if num_classes > 0 else None
         rev = f[::-1]  # 512,512,512,512,512,256,128,64
         blocks = []
@@ -229,7 +238,9 @@ class Pix2PixRecipe(Recipe):
         super().__init__(options, loss, resolution)
         check_resolution(resolution)
         if self.loss["ce"] > 0 and options.num_classes == 0:
-            raise ConfigError("loss.ce: the cross-entropy term needs the classification branch (options.num_classes > 0)")
+            raise ConfigError(
+                "loss.ce: the cross-entropy term needs the classification branch (options.num_classes > 0)"
+            )
         self._teacher: nn.Module | None = None
 
     @property
@@ -287,7 +298,9 @@ class Pix2PixRecipe(Recipe):
     def _d_input(self, batch: Batch, ab: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.encode_L(batch["L"]), ab], dim=1)
 
-    def discriminator_loss(self, D: nn.Module, batch: Batch, fake: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Logs]:
+    def discriminator_loss(
+        self, D: nn.Module, batch: Batch, fake: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, Logs]:
         real_ab = self.encode_ab(batch["ab"])
         if self.wgan:
             return losses.wgan_gp_critic_step(D, self.encode_L(batch["L"]), real_ab, fake["ab"], self.loss["gp"])
@@ -321,8 +334,10 @@ class Pix2PixRecipe(Recipe):
     def describe(self) -> dict[str, Any]:
         o = self.options
         info: dict[str, Any] = {
-            "generator": "8-level U-Net (thesis)" + (f" + class branch ({o.num_classes} classes)" if o.num_classes else ""),
-            "discriminator": "PatchGAN 70x70" + (" without normalisation (WGAN-GP critic)" if self.wgan else " with BatchNorm"),
+            "generator": "8-level U-Net (thesis)"
+            + (f" + class branch ({o.num_classes} classes)" if o.num_classes else ""),
+            "discriminator": "PatchGAN 70x70"
+            + (" without normalisation (WGAN-GP critic)" if self.wgan else " with BatchNorm"),
             "weights": "random init (" + o.init + "); no pretrained parts",
             "scaling": "L/50-1; ab/127 (positive), ab/128 (negative)",
         }

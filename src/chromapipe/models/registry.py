@@ -19,11 +19,13 @@ ARCHITECTURES: dict[str, str] = {
 }
 
 
-def recipe_class(arch: str) -> type["Recipe"]:
+def recipe_class(arch: str) -> type[Recipe]:
     """The recipe for a built-in arch name, or for an import path ``package.module:Class`` (your own model)."""
     target = ARCHITECTURES.get(arch, arch if ":" in arch else None)
     if target is None:
-        raise ConfigError(f"arch: {arch!r} is not allowed; expected one of {', '.join(map(repr, ARCHITECTURES))} or 'module:RecipeClass'")
+        raise ConfigError(
+            f"arch: {arch!r} is not allowed; expected one of {', '.join(map(repr, ARCHITECTURES))} or 'module:RecipeClass'"
+        )
     module_name, cls_name = target.split(":", 1)
     try:
         return getattr(importlib.import_module(module_name), cls_name)
@@ -31,7 +33,7 @@ def recipe_class(arch: str) -> type["Recipe"]:
         raise ConfigError(f"arch: {arch!r} cannot be imported ({exc})") from None
 
 
-def validate_model(name: str, cfg: "ModelConfig") -> None:
+def validate_model(name: str, cfg: ModelConfig) -> None:
     """Check a model's arch, options and loss terms against its recipe (raises ConfigError)."""
     key = f"models.{name}"
     try:
@@ -51,7 +53,7 @@ def validate_model(name: str, cfg: "ModelConfig") -> None:
         raise ConfigError(f"{key}: {exc}") from None
 
 
-def validate_models(params: "Params") -> "Params":
+def validate_models(params: Params) -> Params:
     """Check every ``models.<name>`` against its recipe; returns ``params`` so loaders can chain it.
 
     ``config.load_params`` validates everything that does not need the models (it stays torch-free);
@@ -61,7 +63,7 @@ def validate_models(params: "Params") -> "Params":
     return params
 
 
-def build_recipe(cfg: "ModelConfig") -> "Recipe":
+def build_recipe(cfg: ModelConfig) -> Recipe:
     cls = recipe_class(cfg.arch)
     options = build_dataclass(cls.Options, cfg.options, "options")
     return cls(options=options, loss=dict(cfg.loss), resolution=cfg.resolution)

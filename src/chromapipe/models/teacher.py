@@ -38,7 +38,7 @@ class ImageNetTeacher(nn.Module):
         self.net, prov = efficientnet_lite0()
         self.provenance: dict[str, Any] = {**prov, "input": f"sRGB [0,1] x 255 -> {PREPROCESSING}"}
 
-    def train(self, mode: bool = True) -> "ImageNetTeacher":
+    def train(self, mode: bool = True) -> ImageNetTeacher:
         """Always eval: batch statistics and dropout of a teacher must not change with the trainer's mode."""
         return super().train(False)
 

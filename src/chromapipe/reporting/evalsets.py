@@ -32,6 +32,7 @@ UNNAMED_SET = "unnamed set"
 
 # ---------------------------------------------------------------------- what set a record is on
 
+
 def set_name(ev: MetricsRecord) -> str:
     """The evaluation set's name in params (``sample``, ``imagenet_ctest10k``…).
 
@@ -69,6 +70,7 @@ def slug(name: str) -> str:
 
 # ---------------------------------------------------------------------- loading
 
+
 def _read(directory: Path, model: str) -> MetricsRecord:
     """``directory/metrics.json`` with ``model`` (its parent directory) standing in for a missing name.
 
@@ -97,13 +99,19 @@ def load_evaluations(eval_dir: Path, missing: list[str]) -> list[MetricsRecord]:
         try:
             evals.append(_read(path.parent, model))
         except (OSError, ValueError) as exc:
-            missing.append(f"{path}: unreadable ({exc}); {model} on {path.parent.name if nested else 'its set'} left out of the report.")
+            missing.append(
+                f"{path}: unreadable ({exc}); {model} on {path.parent.name if nested else 'its set'} left out of the report."
+            )
     for ev in evals:
         if (label := unknown_label(ev)) is not None:
-            missing.append(f"{ev.name} on {set_name(ev)}: dataset_label {label!r} is not a data set of any paper's table "
-                           f"({', '.join(pub.DATASET_LABELS)}): shown only in the all-measured table.")
+            missing.append(
+                f"{ev.name} on {set_name(ev)}: dataset_label {label!r} is not a data set of any paper's table "
+                f"({', '.join(pub.DATASET_LABELS)}): shown only in the all-measured table."
+            )
     if not evals:
-        missing.append(f"No evaluation results: no */<set>/metrics.json under {eval_dir}. Run the evaluate stage first.")
+        missing.append(
+            f"No evaluation results: no */<set>/metrics.json under {eval_dir}. Run the evaluate stage first."
+        )
     else:
         _note_missing_baselines(evals, eval_dir, missing)
     return evals
@@ -116,6 +124,7 @@ def _note_missing_baselines(evals: list[MetricsRecord], eval_dir: Path, missing:
 
 
 # ---------------------------------------------------------------------- indexing
+
 
 @dataclass
 class EvalIndex:
@@ -133,8 +142,10 @@ class EvalIndex:
                 continue
             key = (ev.name, label)
             if key in self._by_label:  # two sets claim the same paper data set for one model: keep the first
-                self.duplicates.append(f"{ev.name}: sets {set_name(self._by_label[key])} and {set_name(ev)} both say "
-                                       f"they are {label!r}; the table cell uses {set_name(self._by_label[key])}.")
+                self.duplicates.append(
+                    f"{ev.name}: sets {set_name(self._by_label[key])} and {set_name(ev)} both say "
+                    f"they are {label!r}; the table cell uses {set_name(self._by_label[key])}."
+                )
                 continue
             self._by_label[key] = ev
 
@@ -152,6 +163,7 @@ class EvalIndex:
 
     def sets(self) -> list[str]:
         """Set names: those a paper uses first (in the papers' order), then the others alphabetically."""
+
         def key(name: str) -> tuple[int, int, str]:
             label = self.label_of(name)
             return (0, pub.DATASET_LABELS.index(label), name) if label else (1, 0, name)
@@ -181,6 +193,7 @@ def set_title(name: str, label: str | None) -> str:
 
 # ---------------------------------------------------------------------- sample images and palettes
 
+
 def _pngs(folder: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(folder.glob("*.png"))} if folder.is_dir() else {}
 
@@ -190,7 +203,9 @@ def _baseline_dir(eval_dir: Path, records: list[MetricsRecord], name: str) -> Pa
     return gray.path if gray is not None else eval_dir / GRAY / name
 
 
-def comparison_columns(eval_dir: Path, index: EvalIndex, name: str, n: int, missing: list[str]) -> tuple[list[tuple[str, dict[str, Path]]], list[str]]:
+def comparison_columns(
+    eval_dir: Path, index: EvalIndex, name: str, n: int, missing: list[str]
+) -> tuple[list[tuple[str, dict[str, Path]]], list[str]]:
     """Grid columns for set ``name`` (gray input, ground truth, each model on that set) and the first ``n`` sample names."""
     records = index.on_set(name)
     base = _baseline_dir(eval_dir, records, name)
@@ -247,7 +262,9 @@ def load_palettes(index: EvalIndex, name: str, missing: list[str]) -> dict[str, 
             missing.append(f"{ev.name} on {name}: {path} unusable ({type(exc).__name__}: {exc}).")
             continue
         if arrays["pred"].shape[1:] != arrays["gt"].shape[1:]:
-            missing.append(f"{ev.name} on {name}: {path}: pred grid {arrays['pred'].shape[1:]} ≠ gt grid {arrays['gt'].shape[1:]}.")
+            missing.append(
+                f"{ev.name} on {name}: {path}: pred grid {arrays['pred'].shape[1:]} ≠ gt grid {arrays['gt'].shape[1:]}."
+            )
             continue
         out[ev.name] = arrays
     return out

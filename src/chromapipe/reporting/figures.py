@@ -205,7 +205,9 @@ def validation_figure(title: str, subtitle: str, panels: list[tuple[str, pd.Data
     return fig
 
 
-def validation_curves(title: str, subtitle: str, panels: list[tuple[str, pd.DataFrame, float | None]], path: Path) -> Path | None:
+def validation_curves(
+    title: str, subtitle: str, panels: list[tuple[str, pd.DataFrame, float | None]], path: Path
+) -> Path | None:
     """:func:`validation_figure` written to ``path`` (None, nothing written, when there is no curve)."""
     fig = validation_figure(title, subtitle, panels)
     return _save(fig, path) if fig is not None else None

@@ -85,10 +85,14 @@ def training_data(params: dict[str, str]) -> str:
     """``sample_train: sample (train 24 / val 4 / test 8 images)`` or
     ``imagenet_train: folder, root=/datasets/imagenet/train, file_list=… (train 1,200 / val 64 images)``."""
     parts = [v if k == "data.source" else f"{k.split('.')[1]}={v}" for k in _DATA_KEYS if (v := _param(params, k))]
-    splits = sorted((k.split(".", 1)[1] for k in params if k.startswith("data_counts.")),
-                    key=lambda s: (_SPLIT_ORDER.index(s) if s in _SPLIT_ORDER else len(_SPLIT_ORDER), s))
-    counts = [f"{s} {n:,}" if (n := _int(params[f'data_counts.{s}'])) is not None else f"{s} {params[f'data_counts.{s}']}"
-              for s in splits]
+    splits = sorted(
+        (k.split(".", 1)[1] for k in params if k.startswith("data_counts.")),
+        key=lambda s: (_SPLIT_ORDER.index(s) if s in _SPLIT_ORDER else len(_SPLIT_ORDER), s),
+    )
+    counts = [
+        f"{s} {n:,}" if (n := _int(params[f"data_counts.{s}"])) is not None else f"{s} {params[f'data_counts.{s}']}"
+        for s in splits
+    ]
     text = ", ".join(parts) or "data not recorded in the run"
     if name := _param(params, "model.dataset"):  # the training dataset's name in params
         text = f"{name}: {text}"
@@ -100,7 +104,9 @@ def hardware(params: dict[str, str], devices: list[str]) -> str:
     gpu = {"True": "GPU", "False": "CPU"}.get(_param(params, "train.use_gpu") or "")
     workers = _param(params, "train.num_workers")
     parts = [f"{workers} Ray worker(s)" if workers else "", gpu or ""]
-    text = "trained on " + ", ".join(p for p in parts if p) if any(parts) else "training hardware not recorded in the run"
+    text = (
+        "trained on " + ", ".join(p for p in parts if p) if any(parts) else "training hardware not recorded in the run"
+    )
     return text + (f"; evaluated on {', '.join(devices)}" if devices else "")
 
 
@@ -108,20 +114,30 @@ def learning_entry(run: RunInfo, evals: list[MetricsRecord]) -> LearningEntry:
     """The entry for one model from its run and its evaluation records (for the evaluation device)."""
     steps = run.last_step
     batch = _int(_param(run.params, "model.batch_size"))
-    devices = list(dict.fromkeys(str(ev.timing["device"]) for ev in evals if ev.name == run.model and ev.timing.get("device")))
+    devices = list(
+        dict.fromkeys(str(ev.timing["device"]) for ev in evals if ev.name == run.model and ev.timing.get("device"))
+    )
     data = {k: v for k, v in sorted(run.params.items()) if k.startswith(("data.", "data_counts."))}
     return LearningEntry(
-        model=run.model, run_id=run.run_id, curves=run.validation, training_data=training_data(run.params),
-        steps=steps, images_seen=steps * batch if steps is not None and batch is not None else None,
-        hardware=hardware(run.params, devices), validation_images=_param(run.params, "train.validate_images"),
+        model=run.model,
+        run_id=run.run_id,
+        curves=run.validation,
+        training_data=training_data(run.params),
+        steps=steps,
+        images_seen=steps * batch if steps is not None and batch is not None else None,
+        hardware=hardware(run.params, devices),
+        validation_images=_param(run.params, "train.validate_images"),
         data_params=data,
     )
 
 
 def learning_entries(runs: dict[str, RunInfo], evals: list[MetricsRecord]) -> list[LearningEntry]:
     """Entries of the trained models whose run has validation curves (the others are in "What is missing")."""
-    return [learning_entry(run, evals) for _, run in sorted(runs.items())
-            if any(k.startswith(VAL_PREFIX) for k in run.validation["key"])]
+    return [
+        learning_entry(run, evals)
+        for _, run in sorted(runs.items())
+        if any(k.startswith(VAL_PREFIX) for k in run.validation["key"])
+    ]
 
 
 def validation_frame(entries: list[LearningEntry]) -> pd.DataFrame:

@@ -65,11 +65,20 @@ class Published:
     note: str = ""
 
 
-def _rows(paper: str, table: str, dataset: str, metrics: tuple[str, ...], data: dict[str, tuple], note: dict[str, str] | None = None) -> list[Published]:
+def _rows(
+    paper: str,
+    table: str,
+    dataset: str,
+    metrics: tuple[str, ...],
+    data: dict[str, tuple],
+    note: dict[str, str] | None = None,
+) -> list[Published]:
     out = []
     for method, values in data.items():
         for metric, value in zip(metrics, values):
-            out.append(Published(paper, table, method, dataset, metric, value, PROTOCOLS[table], (note or {}).get(method, "")))
+            out.append(
+                Published(paper, table, method, dataset, metric, value, PROTOCOLS[table], (note or {}).get(method, ""))
+            )
     return out
 
 

@@ -21,6 +21,7 @@ from chromapipe.reporting.learning import LearningEntry
 from chromapipe.reporting.runs import UI_ADDRESS, RunInfo
 from chromapipe.reporting.tables import MEASURED, Table, fmt
 
+
 @dataclass
 class FigureRef:
     title: str
@@ -58,15 +59,23 @@ def last_validation(entry: LearningEntry) -> str:
         series = entry.series(m)
         ref = entry.reference(m)
         name = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "cf": "CF", "delta_cf": "ΔCF"}.get(m, m)
-        parts.append(f"{name} {fmt(m, float(series['value'].iloc[-1]))}" + (f" ({fmt(m, ref)})" if ref is not None else ""))
+        parts.append(
+            f"{name} {fmt(m, float(series['value'].iloc[-1]))}" + (f" ({fmt(m, ref)})" if ref is not None else "")
+        )
     return ", ".join(parts)
 
 
 def learning_row(entry: LearningEntry) -> list[str]:
     """The Learning table's cells for one model, in LEARNING_COLUMNS order."""
-    return [entry.model, entry.run_id or "—", entry.training_data,
-            f"{entry.steps:,}" if entry.steps is not None else "?",
-            f"{entry.images_seen:,}" if entry.images_seen is not None else "?", entry.hardware, last_validation(entry)]
+    return [
+        entry.model,
+        entry.run_id or "—",
+        entry.training_data,
+        f"{entry.steps:,}" if entry.steps is not None else "?",
+        f"{entry.images_seen:,}" if entry.images_seen is not None else "?",
+        entry.hardware,
+        last_validation(entry),
+    ]
 
 
 CSS = """
@@ -101,6 +110,7 @@ def _flat(col: tuple[str, str]) -> str:
 
 # ---------------------------------------------------------------------- Markdown
 
+
 def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -125,9 +135,11 @@ def table_markdown(table: Table) -> str:
 
 def render_markdown(data: ReportData) -> str:
     out = ["# chromapipe — colorization results", ""]
-    out.append("Rows marked *reported* are the papers' published numbers under the papers' protocols; rows marked "
-               "*measured* were computed by this run under this run's protocol. The two are never mixed in one cell "
-               "and are not directly comparable.")
+    out.append(
+        "Rows marked *reported* are the papers' published numbers under the papers' protocols; rows marked "
+        "*measured* were computed by this run under this run's protocol. The two are never mixed in one cell "
+        "and are not directly comparable."
+    )
     out.append("")
     out += [f"- {k}: `{v}`" for k, v in data.sources.items()]
     if data.missing:
@@ -154,11 +166,15 @@ def render_markdown(data: ReportData) -> str:
         out.append(f"| {_md_escape(model)} | {link} | {_md_escape(run.note)} |")
     out += ["", "## Protocols", ""]
     for model, text, details in data.protocols:
-        out.append(f"- **{model}**: {_md_escape(text)}" + (f"; details: `{_md_escape(_details_text(details))}`" if details else ""))
+        out.append(
+            f"- **{model}**: {_md_escape(text)}"
+            + (f"; details: `{_md_escape(_details_text(details))}`" if details else "")
+        )
     return "\n".join(out) + "\n"
 
 
 # ---------------------------------------------------------------------- HTML
+
 
 def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
@@ -172,11 +188,20 @@ def table_html(table: Table) -> str:
             groups[-1] = (group, groups[-1][1] + 1)
         else:
             groups.append((group, 1))
-    parts = [f'<section id="{_e(table.key)}"><h3>{_e(table.title)}</h3>', f'<p class="caption">{_e(table.caption)}</p>',
-             '<div class="scroll"><table>', "<thead>"]
+    parts = [
+        f'<section id="{_e(table.key)}"><h3>{_e(table.title)}</h3>',
+        f'<p class="caption">{_e(table.caption)}</p>',
+        '<div class="scroll"><table>',
+        "<thead>",
+    ]
     if any(g for g, _ in groups):
-        parts.append("<tr>" + "".join(f'<th class="group" colspan="{n}">{_e(g)}</th>' if g else f'<th colspan="{n}"></th>'
-                                      for g, n in groups) + "</tr>")
+        parts.append(
+            "<tr>"
+            + "".join(
+                f'<th class="group" colspan="{n}">{_e(g)}</th>' if g else f'<th colspan="{n}"></th>' for g, n in groups
+            )
+            + "</tr>"
+        )
     parts.append("<tr>" + "".join(f'<th scope="col">{_e(name)}</th>' for _, name in cols) + "</tr></thead><tbody>")
     for i, (_, row) in enumerate(table.frame.iterrows()):
         kind = table.kinds[i] if i < len(table.kinds) else MEASURED
@@ -205,8 +230,10 @@ def _details_text(details: dict[str, Any]) -> str:
 
 
 def _figure_html(f: FigureRef) -> str:
-    return (f'<figure><h3>{_e(f.title)}</h3><img src="{_e(f.path)}" alt="{_e(f.title)}">'
-            f"<figcaption>{_e(f.caption)}</figcaption></figure>")
+    return (
+        f'<figure><h3>{_e(f.title)}</h3><img src="{_e(f.path)}" alt="{_e(f.title)}">'
+        f"<figcaption>{_e(f.caption)}</figcaption></figure>"
+    )
 
 
 def learning_html(learning: list[tuple[LearningEntry, FigureRef | None]]) -> str:
@@ -215,40 +242,64 @@ def learning_html(learning: list[tuple[LearningEntry, FigureRef | None]]) -> str
     if not learning:
         p.append("<p>No model has validation curves in MLflow (see “What is missing”).</p></section>")
         return "\n".join(p)
-    p.append('<div class="scroll"><table><thead><tr>' + "".join(f"<th>{_e(c)}</th>" for c in LEARNING_COLUMNS)
-             + "</tr></thead><tbody>")
+    p.append(
+        '<div class="scroll"><table><thead><tr>'
+        + "".join(f"<th>{_e(c)}</th>" for c in LEARNING_COLUMNS)
+        + "</tr></thead><tbody>"
+    )
     for entry, _ in learning:
         cells = learning_row(entry)
-        p.append('<tr class="measured">' + "".join(f'<td class="wrap">{_e(c)}</td>' if i in (2, 5, 6) else f"<td>{_e(c)}</td>"
-                                                   for i, c in enumerate(cells)) + "</tr>")
+        p.append(
+            '<tr class="measured">'
+            + "".join(
+                f'<td class="wrap">{_e(c)}</td>' if i in (2, 5, 6) else f"<td>{_e(c)}</td>" for i, c in enumerate(cells)
+            )
+            + "</tr>"
+        )
     p.append("</tbody></table></div>")
     for entry, fig in learning:
         if fig is not None:
             p.append(_figure_html(fig))
         if entry.data_params:
-            p.append(f"<details><summary>{_e(entry.model)}: data parameters of the run</summary><pre>"
-                     + _e("\n".join(f"{k} = {v}" for k, v in entry.data_params.items())) + "</pre></details>")
+            p.append(
+                f"<details><summary>{_e(entry.model)}: data parameters of the run</summary><pre>"
+                + _e("\n".join(f"{k} = {v}" for k, v in entry.data_params.items()))
+                + "</pre></details>"
+            )
     p.append("</section>")
     return "\n".join(p)
 
 
 def render_html(data: ReportData) -> str:
-    p = ['<!DOCTYPE html>', '<html lang="en"><head><meta charset="utf-8">',
-         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-         "<title>chromapipe — colorization results</title>", f"<style>{CSS}</style></head><body>",
-         "<h1>chromapipe — colorization results</h1>",
-         '<p class="meta">Rows marked <em>reported</em> are the papers\' published numbers under the papers\' protocols; '
-         "rows marked <em>measured</em> were computed by this run under this run's protocol. The two never share a "
-         "cell and are not directly comparable.</p>",
-         '<p class="legend"><span class="r">reported (paper)</span><span class="m">measured (this run)</span></p>',
-         '<ul class="meta">' + "".join(f"<li>{_e(k)}: <code>{_e(v)}</code></li>" for k, v in data.sources.items()) + "</ul>"]
+    p = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>chromapipe — colorization results</title>",
+        f"<style>{CSS}</style></head><body>",
+        "<h1>chromapipe — colorization results</h1>",
+        "<p class=\"meta\">Rows marked <em>reported</em> are the papers' published numbers under the papers' protocols; "
+        "rows marked <em>measured</em> were computed by this run under this run's protocol. The two never share a "
+        "cell and are not directly comparable.</p>",
+        '<p class="legend"><span class="r">reported (paper)</span><span class="m">measured (this run)</span></p>',
+        '<ul class="meta">'
+        + "".join(f"<li>{_e(k)}: <code>{_e(v)}</code></li>" for k, v in data.sources.items())
+        + "</ul>",
+    ]
     nav = [f'<a href="#{_e(t.key)}">{_e(t.title.split(" — ")[0])}</a>' for t in data.tables]
-    nav += ['<a href="#figures">Figures</a>', '<a href="#learning">Learning</a>', '<a href="#runs">MLflow runs</a>',
-            '<a href="#protocols">Protocols</a>']
+    nav += [
+        '<a href="#figures">Figures</a>',
+        '<a href="#learning">Learning</a>',
+        '<a href="#runs">MLflow runs</a>',
+        '<a href="#protocols">Protocols</a>',
+    ]
     p.append("<nav>" + "".join(nav) + "</nav>")
     if data.missing:
-        p.append('<section id="missing"><h2>What is missing</h2><ul class="missing">'
-                 + "".join(f"<li>{_e(m)}</li>" for m in data.missing) + "</ul></section>")
+        p.append(
+            '<section id="missing"><h2>What is missing</h2><ul class="missing">'
+            + "".join(f"<li>{_e(m)}</li>" for m in data.missing)
+            + "</ul></section>"
+        )
     p.append('<h2 id="tables">Tables</h2>')
     p += [table_html(t) for t in data.tables]
     p.append('<section id="figures"><h2>Figures</h2>')
@@ -257,20 +308,28 @@ def render_html(data: ReportData) -> str:
     p += [_figure_html(f) for f in data.figures]
     p.append("</section>")
     p.append(learning_html(data.learning))
-    p.append('<section id="runs"><h2>MLflow runs</h2><p class="caption">Open with <code>make ui</code> '
-             f"({_e(UI_ADDRESS)}).</p><table><thead><tr><th>model</th><th>run</th><th>experiment</th><th>status</th>"
-             "<th>note</th></tr></thead><tbody>")
+    p.append(
+        '<section id="runs"><h2>MLflow runs</h2><p class="caption">Open with <code>make ui</code> '
+        f"({_e(UI_ADDRESS)}).</p><table><thead><tr><th>model</th><th>run</th><th>experiment</th><th>status</th>"
+        "<th>note</th></tr></thead><tbody>"
+    )
     for model, run in sorted(data.runs.items()):
         link = f'<a href="{_e(run.url)}">{_e(run.run_id)}</a>' if run.url else _e(run.run_id or "—")
-        p.append(f"<tr><td>{_e(model)}</td><td>{link}</td><td>{_e(run.experiment_id or '—')}</td>"
-                 f"<td>{_e(run.status or '—')}</td><td class=\"wrap\">{_e(run.note)}</td></tr>")
+        p.append(
+            f"<tr><td>{_e(model)}</td><td>{link}</td><td>{_e(run.experiment_id or '—')}</td>"
+            f'<td>{_e(run.status or "—")}</td><td class="wrap">{_e(run.note)}</td></tr>'
+        )
     p.append("</tbody></table></section>")
-    p.append('<section id="protocols"><h2>Protocols</h2><table><thead><tr><th>model on set</th><th>protocol</th>'
-             "<th>details</th></tr></thead><tbody>")
+    p.append(
+        '<section id="protocols"><h2>Protocols</h2><table><thead><tr><th>model on set</th><th>protocol</th>'
+        "<th>details</th></tr></thead><tbody>"
+    )
     for model, text, details in data.protocols:
         summary = ", ".join(details) or "none recorded"
-        p.append(f'<tr><td>{_e(model)}</td><td class="wrap">{_e(text)}</td><td class="wrap"><details><summary>{_e(summary)}'
-                 f"</summary><pre>{_e(json.dumps(details, indent=1, ensure_ascii=False, default=str))}</pre></details></td></tr>")
+        p.append(
+            f'<tr><td>{_e(model)}</td><td class="wrap">{_e(text)}</td><td class="wrap"><details><summary>{_e(summary)}'
+            f"</summary><pre>{_e(json.dumps(details, indent=1, ensure_ascii=False, default=str))}</pre></details></td></tr>"
+        )
     p.append("</tbody></table></section></body></html>")
     return "\n".join(p) + "\n"
 

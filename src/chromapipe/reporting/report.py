@@ -50,6 +50,7 @@ def evaluation_dir(params: Params, root: Path) -> Path:
 
 # ---------------------------------------------------------------------- figures
 
+
 class _Figures:
     """The figures drawn this build; any other PNG left in figures/ by an earlier build is removed at the end."""
 
@@ -76,7 +77,11 @@ class _Figures:
 
 
 def _bar_metrics(long: pd.DataFrame) -> list[tuple[str, str]]:
-    keys = ["psnr", "ssim", "lpips", "fid"] + sorted(k for k in long["metric"].unique() if k.startswith("fd_")) + ["delta_cf", "cf"]
+    keys = (
+        ["psnr", "ssim", "lpips", "fid"]
+        + sorted(k for k in long["metric"].unique() if k.startswith("fd_"))
+        + ["delta_cf", "cf"]
+    )
     return [(k, metric_label(k)) for k in keys]
 
 
@@ -87,23 +92,31 @@ def _set_figures(f: _Figures, eval_dir: Path, index: EvalIndex, n: int, missing:
         title = set_title(name, index.label_of(name))
         columns, names = comparison_columns(eval_dir, index, name, n, missing)
         any_samples |= bool(names)
-        f.add(figs.comparison_grid(columns, names, f.dir / f"comparison-{slug(name)}.png") if names else None,
-              f"Comparison grid — {title}",
-              f"{len(names)} images of {name}: gray input, ground truth, then each model's colorization on that set "
-              "(grey tile: file missing).")
+        f.add(
+            figs.comparison_grid(columns, names, f.dir / f"comparison-{slug(name)}.png") if names else None,
+            f"Comparison grid — {title}",
+            f"{len(names)} images of {name}: gray input, ground truth, then each model's colorization on that set "
+            "(grey tile: file missing).",
+        )
         palettes = load_palettes(index, name, missing)
         grid = next((p["gt"].shape[1:] for p in palettes.values()), None)
-        f.add(figs.palette_maps(palettes, n, f.dir / f"palettes-{slug(name)}.png"), f"PalGAN palettes — {title}",
-              f"Global ab palettes on {name} (histograms over the ab plane drawn as {grid[0] if grid else '?'}×"
-              f"{grid[1] if grid else '?'}, jet colormap, shared scale per row): ground truth, then each "
-              "PalGAN-family model's predicted palette.")
+        f.add(
+            figs.palette_maps(palettes, n, f.dir / f"palettes-{slug(name)}.png"),
+            f"PalGAN palettes — {title}",
+            f"Global ab palettes on {name} (histograms over the ab plane drawn as {grid[0] if grid else '?'}×"
+            f"{grid[1] if grid else '?'}, jet colormap, shared scale per row): ground truth, then each "
+            "PalGAN-family model's predicted palette.",
+        )
     if not any_samples and n > 0 and index.records:
         missing.append("No sample PNGs at all: no comparison grid.")
     long = metrics_long(index)
-    f.add(figs.metric_bars(long, _bar_metrics(long), f.dir / "metrics.png"), "Metrics per model and evaluation set",
-          "Measured metrics, one colored block per evaluation set (bars labelled model · set; compare bars only within "
-          "a block: the sets differ in images, size and protocol — see the all-measured table). FD-… panels are "
-          "proxies, not FID; FID/FD from fewer than 2,048 images is unstable; n/a: not computed.")
+    f.add(
+        figs.metric_bars(long, _bar_metrics(long), f.dir / "metrics.png"),
+        "Metrics per model and evaluation set",
+        "Measured metrics, one colored block per evaluation set (bars labelled model · set; compare bars only within "
+        "a block: the sets differ in images, size and protocol — see the all-measured table). FD-… panels are "
+        "proxies, not FID; FID/FD from fewer than 2,048 images is unstable; n/a: not computed.",
+    )
 
 
 def _learning_figures(f: _Figures, entries: list[LearningEntry]) -> list[tuple[LearningEntry, FigureRef | None]]:
@@ -112,10 +125,18 @@ def _learning_figures(f: _Figures, entries: list[LearningEntry]) -> list[tuple[L
     for e in entries:
         panels = e.panels()
         path = figs.validation_curves(e.title, e.caption(), panels, f.dir / f"learning-{slug(e.model)}.png")
-        out.append((e, f.ref(path, f"Learning — {e.model}",
-                             f"{e.model}: " + ", ".join(p[0] for p in panels) + " on the validation subset against "
-                             "step (MLflow val/*); dashed: the gray input on the same images (val_gray/*; absent when "
-                             "the run did not log it).")))
+        out.append(
+            (
+                e,
+                f.ref(
+                    path,
+                    f"Learning — {e.model}",
+                    f"{e.model}: " + ", ".join(p[0] for p in panels) + " on the validation subset against "
+                    "step (MLflow val/*); dashed: the gray input on the same images (val_gray/*; absent when "
+                    "the run did not log it).",
+                ),
+            )
+        )
     return out
 
 
@@ -129,11 +150,16 @@ def _plots(index: EvalIndex, runs: dict[str, RunInfo], entries: list[LearningEnt
         wide = wide[[k for k in order if k in wide.columns] + sorted(set(wide.columns) - set(order))].reset_index()
         wide = wide[["model", "set"] + [c for c in wide.columns if c not in ("model", "set")]]
     hist = [h.assign(model=m) for m, r in runs.items() if not (h := r.history).empty]
-    losses = pd.concat(hist, ignore_index=True)[["model", "key", "step", "value"]] if hist else pd.DataFrame(columns=["model", "key", "step", "value"])
+    losses = (
+        pd.concat(hist, ignore_index=True)[["model", "key", "step", "value"]]
+        if hist
+        else pd.DataFrame(columns=["model", "key", "step", "value"])
+    )
     return {"metrics.csv": wide, "training_losses.csv": losses, "validation.csv": validation_frame(entries)}
 
 
 # ---------------------------------------------------------------------- assembly
+
 
 def build_report(params: Params, root: Path, tracking: str | None = None) -> Path:
     """Build ``<root>/<report.out>/`` (index.html, results.md, figures/, plots/) and return index.html's path.
@@ -159,9 +185,12 @@ def build_report(params: Params, root: Path, tracking: str | None = None) -> Pat
     f = _Figures(out)
     _set_figures(f, eval_dir, index, params.report.samples, missing)
     histories = {m: r.history for m, r in runs.items() if not r.history.empty}
-    f.add(figs.training_curves(histories, f.dir / "training_curves.png"), "Training curves",
-          "Generator (g_total) and discriminator (d_total) losses per step from MLflow "
-          "(models without an MLflow run are left out; see the MLflow runs table).")
+    f.add(
+        figs.training_curves(histories, f.dir / "training_curves.png"),
+        "Training curves",
+        "Generator (g_total) and discriminator (d_total) losses per step from MLflow "
+        "(models without an MLflow run are left out; see the MLflow runs table).",
+    )
     if not histories:
         missing.append("No training-loss history in MLflow: no training curves.")
     entries = learning_entries(runs, evals)
@@ -173,15 +202,24 @@ def build_report(params: Params, root: Path, tracking: str | None = None) -> Pat
         figures=f.refs,
         runs=runs,
         missing=missing,
-        sources={"evaluation results": str(eval_dir), "MLflow tracking URI": tracking,
-                 "MLflow experiment": params.tracking.experiment},
+        sources={
+            "evaluation results": str(eval_dir),
+            "MLflow tracking URI": tracking,
+            "MLflow experiment": params.tracking.experiment,
+        },
         protocols=[(f"{ev.label} on {set_name(ev)}", protocol_text(ev), ev.details) for ev in _protocol_order(index)],
         plots=_plots(index, runs, entries),
         learning=learning,
     )
     index_html = write_report(data, out)
-    log.info("report written to %s (%d tables, %d figures, %d learning curves, %d notes on missing inputs)",
-             index_html, len(data.tables), len(f.refs), len(learning), len(missing))
+    log.info(
+        "report written to %s (%d tables, %d figures, %d learning curves, %d notes on missing inputs)",
+        index_html,
+        len(data.tables),
+        len(f.refs),
+        len(learning),
+        len(missing),
+    )
     return index_html
 
 
@@ -190,6 +228,7 @@ def _protocol_order(index: EvalIndex) -> list[MetricsRecord]:
 
 
 # ---------------------------------------------------------------------- entry points
+
 
 def _run(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve() if args.root else project_root()
@@ -200,7 +239,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", help="params.yaml to read (default: <root>/params.yaml)")
-    parser.add_argument("--root", help="project root holding the evaluation results (default: the cwd); its mlflow.db unless tracking.uri is set")
+    parser.add_argument(
+        "--root",
+        help="project root holding the evaluation results (default: the cwd); its mlflow.db unless tracking.uri is set",
+    )
 
 
 def register(subparsers) -> None:

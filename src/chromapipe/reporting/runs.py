@@ -60,7 +60,7 @@ class RunInfo:
 def _sqlite_file(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri[len("sqlite:///"):].split("?")[0])
+    return Path(uri[len("sqlite:///") :].split("?")[0])
 
 
 def _model_runs(evals: list[MetricsRecord], missing: list[str], models: Iterable[str] = ()) -> dict[str, RunInfo]:
@@ -75,13 +75,16 @@ def _model_runs(evals: list[MetricsRecord], missing: list[str], models: Iterable
     for model, found in ids.items():
         runs[model].run_id = found[0]
         if len(found) > 1:
-            missing.append(f"{model}: its evaluation sets name different MLflow runs ({', '.join(found)}): they were "
-                           f"evaluated with different generators; links and curves use {found[0]}.")
+            missing.append(
+                f"{model}: its evaluation sets name different MLflow runs ({', '.join(found)}): they were "
+                f"evaluated with different generators; links and curves use {found[0]}."
+            )
     return runs
 
 
-def load_runs(uri: str, experiment_name: str, evals: list[MetricsRecord], missing: list[str],
-              models: Iterable[str] = ()) -> dict[str, RunInfo]:
+def load_runs(
+    uri: str, experiment_name: str, evals: list[MetricsRecord], missing: list[str], models: Iterable[str] = ()
+) -> dict[str, RunInfo]:
     """The MLflow run, loss history, validation curves and parameters of each evaluated model and of each of
     ``models`` (trained models not evaluated yet still have learning curves)."""
     runs = _model_runs(evals, missing, models)
@@ -126,11 +129,18 @@ def _fill_run(client, experiment, run: RunInfo) -> None:
     if not run.run_id:
         found = []
         if experiment is not None:
-            found = client.search_runs([experiment.experiment_id], filter_string=f"tags.`chromapipe.model` = '{run.model}'",
-                                       order_by=["attributes.start_time DESC"], max_results=1)
+            found = client.search_runs(
+                [experiment.experiment_id],
+                filter_string=f"tags.`chromapipe.model` = '{run.model}'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
         if not found:
-            run.note = ("no MLflow run: metrics.json has no run_id and no run is tagged with this model" if run.evaluated
-                        else "not evaluated and no MLflow run is tagged with this model (not trained yet?)")
+            run.note = (
+                "no MLflow run: metrics.json has no run_id and no run is tagged with this model"
+                if run.evaluated
+                else "not evaluated and no MLflow run is tagged with this model (not trained yet?)"
+            )
             return
         run.run_id = found[0].info.run_id
         run.note = "run id not in metrics.json; found by the chromapipe.model tag (latest run)"
@@ -154,7 +164,9 @@ def validation_keys(latest: dict[str, float]) -> list[str]:
 
 
 def _histories(client, run_id: str, keys) -> pd.DataFrame:
-    rows = [{"key": key, "step": m.step, "value": m.value} for key in keys for m in client.get_metric_history(run_id, key)]
+    rows = [
+        {"key": key, "step": m.step, "value": m.value} for key in keys for m in client.get_metric_history(run_id, key)
+    ]
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS) if rows else _empty()
 
 
@@ -165,8 +177,11 @@ def validation_gap(run_id: str, validation: pd.DataFrame, params: dict[str, str]
     has_gray = any(k.startswith(GRAY_PREFIX) for k in keys)
     every = params.get("train.validate_every")
     if not has_val:
-        why = "validation was off (train.validate_every = 0)" if every in ("0", "None") else \
-            "trained without validation during training, or the run stopped before its first validation"
+        why = (
+            "validation was off (train.validate_every = 0)"
+            if every in ("0", "None")
+            else "trained without validation during training, or the run stopped before its first validation"
+        )
         return f"MLflow run {run_id} has no val/* metrics ({why}): no learning curves"
     if not has_gray:
         return f"MLflow run {run_id} has val/* but no val_gray/* metrics: learning curves without the gray baseline's lines"

@@ -45,8 +45,19 @@ _LABELS = {
     "lab_lpips_vgg": "LPIPS-vgg↓ (Lab-packed)",
     "lab_fid": "FID↓ (Lab-packed)",
 }
-_DECIMALS = {"psnr": 2, "ssim": 3, "lpips": 3, "fid": 2, "cf": 1, "cf_gt": 1, "delta_cf": 1,
-             "lab_psnr": 3, "lab_ssim": 3, "lab_lpips_vgg": 3, "lab_fid": 3}
+_DECIMALS = {
+    "psnr": 2,
+    "ssim": 3,
+    "lpips": 3,
+    "fid": 2,
+    "cf": 1,
+    "cf_gt": 1,
+    "delta_cf": 1,
+    "lab_psnr": 3,
+    "lab_ssim": 3,
+    "lab_lpips_vgg": 3,
+    "lab_fid": 3,
+}
 FRECHET = ("fid", "lab_fid")
 #: the thesis' metrics in its own protocol (metrics/lab_packed.py), keyed by the metric it reported
 THESIS_LAB = {"fid": "lab_fid", "ssim": "lab_ssim", "psnr": "lab_psnr", "lpips": "lab_lpips_vgg"}
@@ -93,7 +104,17 @@ class Footnotes:
         return f"[{self.items.index(text) + 1}]"
 
 
-_PROTOCOL_KEYS = ("dataset", "dataset_label", "source", "split", "n_images", "resolution", "resize", "color_space", "averaging")
+_PROTOCOL_KEYS = (
+    "dataset",
+    "dataset_label",
+    "source",
+    "split",
+    "n_images",
+    "resolution",
+    "resize",
+    "color_space",
+    "averaging",
+)
 _IMPLEMENTATION_OF = ("psnr", "lpips", "fid", "lab_psnr")  # SSIM shares PSNR's implementation; proxies are added
 _IMPLEMENTATION_NAME = {"psnr": "PSNR/SSIM", "lab_psnr": "Lab-packed PSNR/SSIM"}
 
@@ -122,8 +143,11 @@ def protocol_text(ev: MetricsRecord, implementation: bool = True) -> str:
     if not p:
         return f"{set_name(ev)}: protocol not recorded in metrics.json"
     label = set_label(ev)
-    parts = [f"{set_name(ev)}{f' [{label}]' if label else ''}" + (f" ({p['source']})" if p.get("source") else ""),
-             f"{p.get('split', '?')} split", f"n={p.get('n_images', '?')}"]
+    parts = [
+        f"{set_name(ev)}{f' [{label}]' if label else ''}" + (f" ({p['source']})" if p.get("source") else ""),
+        f"{p.get('split', '?')} split",
+        f"n={p.get('n_images', '?')}",
+    ]
     if p.get("resolution"):
         parts.append(f"{p['resolution']}² ({p.get('resize', '?')})")
     for key in ("color_space", "averaging"):
@@ -140,7 +164,9 @@ def protocols_text(records: list[MetricsRecord]) -> str:
     impls = list(dict.fromkeys(implementation_text(ev) for ev in records))
     if len(impls) != 1:
         return " | ".join(protocol_text(ev) for ev in records)
-    return " | ".join(protocol_text(ev, implementation=False) for ev in records) + (f"; implementation: {impls[0]}" if impls[0] else "")
+    return " | ".join(protocol_text(ev, implementation=False) for ev in records) + (
+        f"; implementation: {impls[0]}" if impls[0] else ""
+    )
 
 
 def measured_cell(ev: MetricsRecord, metric: str, notes: Footnotes) -> str:
@@ -233,7 +259,15 @@ class _Rows:
         self.kinds.append(MEASURED)
 
     def finish(self, key: str, title: str, caption: str) -> Table:
-        return Table(key, title, caption, _frame(self.rows), self.kinds, {(i, "run"): u for i, u in self.links.items()}, self.notes.items)
+        return Table(
+            key,
+            title,
+            caption,
+            _frame(self.rows),
+            self.kinds,
+            {(i, "run"): u for i, u in self.links.items()},
+            self.notes.items,
+        )
 
 
 def _proxies(records: list[MetricsRecord]) -> list[str]:
@@ -253,7 +287,10 @@ def _not_measured_note(index: EvalIndex, table: str, labels: tuple[str, ...]) ->
         if table not in rows or any(index.cell(model, lab) for lab in labels):
             continue
         where = index.sets_of(model)
-        parts.append(f"{model} (↔ {rows[table]}): " + (f"evaluated only on {', '.join(where)} (all-measured table)" if where else "not evaluated"))
+        parts.append(
+            f"{model} (↔ {rows[table]}): "
+            + (f"evaluated only on {', '.join(where)} (all-measured table)" if where else "not evaluated")
+        )
     return (f" Not measured on {' / '.join(labels)}: " + "; ".join(parts) + ".") if parts else ""
 
 
@@ -299,7 +336,9 @@ def palgan_main_table(evals: Evals, runs: RunLinks) -> Table:
     return t.finish("table1", "Table 1 — PalGAN main table layout (PSNR↑ SSIM↑ LPIPS↓ FID↓ per dataset)", caption)
 
 
-def _single_set_row(t: _Rows, head: dict, ev: MetricsRecord, columns: dict[tuple[str, str], str], runs: RunLinks) -> None:
+def _single_set_row(
+    t: _Rows, head: dict, ev: MetricsRecord, columns: dict[tuple[str, str], str], runs: RunLinks
+) -> None:
     """A measured row of a one-data-set table: identifying cells, source, run, a cell per (column → metric
     key) of ``columns``, protocol."""
     run = _run_cell(ev, runs)
@@ -322,7 +361,9 @@ def thesis_table(evals: Evals, runs: RunLinks) -> Table:
     srgb = list(reported_metrics) + _proxies([index.cell(m, label) for m in models])
     lab_group, srgb_group = "thesis protocol: L*a*b* packed as 3 channels", "this run's protocol: sRGB uint8"
     matched = [m for m, rows in pub.MODEL_ROWS.items() if pub.THESIS_TABLE in rows]
-    columns = {(lab_group, metric_label(m)): THESIS_LAB[m] for m in reported_metrics} | {(srgb_group, metric_label(m)): m for m in srgb}
+    columns = {(lab_group, metric_label(m)): THESIS_LAB[m] for m in reported_metrics} | {
+        (srgb_group, metric_label(m)): m for m in srgb
+    }
     t = _Rows()
 
     methods = list(dict.fromkeys(r.method for r in records))
@@ -345,7 +386,8 @@ def thesis_table(evals: Evals, runs: RunLinks) -> Table:
         _single_set_row(t, {("", "configuration"): ev.label}, ev, columns, runs)
     caption = (
         "Thesis configurations: ① GAN + 100·L1 (model pix2pix), ② GAN + 100·L1 + 0.003·CE (pix2pix_class), "
-        "③ 0.1·WGAN-GP + L2 + 0.003·CE (pix2pix_wgan_class). Reported: " + pub.PROTOCOLS[pub.THESIS_TABLE]
+        "③ 0.1·WGAN-GP + L2 + 0.003·CE (pix2pix_wgan_class). Reported: "
+        + pub.PROTOCOLS[pub.THESIS_TABLE]
         + f". Measured: each model's record on {label} only (protocol column), under the thesis' protocol "
         "(evaluate.lab_packed: torchmetrics PSNR over the whole set, SSIM, LPIPS-vgg and FID on L*a*b* packed as "
         "a [0, 1] 3-channel tensor — the group to compare with the reported rows) and under this run's sRGB protocol."
@@ -361,17 +403,33 @@ def chromagan_table(evals: Evals, runs: RunLinks) -> Table:
     (label,) = pub.table_datasets(pub.CHROMAGAN_PSNR)
     t = _Rows()
     for r in (r for r in pub.published_records() if r.table == pub.CHROMAGAN_PSNR):
-        t.reported({("", "method"): r.method, ("", "source"): "reported (ChromaGAN paper)", ("", "run"): "",
-                    ("", "PSNR (dB)↑"): fmt("psnr", r.value), ("", "protocol"): "1,000 ILSVRC2012 images, 224², RGB"})
+        t.reported(
+            {
+                ("", "method"): r.method,
+                ("", "source"): "reported (ChromaGAN paper)",
+                ("", "run"): "",
+                ("", "PSNR (dB)↑"): fmt("psnr", r.value),
+                ("", "protocol"): "1,000 ILSVRC2012 images, 224², RGB",
+            }
+        )
     models = index.models_on((label,))
     for model in models:
         ev = index.cell(model, label)
         run = _run_cell(ev, runs)
-        t.measured({("", "method"): _measured_label(ev, pub.CHROMAGAN_PSNR), ("", "source"): "measured (this run)",
-                    ("", "run"): run[0], ("", "PSNR (dB)↑"): measured_cell(ev, "psnr", t.notes),
-                    ("", "protocol"): protocol_text(ev)}, run)
-    caption = ("Reported: " + pub.PROTOCOLS[pub.CHROMAGAN_PSNR] + f". Measured: each model's record on {label} only "
-               "(protocol column).")
+        t.measured(
+            {
+                ("", "method"): _measured_label(ev, pub.CHROMAGAN_PSNR),
+                ("", "source"): "measured (this run)",
+                ("", "run"): run[0],
+                ("", "PSNR (dB)↑"): measured_cell(ev, "psnr", t.notes),
+                ("", "protocol"): protocol_text(ev),
+            },
+            run,
+        )
+    caption = (
+        "Reported: " + pub.PROTOCOLS[pub.CHROMAGAN_PSNR] + f". Measured: each model's record on {label} only "
+        "(protocol column)."
+    )
     caption += _not_measured_note(index, pub.CHROMAGAN_PSNR, (label,))
     return t.finish("table3", "Table 3 — ChromaGAN PSNR comparison: reported vs measured", caption)
 
@@ -398,13 +456,17 @@ def ca_ablation_table(evals: Evals, runs: RunLinks) -> Table | None:
         for r in records:
             if r.method == method:
                 row[("metrics", metric_label(r.metric))] = reported_cell(r.value, r.metric)
-        row.update({("metrics", metric_label(p)): NOT_EVALUATED for p in cols[len(MAIN_METRICS):]})
+        row.update({("metrics", metric_label(p)): NOT_EVALUATED for p in cols[len(MAIN_METRICS) :]})
         row[("", "protocol")] = "COCO-Stuff val"
         t.reported(row)
         if ev := index.cell(model, label):
-            _single_set_row(t, {**ca, ("", "method"): ev.name}, ev, {("metrics", metric_label(m)): m for m in cols}, runs)
-    caption = ("Reported: " + pub.PROTOCOLS[pub.PALGAN_CA] + f". Measured: each variant's record on {label} only "
-               "(protocol column).")
+            _single_set_row(
+                t, {**ca, ("", "method"): ev.name}, ev, {("metrics", metric_label(m)): m for m in cols}, runs
+            )
+    caption = (
+        "Reported: " + pub.PROTOCOLS[pub.PALGAN_CA] + f". Measured: each variant's record on {label} only "
+        "(protocol column)."
+    )
     caption += _not_measured_note(index, pub.PALGAN_CA, (label,))
     return t.finish("ca_ablation", "PalGAN chromatic-attention (CA) ablation: reported vs measured", caption)
 
@@ -427,16 +489,22 @@ def all_measured_table(evals: Evals, runs: RunLinks) -> Table:
         run = _run_cell(ev, runs, short=False)
         n = ev.protocol.get("n_images")
         label = set_label(ev)
-        row = {("", "evaluation set"): set_name(ev), ("", "papers' name"): label or "— (no paper uses it)",
-               ("", "model"): ev.label, ("", "arch"): ev.arch or "—", ("", "run"): run[0],
-               ("", "n_images"): str(n if n is not None else "?")}
+        row = {
+            ("", "evaluation set"): set_name(ev),
+            ("", "papers' name"): label or "— (no paper uses it)",
+            ("", "model"): ev.label,
+            ("", "arch"): ev.arch or "—",
+            ("", "run"): run[0],
+            ("", "n_images"): str(n if n is not None else "?"),
+        }
         for m in cols:
             row[("metrics", metric_label(m))] = measured_cell(ev, m, t.notes)
         row[("", "protocol")] = protocol_text(ev)
         t.measured(row, run)
     caption = (
         "Every model on every evaluation set (measured), grouped by set; the papers' tables above show only the "
-        "records on the data sets they report. Sets: " + "; ".join(set_title(s, index.label_of(s)) for s in index.sets())
+        "records on the data sets they report. Sets: "
+        + "; ".join(set_title(s, index.label_of(s)) for s in index.sets())
         + ". CF: Hasler–Süsstrunk colorfulness of the predictions; ΔCF = |CF(pred) − CF(ground truth)|."
     )
     if not t.rows:
@@ -464,6 +532,13 @@ def metrics_long(evals: Evals) -> pd.DataFrame:
         for ev in index.on_set(name):
             for metric, value in ev.metrics.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                    rows.append({"set": name, "model": ev.name, "metric": metric, "value": float(value),
-                                 "n_images": ev.protocol.get("n_images")})
+                    rows.append(
+                        {
+                            "set": name,
+                            "model": ev.name,
+                            "metric": metric,
+                            "value": float(value),
+                            "n_images": ev.protocol.get("n_images"),
+                        }
+                    )
     return pd.DataFrame(rows, columns=["set", "model", "metric", "value", "n_images"])

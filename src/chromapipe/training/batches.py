@@ -44,17 +44,26 @@ def decode_on_device(device: torch.device, tc: TrainConfig) -> bool:
     return tc.input_decode == "device" or (tc.input_decode == "auto" and device.type == "cuda")
 
 
-def build_loader(data_root: Path, cfg: ModelConfig, tc: TrainConfig, seed: int, rank: int, world: int,
-                 device: torch.device) -> tuple[LabShardDataset, DistributedSampler, DataLoader]:
+def build_loader(
+    data_root: Path, cfg: ModelConfig, tc: TrainConfig, seed: int, rank: int, world: int, device: torch.device
+) -> tuple[LabShardDataset, DistributedSampler, DataLoader]:
     """This rank's share of the training split: each of ``world`` ranks draws ``batch_size / world`` images
     per step from a disjoint shuffle (``DistributedSampler``, reshuffled per epoch by :func:`infinite`)."""
-    dataset = LabShardDataset(data_root, "train", resolution=cfg.resolution, hflip=cfg.hflip,
-                              decode=not decode_on_device(device, tc))
+    dataset = LabShardDataset(
+        data_root, "train", resolution=cfg.resolution, hflip=cfg.hflip, decode=not decode_on_device(device, tc)
+    )
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     workers = tc.loader_workers
-    loader = DataLoader(dataset, batch_size=per_worker_batch(cfg, world), sampler=sampler, drop_last=True,
-                        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-                        prefetch_factor=4 if workers > 0 else None)
+    loader = DataLoader(
+        dataset,
+        batch_size=per_worker_batch(cfg, world),
+        sampler=sampler,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
     return dataset, sampler, loader
 
 
@@ -72,8 +81,13 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def next_batch(batches: Iterator[dict[str, torch.Tensor]], dataset: LabShardDataset, recipe: Recipe, device: torch.device,
-               channels_last: bool) -> Batch:
+def next_batch(
+    batches: Iterator[dict[str, torch.Tensor]],
+    dataset: LabShardDataset,
+    recipe: Recipe,
+    device: torch.device,
+    channels_last: bool,
+) -> Batch:
     """The next training batch on ``device`` as the recipe's losses want it: decoded there when the loader
     ships stored images, NHWC with ``train.channels_last``."""
     batch = to_device(next(batches), device)

@@ -40,7 +40,9 @@ def generator_logged(client: MlflowClient, run_id: str) -> bool:
     return any(a.path == GENERATOR_ARTIFACT for a in client.list_artifacts(run_id, "generator"))
 
 
-def log_generator(client: MlflowClient, run_id: str, name: str, cfg: ModelConfig, G: nn.Module, meta: dict[str, Any]) -> None:
+def log_generator(
+    client: MlflowClient, run_id: str, name: str, cfg: ModelConfig, G: nn.Module, meta: dict[str, Any]
+) -> None:
     """Write the generator (colorization path only) and log it with its preprocessing spec; the
     preprocessing file goes first, so a logged generator always has it."""
     client.log_dict(run_id, preprocessing_spec(cfg, meta.get("describe", {})), "generator/preprocessing.json")

@@ -20,7 +20,9 @@ def run(command: list[str], num_cpus: int | None = None) -> int:
     import ray
 
     # address="local": always a new instance of our own, even when another Ray cluster runs on this machine
-    context = ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+    context = ray.init(
+        address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False
+    )
     address = context.address_info["gcs_address"]
     log.info("local Ray instance at %s for: %s", address, " ".join(command))
     try:
@@ -38,8 +40,11 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("ray-local", help="run a command (e.g. dvc repro) against one local Ray instance",
-                              description=__doc__.split("\n\n")[0].replace("``", ""))
+    p = subparsers.add_parser(
+        "ray-local",
+        help="run a command (e.g. dvc repro) against one local Ray instance",
+        description=__doc__.split("\n\n")[0].replace("``", ""),
+    )
     p.add_argument("--num-cpus", type=int, help="CPUs the instance offers (default: all)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
     p.set_defaults(func=_cmd)

@@ -83,9 +83,12 @@ class Networks:
         torch.save(
             {
                 "run_id": run_id,  # the model this state belongs to
-                "G": unwrap(self.G).state_dict(), "D": unwrap(self.D).state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
+                "G": unwrap(self.G).state_dict(),
+                "D": unwrap(self.D).state_dict(),
+                "opt_g": self.opt_g.state_dict(),
+                "opt_d": self.opt_d.state_dict(),
+                "sched_g": self.sched_g.state_dict(),
+                "sched_d": self.sched_d.state_dict(),
                 "step": step,
                 "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -120,7 +123,9 @@ def _report(metrics: dict[str, float], save: Callable[[Path], None] | None, step
         directory.mkdir(parents=True, exist_ok=True)
         save(directory / CHECKPOINT_FILE)
         checkpoint = ray.train.Checkpoint.from_directory(directory)
-        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD)
+        ray.train.report(
+            metrics, checkpoint=checkpoint, checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD
+        )
         return
     with tempfile.TemporaryDirectory() as tmp:
         save(Path(tmp) / CHECKPOINT_FILE)
@@ -128,8 +133,14 @@ def _report(metrics: dict[str, float], save: Callable[[Path], None] | None, step
 
 
 def _build_networks(recipe: Recipe, cfg: ModelConfig, tc: TrainConfig, steps: int) -> Networks:
-    G, D = apply_to_pair(recipe, recipe.build_generator(), recipe.build_discriminator(), channels_last=tc.channels_last,
-                         compile=tc.compile, compile_mode=tc.compile_mode)
+    G, D = apply_to_pair(
+        recipe,
+        recipe.build_generator(),
+        recipe.build_discriminator(),
+        channels_last=tc.channels_last,
+        compile=tc.compile,
+        compile_mode=tc.compile_mode,
+    )
     G, D = ray.train.torch.prepare_model(G), ray.train.torch.prepare_model(D)
     opt_g, opt_d = build_optimizers(G, D, cfg)
     return Networks(G, D, opt_g, opt_d, make_scheduler(opt_g, cfg, steps), make_scheduler(opt_d, cfg, steps))
@@ -219,7 +230,9 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
     configure_device(device, tc)
     dataset, sampler, loader = build_loader(wc.data_root, cfg, tc, wc.seed, rank, world, device)
     if len(loader) == 0:
-        raise ValueError(f"the global batch {cfg.batch_size} exceeds the {len(dataset)} training images: lower models.{wc.name}.batch_size")
+        raise ValueError(
+            f"the global batch {cfg.batch_size} exceeds the {len(dataset)} training images: lower models.{wc.name}.batch_size"
+        )
     steps = total_steps(cfg, len(dataset))
     nets = _build_networks(recipe, cfg, tc, steps)
     step = _resume(checkpoint, wc, nets, device)
@@ -256,12 +269,23 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
             for problem in problems:  # silent otherwise, unless TORCH_LOGS asks
                 log.warning("%s step %d: %s", wc.name, step, problem)
             if chief:
-                chief.logger.log_metrics({f"train/{k}": v for k, v in values.items()}
-                                         | {"train/lr_g": nets.sched_g.get_last_lr()[0], "train/images_per_s": rate}
-                                         | {f"compile/{k}": v for k, v in compiled.items()}, step)
+                chief.logger.log_metrics(
+                    {f"train/{k}": v for k, v in values.items()}
+                    | {"train/lr_g": nets.sched_g.get_last_lr()[0], "train/images_per_s": rate}
+                    | {f"compile/{k}": v for k, v in compiled.items()},
+                    step,
+                )
                 eta = (steps - step) * elapsed / max(1, window_images / cfg.batch_size)
-                log.info("%s step %d/%d  g=%.4f d=%.4f  %.2f img/s  eta %.0fs", wc.name, step, steps,
-                         values.get("g_total", float("nan")), values["d_total"], rate, eta)
+                log.info(
+                    "%s step %d/%d  g=%.4f d=%.4f  %.2f img/s  eta %.0fs",
+                    wc.name,
+                    step,
+                    steps,
+                    values.get("g_total", float("nan")),
+                    values["d_total"],
+                    rate,
+                    eta,
+                )
             window_start, window_images = time.time(), 0
         if chief:
             chief.after_step(nets.G, step, steps)
@@ -269,7 +293,12 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
             save = (lambda p: nets.save(p, step, wc.run_id)) if rank == 0 else None
             _report({"step": step, **values}, save, step)
     if chief:
-        meta = {"run_id": wc.run_id, "config_hash": wc.config_hash, "steps": step, "describe": recipe.describe(),
-                "train_seconds": round(time.time() - t0, 1)}
+        meta = {
+            "run_id": wc.run_id,
+            "config_hash": wc.config_hash,
+            "steps": step,
+            "describe": recipe.describe(),
+            "train_seconds": round(time.time() - t0, 1),
+        }
         log_generator(chief.logger.client, wc.run_id, wc.name, cfg, unwrap(nets.G), meta)
     ray.train.report({"step": step, **values})  # every rank: the model's end is a sync point for the group

@@ -35,7 +35,9 @@ from torch import nn
 from chromapipe.models.base import Batch, Recipe
 
 
-def apply_performance_options(module: nn.Module, *, channels_last: bool, compile: bool, compile_mode: str = "default") -> nn.Module:
+def apply_performance_options(
+    module: nn.Module, *, channels_last: bool, compile: bool, compile_mode: str = "default"
+) -> nn.Module:
     """Return ``module`` (the same object) with the chosen options applied (``compile_mode``: torch.compile's).
 
     Call before ``ray.train.torch.prepare_model`` / DDP and before building the optimisers: moving to a
@@ -48,8 +50,9 @@ def apply_performance_options(module: nn.Module, *, channels_last: bool, compile
     return module
 
 
-def apply_to_pair(recipe: Recipe, G: nn.Module, D: nn.Module, *, channels_last: bool, compile: bool,
-                  compile_mode: str = "default") -> tuple[nn.Module, nn.Module]:
+def apply_to_pair(
+    recipe: Recipe, G: nn.Module, D: nn.Module, *, channels_last: bool, compile: bool, compile_mode: str = "default"
+) -> tuple[nn.Module, nn.Module]:
     """One model's G and D with the options (in place); D is compiled only where :func:`discriminator_compilable`.
 
     With ``compile``, Dynamo's caches are cleared first (``torch._dynamo.reset()``). Dynamo keeps compiled
@@ -63,8 +66,9 @@ def apply_to_pair(recipe: Recipe, G: nn.Module, D: nn.Module, *, channels_last: 
     if compile:
         torch._dynamo.reset()
     G = apply_performance_options(G, channels_last=channels_last, compile=compile, compile_mode=compile_mode)
-    D = apply_performance_options(D, channels_last=channels_last, compile=compile and discriminator_compilable(recipe),
-                                  compile_mode=compile_mode)
+    D = apply_performance_options(
+        D, channels_last=channels_last, compile=compile and discriminator_compilable(recipe), compile_mode=compile_mode
+    )
     return G, D
 
 
@@ -91,12 +95,16 @@ def compile_problems(before: dict[str, int], after: dict[str, int], device_type:
     """
     problems = []
     if (breaks := after["graph_breaks"] - before["graph_breaks"]) > 0:
-        problems.append(f"torch.compile broke the networks into more graphs at {breaks} place(s), each one more launch "
-                        "(TORCH_LOGS=graph_breaks names them)")
+        problems.append(
+            f"torch.compile broke the networks into more graphs at {breaks} place(s), each one more launch "
+            "(TORCH_LOGS=graph_breaks names them)"
+        )
     skips = after["cudagraph_skips"] - before["cudagraph_skips"]
     if skips > 0 and device_type == "cuda" and compile_mode == "reduce-overhead":
-        problems.append(f"CUDA graphs were not recorded for {skips} compiled graph(s): those run as plain kernels "
-                        "(TORCH_LOGS=cudagraphs gives the reason)")
+        problems.append(
+            f"CUDA graphs were not recorded for {skips} compiled graph(s): those run as plain kernels "
+            "(TORCH_LOGS=cudagraphs gives the reason)"
+        )
     return problems
 
 

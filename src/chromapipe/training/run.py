@@ -102,13 +102,23 @@ def start(params: Params, name: str) -> TrainingRun:
     data_root = params.dataset_dir(params.training_set(name))
     manifest = read_manifest(data_root)
     recipe = build_recipe(cfg)
-    h = config_hash(cfg, _data_fingerprint(manifest), params.seed, tc.num_workers, tc.use_gpu, _code_fingerprint(recipe))
+    h = config_hash(
+        cfg, _data_fingerprint(manifest), params.seed, tc.num_workers, tc.use_gpu, _code_fingerprint(recipe)
+    )
     uri = tracking_uri(params)
     client = MlflowClient(uri)
     run_id, resumed = find_or_create_run(
-        client, params.tracking.experiment, name, h,
-        params={"model": to_dict(cfg), "train": to_dict(tc), "data": manifest["params"], "seed": params.seed,
-                "data_counts": {k: v["n_images"] for k, v in manifest["splits"].items()}},
+        client,
+        params.tracking.experiment,
+        name,
+        h,
+        params={
+            "model": to_dict(cfg),
+            "train": to_dict(tc),
+            "data": manifest["params"],
+            "seed": params.seed,
+            "data_counts": {k: v["n_images"] for k, v in manifest["splits"].items()},
+        },
         tags={"chromapipe.arch": cfg.arch},
         artifact_location=artifact_location(params),
     )
@@ -130,12 +140,25 @@ def fit(params: Params, runs: list[TrainingRun], ray_name: str) -> tuple[dict[st
     tc = params.train
     started_ray = _connect_ray(tc.num_workers * tc.resources_per_worker.get("CPU", 1.0))
     try:
-        workers = [WorkerConfig(name=r.name, model=r.cfg, train=tc, seed=params.seed, data_root=r.data_root,
-                                tracking_uri=r.tracking_uri, run_id=r.run_id, config_hash=r.config_hash) for r in runs]
+        workers = [
+            WorkerConfig(
+                name=r.name,
+                model=r.cfg,
+                train=tc,
+                seed=params.seed,
+                data_root=r.data_root,
+                tracking_uri=r.tracking_uri,
+                run_id=r.run_id,
+                config_hash=r.config_hash,
+            )
+            for r in runs
+        ]
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config=workers,
-            scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker=dict(tc.resources_per_worker)),
+            scaling_config=ScalingConfig(
+                num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker=dict(tc.resources_per_worker)
+            ),
             run_config=RunConfig(
                 name=ray_name,
                 storage_path=str(resolve_path(tc.storage_path)),
@@ -144,8 +167,13 @@ def fit(params: Params, runs: list[TrainingRun], ray_name: str) -> tuple[dict[st
             ),
         )
         result = trainer.fit()
-        cluster = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": sum(1 for n in ray.nodes() if n["Alive"]),
-                   "joined_existing": not started_ray, "ray_run": ray_name, "models_in_ray_run": [r.name for r in runs]}
+        cluster = {
+            "gcs_address": ray.get_runtime_context().gcs_address,
+            "nodes": sum(1 for n in ray.nodes() if n["Alive"]),
+            "joined_existing": not started_ray,
+            "ray_run": ray_name,
+            "models_in_ray_run": [r.name for r in runs],
+        }
     finally:
         if started_ray:
             ray.shutdown()
@@ -163,13 +191,22 @@ def export(params: Params, run: TrainingRun, cluster: dict[str, Any]) -> dict[st
     meta = download_generator(client, run.run_id, out_dir / "generator.pt")
     steps, seconds = int(meta.get("steps", 0)), meta.get("train_seconds")
     summary = {
-        "model": run.name, "arch": run.cfg.arch, "run_id": run.run_id, "config_hash": run.config_hash,
-        "resumed": run.resumed, "restored_from_mlflow": not cluster, "steps": steps,
-        "global_batch": run.cfg.batch_size, "images_seen": steps * run.cfg.batch_size,
+        "model": run.name,
+        "arch": run.cfg.arch,
+        "run_id": run.run_id,
+        "config_hash": run.config_hash,
+        "resumed": run.resumed,
+        "restored_from_mlflow": not cluster,
+        "steps": steps,
+        "global_batch": run.cfg.batch_size,
+        "images_seen": steps * run.cfg.batch_size,
         "train_seconds": seconds,  # on the workers, from building the networks to the logged generator
         "images_per_s_incl_setup": round(steps * run.cfg.batch_size / seconds, 3) if seconds else None,
-        "resolution": run.cfg.resolution, "num_workers": params.train.num_workers, "use_gpu": params.train.use_gpu,
-        "ray": cluster, "describe": meta.get("describe", {}),
+        "resolution": run.cfg.resolution,
+        "num_workers": params.train.num_workers,
+        "use_gpu": params.train.use_gpu,
+        "ray": cluster,
+        "describe": meta.get("describe", {}),
     }
     (out_dir / "train.json").write_text(json.dumps(summary, indent=1, default=str))
     client.log_dict(run.run_id, summary, "train.json")
@@ -183,13 +220,21 @@ def train_models(params: Params, names: list[str]) -> list[dict[str, Any]]:
     runs = [start(params, name) for name in names]
     todo = [r for r in runs if not r.finished]
     for r in runs:
-        log.info("%s: %s", r.name, "trains" if not r.finished else f"finished before, restored from MLflow run {r.run_id}")
+        log.info(
+            "%s: %s", r.name, "trains" if not r.finished else f"finished before, restored from MLflow run {r.run_id}"
+        )
     cluster, ray_dir = fit(params, todo, _ray_run_name(runs)) if todo else ({}, None)
     summaries = [export(params, r, cluster if r in todo else {}) for r in runs]
     if ray_dir is not None and not params.train.keep_checkpoints:
         _drop_checkpoints(ray_dir)
     for s in summaries:
-        log.info("%s: %d steps (%s s on the workers) -> %s", s["model"], s["steps"], s["train_seconds"], resolve_path(params.train.out) / s["model"])
+        log.info(
+            "%s: %d steps (%s s on the workers) -> %s",
+            s["model"],
+            s["steps"],
+            s["train_seconds"],
+            resolve_path(params.train.out) / s["model"],
+        )
     return summaries
 
 

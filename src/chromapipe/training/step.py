@@ -158,7 +158,11 @@ class NonFiniteGuard:
             if key not in logs:
                 continue
             value = logs[key]
-            ok = torch.isfinite(value.detach()) if isinstance(value, torch.Tensor) else torch.tensor(math.isfinite(value))
+            ok = (
+                torch.isfinite(value.detach())
+                if isinstance(value, torch.Tensor)
+                else torch.tensor(math.isfinite(value))
+            )
             previous = self._finite.get(key)
             self._finite[key] = ok if previous is None else previous & ok.to(previous.device)
 

@@ -25,7 +25,13 @@ def get_experiment_id(client: MlflowClient, name: str, artifact_location: str | 
 
 
 def find_or_create_run(
-    client: MlflowClient, experiment: str, model: str, config_hash: str, params: dict[str, Any], tags: dict[str, str], artifact_location: str | None = None
+    client: MlflowClient,
+    experiment: str,
+    model: str,
+    config_hash: str,
+    params: dict[str, Any],
+    tags: dict[str, str],
+    artifact_location: str | None = None,
 ) -> tuple[str, bool]:
     """The run of this model and configuration (resumed), or a new one. Returns (run id, resumed?)."""
     exp_id = get_experiment_id(client, experiment, artifact_location)
@@ -38,7 +44,9 @@ def find_or_create_run(
     if runs:
         client.update_run(runs[0].info.run_id, status="RUNNING")
         return runs[0].info.run_id, True
-    run = client.create_run(exp_id, run_name=model, tags={"chromapipe.model": model, "chromapipe.config_hash": config_hash, **tags})
+    run = client.create_run(
+        exp_id, run_name=model, tags={"chromapipe.model": model, "chromapipe.config_hash": config_hash, **tags}
+    )
     flat = flatten(params)
     items = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in flat.items()]
     for i in range(0, len(items), 100):
@@ -82,4 +90,3 @@ class RunLogger:
 
     def log_preview(self, L: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor, step: int) -> None:
         self.client.log_image(self.run_id, preview_grid(L, ab_pred, ab_true), key="preview", step=step)
-

