@@ -82,12 +82,13 @@ def worker(name: str, inputs: list[str], repeats: int, device: str) -> dict:
 
     from chromapipe.config import project_root, to_dict
     from chromapipe.inference.runner import uses_device_path
+    from chromapipe.layout import Layout
     from chromapipe.models.base import count_parameters
     from chromapipe.models.checkpoint import load_generator
     from chromapipe.models.registry import build_recipe
 
     cfg = model_configs([name])[name]
-    ckpt = project_root() / "models" / name / "generator.pt"
+    ckpt = Layout(project_root()).generator(name)
     t0 = time.perf_counter()
     if ckpt.exists():
         recipe, G, _ = load_generator(ckpt, device)  # what the command uses

@@ -72,7 +72,7 @@ def write_params(tmp: Path, args: argparse.Namespace, loader_workers: int, input
     """A params.yaml for one end-to-end run: the shipped model settings, this benchmark's batch and steps."""
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
     model = {**shipped["models"][args.model], "steps": args.steps, "batch_size": args.batch_size, "dataset": "bench"}
-    dataset = {"size": 256, "splits": {"train": 0.9, "val": 0.05, "test": 0.05}, "out": str(tmp / "data")}
+    dataset = {"size": 256, "splits": {"train": 0.9, "val": 0.05, "test": 0.05}}
     dataset |= {"source": "folder", "root": str(args.root)} if args.root else {"source": "sample", "crops_per_image": 4}
     dataset["encoding"] = args.encoding
     resources = {"CPU": float(args.threads)} | ({"GPU": 1.0} if args.device == "cuda" else {})
@@ -92,7 +92,6 @@ def write_params(tmp: Path, args: argparse.Namespace, loader_workers: int, input
             "checkpoint_every": 10**6,
             "validate_every": 0,
             "storage_path": str(tmp / "ray"),
-            "out": str(tmp / "models"),
         },
         "tracking": {
             "uri": f"sqlite:///{tmp / f'mlflow-w{loader_workers}-{input_decode}.db'}"
@@ -318,7 +317,7 @@ def main() -> None:
         if args.root and args.repeat > 1:
             args.root = repeated_tree(args.root, args.repeat, tmp / "photos")
         params = load_params(write_params(tmp, args, 0))
-        manifest = prepare(params.dataset("bench"))
+        manifest = prepare(params.dataset("bench"), params.dataset_dir("bench"))
         result["data"] = {
             "source": source,
             "repeat": args.repeat,

@@ -42,19 +42,18 @@ from machine import cpu_name  # noqa: E402  (a sibling script, not a package)
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_params(tmp: Path, data: Path, name: str, args: argparse.Namespace) -> Path:
-    """One run's params: the shipped model for ``--steps`` steps; a store of its own, else the run would be
-    restored from MLflow instead of trained."""
+def write_params(tmp: Path, name: str, args: argparse.Namespace) -> Path:
+    """One run's params in its own project directory ``tmp``: the shipped model for ``--steps`` steps; a store
+    of its own, else the run would be restored from MLflow instead of trained."""
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
     params = {
-        "datasets": {"sample": {"size": 256, "crops_per_image": 2, "out": str(data)}},
+        "datasets": {"sample": {"size": 256, "crops_per_image": 2}},
         "train": {
             "num_workers": 2,
             "resources_per_worker": {"CPU": 1.0},
             "log_every": args.steps,
             "checkpoint_every": 10**6,
             "storage_path": str(tmp / "ray"),
-            "out": str(tmp / "models"),
         },
         "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}"},
         "models": {
@@ -66,10 +65,11 @@ def write_params(tmp: Path, data: Path, name: str, args: argparse.Namespace) -> 
     return path
 
 
-def timed_run(root: Path, data: Path, name: str, args: argparse.Namespace) -> dict:
+def timed_run(root: Path, name: str, args: argparse.Namespace) -> dict:
     tmp = root / name
-    tmp.mkdir()
-    params = load_params(write_params(tmp, data, name, args))
+    (tmp / "data").mkdir(parents=True)
+    (tmp / "data" / "prepared").symlink_to(root / "data" / "prepared")  # prepared once, in ``root``
+    params = load_params(write_params(tmp, name, args))
     t0 = time.perf_counter()
     summary = train_model(params, args.model)
     wall = time.perf_counter() - t0
@@ -95,10 +95,10 @@ def main() -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp_name:
         root = Path(tmp_name)
-        data = root / "data"
-        prepare(load_params(write_params(root, data, "prepare", args)).dataset("sample"))
+        params = load_params(write_params(root, "prepare", args))
+        prepare(params.dataset("sample"), params.dataset_dir("sample"))
         for r in range(args.rounds):
-            rows.append({"mode": "own", "round": r, **timed_run(root, data, f"own-{r}", args)})
+            rows.append({"mode": "own", "round": r, **timed_run(root, f"own-{r}", args)})
             started = _connect_ray(num_cpus_needed=2)
             try:
                 for i in range(2):
@@ -107,7 +107,7 @@ def main() -> None:
                             "mode": "joined",
                             "round": r,
                             "nth_in_instance": i + 1,
-                            **timed_run(root, data, f"joined-{r}-{i}", args),
+                            **timed_run(root, f"joined-{r}-{i}", args),
                         }
                     )
             finally:

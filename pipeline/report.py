@@ -2,8 +2,7 @@
 
 from _stage import run_stage
 
-from chromapipe.config import project_root
 from chromapipe.reporting.report import build_report
 
 if __name__ == "__main__":
-    run_stage(lambda params: build_report(params, project_root()))
+    run_stage(build_report)

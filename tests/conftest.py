@@ -25,15 +25,16 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.g
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
-def quick_params(tmp: Path, models: dict | None = None, **sections) -> Path:
-    """Write a params.yaml for a seconds-long run: 64² sample crops (dataset ``sample``, prepared into
-    ``tmp/data``), the tiny recipe, 2 Ray workers. ``data=`` overrides the sample dataset's settings."""
+def quick_params(tmp: Path, models: dict | None = None, prepared_in: Path | None = None, **sections) -> Path:
+    """Write ``tmp/params.yaml`` for a seconds-long run: 64² sample crops (dataset ``sample``, prepared into
+    ``tmp/data/prepared/sample``: the project root is the params file's directory), the tiny recipe, 2 Ray
+    workers. ``data=`` overrides the sample dataset's settings; ``prepared_in``: another such project whose
+    prepared data this one uses (linked, not prepared again)."""
     params = {
         "datasets": {
             "sample": {
                 "size": 64,
                 "crops_per_image": 4,
-                "out": str(tmp / "data"),
                 "splits": {"train": 0.7, "val": 0.1, "test": 0.2},
                 "workers": 1,
             }
@@ -44,9 +45,8 @@ def quick_params(tmp: Path, models: dict | None = None, **sections) -> Path:
             "image_every": 4,
             "checkpoint_every": 4,
             "storage_path": str(tmp / "ray"),
-            "out": str(tmp / "models"),
         },
-        "evaluate": {"out": str(tmp / "evaluation"), "batch_size": 4, "fid": False},
+        "evaluate": {"batch_size": 4, "fid": False},
         "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}"},
         "models": models
         or {"tiny": {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 2, "steps": 8}},
@@ -58,6 +58,9 @@ def quick_params(tmp: Path, models: dict | None = None, **sections) -> Path:
             params["datasets"]["sample"].update(value)
         else:
             params[key] = {**params.get(key, {}), **value}
+    if prepared_in is not None and prepared_in.resolve() != tmp.resolve():
+        (tmp / "data").mkdir(parents=True, exist_ok=True)
+        (tmp / "data" / "prepared").symlink_to((prepared_in / "data" / "prepared").resolve(), target_is_directory=True)
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path

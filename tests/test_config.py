@@ -89,6 +89,9 @@ def _base() -> dict:
         (lambda p: p.update(train={"num_workers": 0}), "train.num_workers: must be > 0"),
         (lambda p: p.update(train={"input_decode": "gpu"}), "train.input_decode: 'gpu' is not allowed"),
         (lambda p: p.update(train={"compile_mode": "fast"}), "train.compile_mode: 'fast' is not allowed"),
+        (lambda p: p.update(train={"out": "elsewhere"}), "train.out: output paths are not settings: the stage writes"),
+        (lambda p: p["datasets"]["sample"].update(out="x"), "datasets.sample.out: output paths are not settings"),
+        (lambda p: p.update(root="/tmp"), "root: unknown key"),
     ],
 )
 def test_bad_params_name_the_key(mutate, message: str) -> None:
@@ -97,6 +100,17 @@ def test_bad_params_name_the_key(mutate, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         validate_models(parse_params(raw))
     assert message in str(err.value)
+
+
+def test_outputs_go_under_the_params_files_directory(tmp_path: Path) -> None:
+    """One owner for output paths: the project root is where the params file is; every stage output is fixed
+    below it (chromapipe.layout), not a setting."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(_base()))
+    layout = load_params(tmp_path / "params.yaml").layout
+    assert layout.root == tmp_path.resolve()
+    assert layout.prepared("sample") == tmp_path.resolve() / "data" / "prepared" / "sample"
+    assert layout.generator("tiny") == tmp_path.resolve() / "models" / "tiny" / "generator.pt"
+    assert layout.scores("tiny") == tmp_path.resolve() / "evaluation" / "scores" / "tiny.json"
 
 
 def test_lab_packed_names_the_models_scored_under_the_thesis_protocol() -> None:

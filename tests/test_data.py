@@ -79,12 +79,10 @@ def source_tree(tmp_path_factory) -> Path:
 
 
 def test_skip_rules_record_every_bad_file_and_keep_every_good_one(source_tree: Path, tmp_path: Path) -> None:
-    cfg = DataConfig(
-        source="folder", root=str(source_tree), size=64, out=str(tmp_path / "out"), splits=SplitConfig(1.0, 0.0, 0.0)
-    )
+    cfg = DataConfig(source="folder", root=str(source_tree), size=64, splits=SplitConfig(1.0, 0.0, 0.0))
     (source_tree / "expected.txt").rename(tmp_path / "expected.txt")
     try:
-        manifest = prepare(cfg)
+        manifest = prepare(cfg, tmp_path / "out")
     finally:
         (tmp_path / "expected.txt").rename(source_tree / "expected.txt")
     expected = dict(line.split() for line in (source_tree / "expected.txt").read_text().splitlines())
@@ -132,10 +130,8 @@ def test_splits_are_by_photo_stratified_and_deterministic() -> None:
 
 
 def test_sample_set_crops_stay_in_their_photos_split(tmp_path: Path) -> None:
-    cfg = DataConfig(
-        size=64, crops_per_image=4, out=str(tmp_path / "prep"), shard_size=5, splits=SplitConfig(0.7, 0.1, 0.2)
-    )
-    manifest = prepare(cfg)
+    cfg = DataConfig(size=64, crops_per_image=4, shard_size=5, splits=SplitConfig(0.7, 0.1, 0.2))
+    manifest = prepare(cfg, tmp_path / "prep")
     photo_split: dict[str, str] = {}
     for split, info in manifest["splits"].items():
         assert info["n_images"] == sum(s["n"] for s in info["shards"])
@@ -189,10 +185,9 @@ def test_nearly_gray_images_are_dropped_by_min_colorfulness(tmp_path: Path) -> N
         root=str(root),
         size=64,
         min_colorfulness=10.0,
-        out=str(tmp_path / "out"),
         splits=SplitConfig(1.0, 0.0, 0.0),
     )
-    manifest = prepare(cfg)
+    manifest = prepare(cfg, tmp_path / "out")
     assert [(s["source"], s["reason"]) for s in manifest["skipped"]] == [("muted.png", "low_colorfulness")]
     assert manifest["splits"]["train"]["n_images"] == 1
 
@@ -263,9 +258,7 @@ def test_every_encoding_reads_back_the_same_lab_within_its_stated_bound(tmp_path
     from chromapipe.data.encoding import ROUNDTRIP_BOUND
 
     base = dict(size=48, crops_per_image=4, splits=SplitConfig(1.0, 0.0, 0.0), workers=1)
-    manifests = {
-        enc: prepare(DataConfig(**base, encoding=enc, out=str(tmp_path / enc))) for enc in ("rgb8", "float16", "lab8")
-    }
+    manifests = {enc: prepare(DataConfig(**base, encoding=enc), tmp_path / enc) for enc in ("rgb8", "float16", "lab8")}
     source = np.concatenate(
         [np.load(tmp_path / "rgb8/train" / s["lab"]) for s in manifests["rgb8"]["splits"]["train"]["shards"]]
     )
@@ -291,10 +284,9 @@ def test_every_encoding_reads_back_the_same_lab_within_its_stated_bound(tmp_path
 
 def test_shards_do_not_depend_on_the_number_of_workers(tmp_path: Path) -> None:
     """In-process and a two-process pool write byte-identical shards and manifests (but for ``run``)."""
-    base = dict(size=48, crops_per_image=4, shard_size=5, splits=SplitConfig(0.7, 0.1, 0.2), out=str(tmp_path / "out"))
-    one = prepare(DataConfig(**base, workers=1))
-    (tmp_path / "out").rename(tmp_path / "one")
-    two = prepare(DataConfig(**base, workers=2))
+    base = dict(size=48, crops_per_image=4, shard_size=5, splits=SplitConfig(0.7, 0.1, 0.2))
+    one = prepare(DataConfig(**base, workers=1), tmp_path / "one")
+    two = prepare(DataConfig(**base, workers=2), tmp_path / "out")
     assert (one["run"]["workers"], two["run"]["workers"]) == (1, 2)
     assert {k: v for k, v in one.items() if k != "run"} == {k: v for k, v in two.items() if k != "run"}
     files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.npy"))
@@ -328,10 +320,9 @@ def test_eval_role_keeps_every_readable_listed_image(tmp_path: Path, resize: str
         size=64,
         resize=resize,
         min_colorfulness=50.0,
-        out=str(tmp_path / "out"),
         workers=1,
     )
-    manifest = prepare(cfg)
+    manifest = prepare(cfg, tmp_path / "out")
     assert (manifest["role"], manifest["n_listed"], manifest["n_unreadable"]) == ("eval", 7, 2)
     assert {s["source"]: s["reason"] for s in manifest["skipped"]} == {
         "b/broken.jpg": "corrupt",

@@ -30,7 +30,7 @@ def project(tmp_path_factory) -> Path:
         for name, cls in (("tiny", TinyRecipe), ("tiny_palette", TinyPaletteRecipe))
     }
     params = load_params(quick_params(root, models=models, evaluate={"samples": 3, "lab_packed": ["tiny"]}))
-    prepare(params.dataset("sample"))
+    prepare(params.dataset("sample"), params.dataset_dir("sample"))
     for name, cls in (("tiny", TinyRecipe), ("tiny_palette", TinyPaletteRecipe)):
         torch.manual_seed(0)
         cfg = ModelConfig(arch=cls.arch, resolution=32, steps=1)
@@ -41,7 +41,7 @@ def project(tmp_path_factory) -> Path:
 def test_model_record_samples_and_protocol(project: Path) -> None:
     params = load_params(project / "params.yaml")
     (record,) = evaluate(params, "tiny")
-    n_test = len(LabShardDataset(project / "data", "test"))
+    n_test = len(LabShardDataset(project / "data" / "prepared" / "sample", "test"))
     assert record.protocol["n_images"] == n_test == 8
     assert record.protocol["resolution"] == 64 and record.kind == "measured" and record.arch == TinyRecipe.arch
     assert (
@@ -82,7 +82,7 @@ def test_palette_model_writes_its_palettes(project: Path) -> None:
     assert palettes["pred"].shape == palettes["gt"].shape == (3, GRID, GRID)
     np.testing.assert_allclose(palettes["gt"].sum(axis=(1, 2)), 1.0, atol=1e-5)
     # the ground-truth palettes are those of the first test images' true colors
-    data = LabShardDataset(project / "data", "test")
+    data = LabShardDataset(project / "data" / "prepared" / "sample", "test")
     truth = torch.stack([data[i]["ab"] for i in range(3)])
     expected = TinyPaletteRecipe(None, {}, 32).palette_target(truth).numpy().reshape(3, GRID, GRID)
     np.testing.assert_allclose(palettes["gt"], expected, atol=1e-6)
@@ -126,8 +126,7 @@ def test_evaluation_matrix_with_a_fixed_eval_set(tmp_path: Path, project: Path) 
     path = quick_params(
         tmp_path,
         models={"tiny": {"arch": TinyRecipe.arch, "resolution": 32, "batch_size": 2, "steps": 1}},
-        data={"out": str(project / "data")},
-        train={"out": str(project / "models")},
+        prepared_in=project,
         evaluate={"sets": {"tiny": ["sample", "holdout"]}, "samples": 2},
     )
     raw = __import__("yaml").safe_load(path.read_text())
@@ -142,8 +141,9 @@ def test_evaluation_matrix_with_a_fixed_eval_set(tmp_path: Path, project: Path) 
         "workers": 1,
     }
     path.write_text(__import__("yaml").safe_dump(raw))
+    (tmp_path / "models").symlink_to(project / "models", target_is_directory=True)  # the generator trained there
     params = load_params(path)
-    manifest = prepare(params.dataset("holdout"))
+    manifest = prepare(params.dataset("holdout"), params.dataset_dir("holdout"))
     assert manifest["splits"]["test"]["n_images"] == 3  # every listed image, the small and the gray one too
 
     records = {r.dataset: r for r in evaluate(params, "tiny")}

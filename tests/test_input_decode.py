@@ -32,7 +32,7 @@ def prepared(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("encodings")
     base = dict(size=SIZE, crops_per_image=4, splits=SplitConfig(1.0, 0.0, 0.0), workers=1)
     for enc in ("float16", "lab8", "rgb8"):
-        prepare(DataConfig(**base, encoding=enc, out=str(root / enc)))
+        prepare(DataConfig(**base, encoding=enc), root / enc)
     return {enc: root / enc for enc in ("float16", "lab8", "rgb8")}
 
 

@@ -29,7 +29,7 @@ FAST = {"pix2pix_wgan_class", "palgan"}
 def prepared(tmp_path_factory, local_ray) -> Path:
     tmp = tmp_path_factory.mktemp("ray_models")
     params = load_params(quick_params(tmp, data={"size": 256, "crops_per_image": 2}))
-    prepare(params.dataset("sample"))
+    prepare(params.dataset("sample"), params.dataset_dir("sample"))
     return tmp
 
 

@@ -13,6 +13,15 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from chromapipe.codedeps import import_closure
+from chromapipe.layout import (
+    EVALUATION_DIR,
+    MODELS_DIR,
+    PREPARED_DIR,
+    REPORT_OUTPUTS,
+    REPORTS_DIR,
+    SCORES_DIR,
+    Layout,
+)
 from tests.conftest import REPO, git_project
 
 
@@ -29,7 +38,7 @@ def inception_available() -> bool:
 
 TINY_PROFILE = {  # DVC requires every params section that dvc.yaml tracks to be present
     "seed": 0,
-    "report": {"out": "reports"},
+    "report": {"samples": 4},
     "tracking": {"experiment": "chromapipe"},
     "datasets": {
         "sample": {"size": 64, "crops_per_image": 4, "splits": {"train": 0.7, "val": 0.1, "test": 0.2}, "workers": 1}
@@ -155,6 +164,20 @@ def test_stage_deps_cover_the_code_it_imports(stage: str) -> None:
     closure = import_closure([REPO / "pipeline" / f"{STAGE_SCRIPTS[stage]}.py"])
     uncovered = sorted(str(p.relative_to(REPO)) for p in closure if not any(p == d or d in p.parents for d in deps))
     assert not uncovered, f"dvc.yaml stage {stage!r} does not depend on code it runs: {uncovered}"
+
+
+def test_stage_outs_are_where_the_layout_writes() -> None:
+    """One owner for output paths: each stage's DVC ``outs`` (and the next stages' data deps) are exactly the
+    paths ``chromapipe.layout`` has the stage write, so a stage never writes where DVC does not look."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    layout = Layout(Path("."))
+    assert stages["prepare"]["do"]["outs"] == [f"{layout.prepared('${key}').as_posix()}"]
+    assert stages["train"]["outs"] == [MODELS_DIR] and PREPARED_DIR in stages["train"]["deps"]
+    assert stages["evaluate"]["outs"] == [EVALUATION_DIR]
+    assert {MODELS_DIR, PREPARED_DIR} <= set(stages["evaluate"]["deps"])
+    assert stages["report"]["outs"] == [f"{REPORTS_DIR}/{name}" for name in REPORT_OUTPUTS]
+    assert EVALUATION_DIR in stages["report"]["deps"]
+    assert yaml.safe_load((REPO / "dvc.yaml").read_text())["metrics"] == [f"{EVALUATION_DIR}/{SCORES_DIR}"]
 
 
 def test_code_changes_rerun_the_stages_that_run_that_code(repro: Path) -> None:

@@ -33,10 +33,10 @@ def _same_files(a: Path, b: Path) -> list[Path]:
 def test_ray_engine_writes_the_local_engines_bytes(tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
     base = dict(size=48, crops_per_image=4, shard_size=5, splits=SplitConfig(0.7, 0.1, 0.2))
-    local = prepare(DataConfig(**base, engine="local", workers=1, out=str(tmp_path / "local")))
+    local = prepare(DataConfig(**base, engine="local", workers=1), tmp_path / "local")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        on_ray = prepare(DataConfig(**base, engine="ray", out=str(tmp_path / "ray")))
+        on_ray = prepare(DataConfig(**base, engine="ray"), tmp_path / "ray")
     finally:
         ray.shutdown()
     assert on_ray["run"]["engine"] == "ray" and len(on_ray["run"]["chunk_nodes"]) > 1
@@ -49,7 +49,8 @@ def test_ray_engine_writes_the_local_engines_bytes(tmp_path: Path) -> None:
 def test_prepare_stage_spreads_over_a_two_node_cluster(tmp_path: Path) -> None:
     """`python pipeline/prepare.py` with RAY_ADDRESS set (engine auto): both nodes compute chunks, and the
     result equals a local run byte for byte."""
-    quick_params(tmp_path, data={"size": 48, "shard_size": 5, "out": str(tmp_path / "cluster")})
+    quick_params(tmp_path, data={"size": 48, "shard_size": 5})
+    cluster = tmp_path / "data" / "prepared" / "sample"  # where the stage writes (the layout under the params' dir)
     with two_node_cluster() as (address, env):
         # The stage runs as DVC runs it: a fresh process (Ray reads its auth settings at import time).
         subprocess.run(
@@ -59,11 +60,11 @@ def test_prepare_stage_spreads_over_a_two_node_cluster(tmp_path: Path) -> None:
             check=True,
             timeout=600,
         )
-    on_cluster = json.loads((tmp_path / "cluster" / "manifest.json").read_text())
+    on_cluster = json.loads((cluster / "manifest.json").read_text())
     run = on_cluster["run"]
     assert run["engine"] == "ray" and run["workers"] == 2
     assert len(run["nodes"]) == 2 and set(run["chunk_nodes"]) == {0, 1}  # the head and the worker node both worked
     cfg = load_params(tmp_path / "params.yaml").dataset("sample")
-    local = prepare(DataConfig(**{**cfg.__dict__, "engine": "local", "out": str(tmp_path / "local")}))
+    local = prepare(DataConfig(**{**cfg.__dict__, "engine": "local"}), tmp_path / "local")
     assert _without_run(on_cluster) == _without_run(local)
-    _same_files(tmp_path / "local", tmp_path / "cluster")
+    _same_files(tmp_path / "local", cluster)

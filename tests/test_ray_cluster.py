@@ -18,7 +18,7 @@ from tests.conftest import REPO, quick_params, two_node_cluster
 @pytest.mark.slow
 def test_train_stage_uses_the_cluster_named_by_ray_address(tmp_path: Path) -> None:
     params = load_params(quick_params(tmp_path, train={"resources_per_worker": {"CPU": 1.0}}))
-    prepare(params.dataset("sample"))
+    prepare(params.dataset("sample"), params.dataset_dir("sample"))
     with two_node_cluster() as (address, env):
         # The stage runs as DVC runs it: a fresh process (Ray reads its auth settings at import time).
         subprocess.run(
@@ -40,7 +40,7 @@ def test_ray_local_serves_every_train_stage(tmp_path: Path) -> None:
     """`chromapipe ray-local -- CMD` (what `make repro` runs): the train stage joins the one instance it
     started instead of starting its own."""
     params = load_params(quick_params(tmp_path, train={"num_workers": 1, "resources_per_worker": {"CPU": 1.0}}))
-    prepare(params.dataset("sample"))
+    prepare(params.dataset("sample"), params.dataset_dir("sample"))
     cli = str(Path(sys.executable).with_name("chromapipe"))
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from chromapipe.config import EvaluateConfig, ModelConfig, Params, ReportConfig, TrackingConfig
+from chromapipe.config import ModelConfig, Params, ReportConfig, TrackingConfig
 from chromapipe.metrics.record import MetricsRecord
 from chromapipe.reporting import figures as figs
 from chromapipe.reporting import published as pub
@@ -169,8 +169,7 @@ def _make_tree(root: Path, run_ids: dict[str, str]) -> None:
 def _params(uri: str, samples: int = 3) -> Params:
     return Params(
         tracking=TrackingConfig(uri=uri, experiment=EXPERIMENT),
-        evaluate=EvaluateConfig(out="evaluation"),
-        report=ReportConfig(out="reports", samples=samples),
+        report=ReportConfig(samples=samples),
         models={TRAINED_ONLY: ModelConfig(arch="pix2pix")},
     )
 

@@ -23,7 +23,7 @@ from tests.conftest import quick_params
 def project(tmp_path_factory, local_ray) -> Path:
     tmp = tmp_path_factory.mktemp("train")
     params = load_params(quick_params(tmp))
-    prepare(params.dataset("sample"))
+    prepare(params.dataset("sample"), params.dataset_dir("sample"))
     return tmp
 
 
@@ -109,7 +109,7 @@ def test_changed_params_start_a_fresh_run(tmp_path: Path, project: Path) -> None
         paths[lr] = quick_params(
             tmp_path / str(lr),
             models={"tiny": {**base, "lr_g": lr}},
-            data={"out": str(project / "data")},
+            prepared_in=project,
             tracking=store,
         )
     a = run.start(load_params(paths[2e-4]), "tiny")
@@ -138,7 +138,7 @@ def test_global_batch_gives_the_same_optimisation_for_1_and_2_workers(tmp_path: 
         path = quick_params(
             tmp,
             models={"tiny": model},
-            data={"out": str(project / "data")},
+            prepared_in=project,
             train={"num_workers": workers, "log_every": 1, "resources_per_worker": {"CPU": 1.0}, "validate_every": 0},
         )
         summary = train_model(load_params(path), "tiny")
@@ -147,7 +147,9 @@ def test_global_batch_gives_the_same_optimisation_for_1_and_2_workers(tmp_path: 
             (m.step, round(m.value, 12)) for m in client.get_metric_history(summary["run_id"], "train/lr_g")
         ]
         assert summary["global_batch"] == 4 and summary["images_seen"] == 4 * summary["steps"]
-    n_train = json.loads((project / "data" / "manifest.json").read_text())["splits"]["train"]["n_images"]
+    n_train = json.loads((project / "data" / "prepared" / "sample" / "manifest.json").read_text())["splits"]["train"][
+        "n_images"
+    ]
     assert len(histories[1]) == -(-n_train // 4)  # ceil(1 epoch x n_train / global batch 4) steps
     assert histories[1] == histories[2]
 
@@ -161,7 +163,7 @@ def test_compiled_two_worker_training_exports_the_plain_generator(tmp_path: Path
     path = quick_params(
         tmp_path,
         models={"tiny": model},
-        data={"out": str(project / "data")},
+        prepared_in=project,
         train={"compile": True, "resources_per_worker": {"CPU": 1.0}},
     )
     summary = train_model(load_params(path), "tiny")

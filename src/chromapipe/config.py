@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
+from chromapipe.layout import EVALUATION_DIR, MODELS_DIR, PREPARED_DIR, REPORTS_DIR, Layout
 from chromapipe.schema import ConfigError, build_dataclass  # noqa: F401 - re-exported for callers
 
 #: torch.compile's modes (``train.compile_mode``) and where a training image is decoded (``train.input_decode``):
@@ -52,7 +53,8 @@ class SplitConfig:
 class DataConfig:
     """One named dataset (``datasets.<name>``): where its images come from, how they are prepared, and its
     role — ``train`` (split by photo into train/val/test) or ``eval`` (a fixed evaluation set: every listed
-    image is kept). Prepared into ``out`` (default ``data/prepared/<name>``) by the ``prepare@<name>`` stage."""
+    image is kept). Prepared into ``data/prepared/<name>`` (:class:`chromapipe.layout.Layout`) by the
+    ``prepare@<name>`` stage."""
 
     source: Literal["sample", "folder"] = "sample"
     root: str | None = None  # folder source: ImageFolder tree (class = subfolder)
@@ -76,7 +78,6 @@ class DataConfig:
     role: Literal["train", "eval"] = "train"  # eval: keep every readable image (upscale, keep gray), all in test
     max_images: int | None = None  # cap on source images (quick runs); None: all
     label: str | None = None  # the name the papers give this set ("ImageNet ctest10k"): the report's column
-    out: str | None = None  # None: data/prepared/<dataset name>
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,6 @@ class TrainConfig:
     #: the stored bytes: 2-4x fewer bytes through the loader), "auto" (device on a GPU, loader on a CPU)
     input_decode: InputDecode = "auto"
     torch_threads: int = 0  # 0: leave torch's default
-    out: str = "models"
     channels_last: bool = False  # NHWC weights and batches (training.performance): same maths, faster convs on GPU
     compile: bool = False  # torch.compile G (and D unless its loss has a gradient penalty); slow first steps
     #: torch.compile's mode with ``compile``: "reduce-overhead" replays each network's kernels as CUDA graphs
@@ -122,13 +122,11 @@ class EvaluateConfig:
     #: L*a*b* packed as a 3-channel tensor), beside the sRGB metrics, so the thesis' table can be compared:
     #: true (every model), false, or the models to score so (the gray baseline too, as their reference)
     lab_packed: bool | list[str] = False
-    out: str = "evaluation"
     samples: int = 6  # images saved for the report's comparison grid
 
 
 @dataclass(frozen=True)
 class ReportConfig:
-    out: str = "reports"
     samples: int = 4
 
 
@@ -162,6 +160,14 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     models: dict[str, ModelConfig] = field(default_factory=dict)
+    #: the project directory: where the params file lives, and under which every stage writes
+    #: (:attr:`layout`). Not a setting (``param: False``): it comes from where the file is.
+    root: Path | None = field(default=None, compare=False, metadata={"param": False})
+
+    @property
+    def layout(self) -> Layout:
+        """Where every stage writes and reads its outputs, under :attr:`root` (default: the project root)."""
+        return Layout(self.root or project_root())
 
     def model(self, name: str) -> ModelConfig:
         if name not in self.models:
@@ -174,8 +180,9 @@ class Params:
         return self.datasets[name]
 
     def dataset_dir(self, name: str) -> Path:
-        """Where dataset ``name`` is prepared (its manifest and shards)."""
-        return resolve_path(self.dataset(name).out or f"data/prepared/{name}")
+        """Where dataset ``name`` is prepared (its manifest and shards); an unknown name is a ConfigError."""
+        self.dataset(name)
+        return self.layout.prepared(name)
 
     def training_set(self, model: str) -> str:
         dataset = self.model(model).dataset
@@ -268,8 +275,25 @@ def _check_dataset(key: str, d: DataConfig, positive) -> None:
         )
 
 
-def parse_params(raw: dict[str, Any]) -> Params:
-    """Validate a params mapping (as read from YAML) into :class:`Params`."""
+#: settings that used to name output paths: an explanation instead of "unknown key"
+_OUTPUT_PATHS = {"train": MODELS_DIR, "evaluate": EVALUATION_DIR, "report": REPORTS_DIR}
+
+
+def _reject_output_paths(raw: dict[str, Any]) -> None:
+    where = [(f"{name}.out", path) for name, path in _OUTPUT_PATHS.items() if "out" in (raw.get(name) or {})]
+    datasets = raw.get("datasets") or {}
+    if isinstance(datasets, dict):
+        where += [(f"datasets.{n}.out", f"{PREPARED_DIR}/{n}") for n, d in datasets.items() if "out" in (d or {})]
+    if where:
+        key, path = where[0]
+        raise ConfigError(
+            f"{key}: output paths are not settings: the stage writes {path}/ under the project directory (where "
+            "params.yaml is), as dvc.yaml declares; remove the key (to write elsewhere, put the params file there)"
+        )
+
+
+def parse_params(raw: dict[str, Any], root: Path | None = None) -> Params:
+    """Validate a params mapping (as read from YAML) into :class:`Params`; ``root``: the project directory."""
     if not isinstance(raw, dict):
         raise ConfigError("params: the file must hold a mapping at the top level")
     raw = dict(raw)
@@ -281,12 +305,10 @@ def parse_params(raw: dict[str, Any]) -> Params:
             "data: the data section is now `datasets: {<name>: {...}}` (one entry per dataset, "
             "each with a role), and every model names its training dataset (`models.<m>.dataset`)"
         )
+    _reject_output_paths(raw)
     params = build_dataclass(Params, raw, "")
     models = {name: build_dataclass(ModelConfig, spec, f"models.{name}") for name, spec in models_raw.items()}
-    datasets = {
-        name: d if d.out else dataclasses.replace(d, out=f"data/prepared/{name}") for name, d in params.datasets.items()
-    }
-    params = dataclasses.replace(params, models=models, datasets=datasets)
+    params = dataclasses.replace(params, models=models, root=root)
     _check_ranges(params)
     return params
 
@@ -305,7 +327,8 @@ def workspace_root() -> Path:
 
 
 def load_params(path: str | os.PathLike[str] | None = None) -> Params:
-    """Load and validate params.yaml (default: the project root's)."""
+    """Load and validate params.yaml (default: the project root's). The file's directory is the project's
+    root (:attr:`Params.root`): every stage output goes under it."""
     path = Path(path) if path else project_root() / "params.yaml"
     if not path.exists():
         raise ConfigError(f"{path}: params file not found")
@@ -314,7 +337,7 @@ def load_params(path: str | os.PathLike[str] | None = None) -> Params:
             raw = yaml.safe_load(fh)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_params(raw or {})
+    return parse_params(raw or {}, root=path.resolve().parent)
 
 
 def to_dict(obj: Any) -> Any:

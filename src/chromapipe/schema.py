@@ -89,7 +89,8 @@ def build_dataclass(cls: type, raw: Any, path: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path or 'params'}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name: f for f in dataclasses.fields(cls)}
+    # a field with metadata {"param": False} is set by the program, never from the file
+    names = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("param", True)}
     unknown = sorted(set(raw) - set(names))
     if unknown:
         where = f"{path}." if path else ""

@@ -7,7 +7,7 @@ workers. Images stream into the open shard file of their split: nothing else is 
 
 The manifest describes the data and nothing else, except its ``run`` entry: engine, workers, the node
 that computed each chunk, timing. Two runs with the same params give manifests equal but for ``run``,
-and byte-identical shards. ``params`` leaves out ``workers``, ``engine``, ``out`` and ``label`` (they
+and byte-identical shards. ``params`` leaves out ``workers``, ``engine`` and ``label`` (they
 change how fast or where, not what), so training's data fingerprint does not change with them either.
 """
 
@@ -22,11 +22,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from chromapipe.config import DataConfig, resolve_path, to_dict
+from chromapipe.config import DataConfig, to_dict
 from chromapipe.data.encoding import ROUNDTRIP_STEP, storage_format
 from chromapipe.data.engines import (
     chunk_size,
@@ -43,12 +44,13 @@ from chromapipe.data.process import ChunkResult, ImageResult
 from chromapipe.data.shards import ShardWriter
 from chromapipe.data.sources import SourceImage, list_sources
 from chromapipe.data.splits import SPLITS, assign_splits
+from chromapipe.layout import MANIFEST_FILE
 
 log = logging.getLogger(__name__)
 
 #: DataConfig fields that change how or where the stage runs, or what the report calls the set, not the
 #: shards' contents: kept out of manifest["params"] (and so out of training's data fingerprint)
-NON_CONTENT_PARAMS = ("workers", "engine", "out", "label")
+NON_CONTENT_PARAMS = ("workers", "engine", "label")
 #: skip reasons meaning "no image could be read from this listed file" (the only skips of role eval)
 UNREADABLE = frozenset({"missing", "unreadable", "corrupt", "not_an_image", "too_large", "unsupported"})
 
@@ -207,10 +209,10 @@ def _manifest(
     }
 
 
-def prepare(cfg: DataConfig) -> dict[str, Any]:
-    """Run the prepare stage; returns the manifest (also written to ``<out>/manifest.json``)."""
+def prepare(cfg: DataConfig, out: Path) -> dict[str, Any]:
+    """Prepare one dataset into the directory ``out`` (the stage passes ``Params.layout.prepared(name)``);
+    returns the manifest (also written to ``<out>/manifest.json``)."""
     start = time.perf_counter()
-    out = resolve_path(cfg.out or "data/prepared")  # Params fills in data/prepared/<name>
     if out.exists():
         shutil.rmtree(out)  # a DVC output is rebuilt whole: no stale shard survives a params change
     sources, classes = list_sources(cfg)
@@ -231,7 +233,7 @@ def prepare(cfg: DataConfig) -> dict[str, Any]:
     splits = _split_entries(writers, assignment, {s["source"] for s in tally.skipped})
     manifest = _manifest(cfg, classes, len(sources), splits, tally, run, time.perf_counter() - start)
     _check(manifest, cfg)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
     log.info(
         "prepared %s images (%s skipped) into %s",
         {k: v["n_images"] for k, v in splits.items()},

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from chromapipe.data.encoding import decode_to_lab, encode_lab, storage_format, stored_to_lab
 from chromapipe.hashing import sha256_file
+from chromapipe.layout import MANIFEST_FILE
 
 LAB_DTYPE = np.float16  # the float16 encoding's dtype (kept for callers of the original format)
 
@@ -133,7 +134,7 @@ class ShardWriter:
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
-    path = root / "manifest.json"
+    path = root / MANIFEST_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path}: no prepared data (run the prepare stage: `dvc repro prepare`)")
     return json.loads(path.read_text())
@@ -164,7 +165,7 @@ class LabShardDataset(Dataset):
     ) -> None:
         manifest = read_manifest(root)
         if split not in manifest["splits"]:
-            raise KeyError(f"split {split!r} not in {root / 'manifest.json'}")
+            raise KeyError(f"split {split!r} not in {root / MANIFEST_FILE}")
         self.directory = root / split
         self.shards = manifest["splits"][split]["shards"]
         self.size = manifest["params"]["size"]

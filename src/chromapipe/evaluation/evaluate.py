@@ -29,9 +29,10 @@ from torch.utils.data import DataLoader
 from torchvision.io import write_png
 from tqdm import tqdm
 
-from chromapipe.config import Params, resolve_path, to_dict, tracking_uri
+from chromapipe.config import Params, to_dict, tracking_uri
 from chromapipe.data.shards import LabShardDataset, read_manifest
 from chromapipe.devices import resolve_device
+from chromapipe.layout import METRICS_FILE, eval_metric, evaluation_artifact
 from chromapipe.metrics.lab_packed import LabPackedSuite
 from chromapipe.metrics.record import BASELINE, GRAY, MEASURED, MetricsRecord
 from chromapipe.metrics.scoring import Predictor, ScoredBatch, gray_predictor, score_batches
@@ -101,7 +102,7 @@ def load_predictor(params: Params, name: str, device: torch.device) -> tuple[Pre
     """(predictor, recipe or None, facts for the record) for model ``name`` or the gray baseline."""
     if name == GRAY:
         return gray_predictor, None, {"arch": GRAY, "kind": BASELINE, "run_id": None}
-    recipe, G, info = load_generator(resolve_path(params.train.out) / name / "generator.pt", device)
+    recipe, G, info = load_generator(params.layout.generator(name), device)
     return (
         functools.partial(recipe.predict, G),
         recipe,
@@ -121,14 +122,14 @@ def evaluate_all(
 
 def evaluate(params: Params, name: str, device: str = "auto", ground_truth: bool = False) -> list[MetricsRecord]:
     """Score model ``name`` (or ``"gray"``: on every evaluated set) on each of its evaluation sets, writing
-    ``<evaluate.out>/<name>/<set>/metrics.json`` + samples, and ``<evaluate.out>/scores/<name>.json`` (the
+    ``evaluation/<name>/<set>/metrics.json`` + samples, and ``evaluation/scores/<name>.json`` (the
     numbers alone, per set: what ``dvc metrics`` shows). ``ground_truth``: also save the ground-truth
     samples the report shows beside every model's."""
     dev = resolve_device(device)
     predictor, recipe, facts = load_predictor(params, name, dev)
     sets = params.evaluated_sets() if name == GRAY else params.evaluation_sets(name)
     records = [evaluate_set(params, name, set_name, predictor, recipe, facts, dev, ground_truth) for set_name in sets]
-    scores = resolve_path(params.evaluate.out) / "scores" / f"{name}.json"
+    scores = params.layout.scores(name)
     scores.parent.mkdir(parents=True, exist_ok=True)
     scores.write_text(json.dumps({r.dataset: r.scores() for r in records}, indent=1))
     return records
@@ -150,7 +151,7 @@ def evaluate_set(
     data_root = params.dataset_dir(set_name)
     manifest = read_manifest(data_root)
     split = ec.split if params.dataset(set_name).role == "train" else "test"
-    out_dir = resolve_path(ec.out) / name / set_name
+    out_dir = params.layout.evaluation_record(name, set_name)
     dataset = LabShardDataset(data_root, split, limit=ec.max_images)
     if len(dataset) == 0:
         raise RuntimeError(
@@ -195,8 +196,8 @@ def _log_to_mlflow(params: Params, record: MetricsRecord, out_dir: Path) -> None
     client = MlflowClient(tracking_uri(params))
     for key, value in record.scores().items():
         if key != "n_images":
-            client.log_metric(record.run_id, f"eval/{record.dataset}/{key}", float(value))
-    client.log_dict(record.run_id, record.to_json(), f"evaluation/{record.dataset}/metrics.json")
-    client.log_dict(record.run_id, to_dict(params.evaluate), "evaluation/params.json")
+            client.log_metric(record.run_id, eval_metric(record.dataset, key), float(value))
+    client.log_dict(record.run_id, record.to_json(), evaluation_artifact(record.dataset, METRICS_FILE))
+    client.log_dict(record.run_id, to_dict(params.evaluate), evaluation_artifact("", "params.json"))
     for png in sorted((out_dir / "samples").glob("*.png")):
-        client.log_artifact(record.run_id, str(png), artifact_path=f"evaluation/{record.dataset}/samples")
+        client.log_artifact(record.run_id, str(png), artifact_path=evaluation_artifact(record.dataset, "samples"))

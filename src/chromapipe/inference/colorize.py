@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-o", "--output", required=True, metavar="OUTDIR", help="output directory (directory inputs keep their tree)"
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", metavar="NAME", help="a model trained by `dvc repro`: <train.out>/NAME/generator.pt")
+    src.add_argument("--model", metavar="NAME", help="a model trained by `dvc repro`: models/NAME/generator.pt")
     src.add_argument("--checkpoint", metavar="PATH", help="a generator file (chromapipe-generator/1)")
     src.add_argument("--run", metavar="MLFLOW_RUN_ID", help="the generator logged to MLflow by a training run")
     p.add_argument("--tracking-uri", help="MLflow tracking URI for --run (default: params.yaml's tracking.uri)")

@@ -11,13 +11,10 @@ import logging
 import tempfile
 from pathlib import Path
 
-from chromapipe.config import ConfigError, Params, load_params, project_root, resolve_path, tracking_uri
+from chromapipe.config import ConfigError, Params, load_params, project_root, tracking_uri
+from chromapipe.layout import GENERATOR_ARTIFACT, GENERATOR_FILE, download_generator, generator_logged
 
 log = logging.getLogger(__name__)
-
-#: where the trainer logs the generator file in a model's MLflow run
-ARTIFACT_PATH = "generator/generator.pt"
-GENERATOR_FILE = "generator.pt"
 
 
 class UsageError(Exception):
@@ -35,13 +32,13 @@ def project_params(path: str | None) -> Params:
 
 
 def model_checkpoint(name: str, params: Params) -> Path:
-    """``<train.out>/<name>/generator.pt`` — what ``dvc repro`` trained for model ``name``."""
-    models_dir = resolve_path(params.train.out)
-    path = models_dir / name / GENERATOR_FILE
+    """``models/<name>/generator.pt`` — what ``dvc repro`` trained for model ``name``."""
+    layout = params.layout
+    path = layout.generator(name)
     if path.exists():
         return path
-    trained = sorted(p.parent.name for p in models_dir.glob(f"*/{GENERATOR_FILE}"))
-    hint = f"trained models: {', '.join(trained)}" if trained else f"no trained models under {models_dir}"
+    trained = layout.trained_models()
+    hint = f"trained models: {', '.join(trained)}" if trained else f"no trained models under {layout.models}"
     if params.models and name not in params.models:
         hint += f"; params.yaml defines {', '.join(sorted(params.models))}"
     raise UsageError(
@@ -57,13 +54,8 @@ def checkpoint_file(path: str) -> Path:
 
 
 def download_run_generator(run_id: str, uri: str, dst: Path) -> Path:
-    """Download the generator file the trainer logged in MLflow run ``run_id`` into ``dst``.
-
-    The expected artifact is :data:`ARTIFACT_PATH`; if it is not there, any ``*generator*.pt`` artifact
-    of the run is accepted (one level of tolerance for a changed artifact layout), else the error lists
-    what the run holds.
-    """
-    import mlflow
+    """Download the generator that MLflow run ``run_id`` logged (:data:`chromapipe.layout.GENERATOR_ARTIFACT`)
+    into the directory ``dst``; a missing run or artifact is a :class:`UsageError` saying what the run holds."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -74,27 +66,12 @@ def download_run_generator(run_id: str, uri: str, dst: Path) -> Path:
         raise UsageError(f"--run {run_id}: no such MLflow run in {uri} ({exc.message.splitlines()[0]})") from None
     except Exception as exc:  # noqa: BLE001 - an unreachable or broken store is a usage problem too
         raise UsageError(f"--run {run_id}: cannot read the MLflow store {uri} ({type(exc).__name__}: {exc})") from None
-
-    def walk(path: str | None = None) -> list[str]:
-        files = []
-        for info in client.list_artifacts(run_id, path):
-            files.extend(walk(info.path) if info.is_dir else [info.path])
-        return files
-
-    artifacts = walk()
-    if ARTIFACT_PATH in artifacts:
-        chosen = ARTIFACT_PATH
-    else:
-        candidates = [a for a in artifacts if a.endswith(".pt") and "generator" in Path(a).name]
-        if not candidates:
-            listing = ", ".join(artifacts[:20]) or "no artifacts"
-            raise UsageError(f"--run {run_id}: no generator artifact ({ARTIFACT_PATH}) in the run; it has: {listing}")
-        chosen = sorted(candidates)[0]
-    local = mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=chosen, dst_path=str(dst), tracking_uri=uri
-    )
-    log.info("downloaded %s from MLflow run %s (%s)", chosen, run_id, uri)
-    return Path(local)
+    if not generator_logged(client, run_id):
+        listing = ", ".join(a.path for a in client.list_artifacts(run_id)) or "no artifacts"
+        raise UsageError(f"--run {run_id}: no generator artifact ({GENERATOR_ARTIFACT}) in the run; it has: {listing}")
+    path = download_generator(uri, run_id, dst / GENERATOR_FILE)
+    log.info("downloaded %s from MLflow run %s (%s)", GENERATOR_ARTIFACT, run_id, uri)
+    return path
 
 
 class GeneratorSource:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chromapipe.config import GRAY  # noqa: F401 - the baseline's name lives in the leaf; re-exported here
+from chromapipe.layout import METRICS_FILE
 
 MEASURED = "measured"
 BASELINE = "baseline"
@@ -61,7 +62,7 @@ class MetricsRecord:
     @classmethod
     def read(cls, directory: Path) -> MetricsRecord:
         """``<directory>/metrics.json``; raises OSError/ValueError for a missing or malformed file."""
-        data = json.loads((directory / "metrics.json").read_text(encoding="utf-8"))
+        data = json.loads((directory / METRICS_FILE).read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ValueError("top level is not a JSON object")
         return cls.from_json(data, directory.name, directory)
@@ -90,7 +91,7 @@ class MetricsRecord:
 
     def write(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "metrics.json").write_text(json.dumps(self.to_json(), indent=1, default=str))
+        (directory / METRICS_FILE).write_text(json.dumps(self.to_json(), indent=1, default=str))
         (directory / "scores.json").write_text(json.dumps(self.scores(), indent=1))
 
     # ------------------------------------------------------------------------------------------ queries

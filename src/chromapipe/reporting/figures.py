@@ -18,6 +18,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from PIL import Image
 
+from chromapipe.layout import LOSS_METRICS
+
 DPI = 100
 
 
@@ -116,7 +118,7 @@ def training_curves(histories: dict[str, pd.DataFrame], path: Path) -> Path | No
     axes = fig.subplots(rows, cols, squeeze=False)
     for i, (model, h) in enumerate(sorted(histories.items())):
         ax = axes[i // cols][i % cols]
-        for key, style in (("train/g_total", "-"), ("train/d_total", "--")):
+        for key, style in zip(LOSS_METRICS, ("-", "--")):
             part = h[h["key"] == key].sort_values("step")
             if not part.empty:
                 ax.plot(part["step"], part["value"], style, label=key.split("/")[1], linewidth=1.2)

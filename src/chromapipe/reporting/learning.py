@@ -14,13 +14,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from chromapipe.layout import DATA_COUNTS_PARAMS, DATA_PARAMS, MODEL_PARAMS, param_key
 from chromapipe.metrics.record import MetricsRecord
 from chromapipe.reporting.runs import GRAY_PREFIX, VAL_PREFIX, RunInfo
 from chromapipe.reporting.tables import metric_label
 
 VAL_ORDER = ("psnr", "ssim", "lpips", "cf", "delta_cf")  # the metrics training validates, in display order
 CSV_COLUMNS = ["model", "metric", "step", "value"]
-_DATA_KEYS = ("data.source", "data.root", "data.file_list")
+_DATA_KEYS = tuple(param_key(DATA_PARAMS, k) for k in ("source", "root", "file_list"))
+_SOURCE_KEY, _COUNTS = _DATA_KEYS[0], f"{DATA_COUNTS_PARAMS}."
 _SPLIT_ORDER = ("train", "val", "test")
 
 
@@ -84,14 +86,13 @@ def _int(value: str | None) -> int | None:
 def training_data(params: dict[str, str]) -> str:
     """``sample_train: sample (train 24 / val 4 / test 8 images)`` or
     ``imagenet_train: folder, root=/datasets/imagenet/train, file_list=… (train 1,200 / val 64 images)``."""
-    parts = [v if k == "data.source" else f"{k.split('.')[1]}={v}" for k in _DATA_KEYS if (v := _param(params, k))]
+    parts = [v if k == _SOURCE_KEY else f"{k.split('.')[1]}={v}" for k in _DATA_KEYS if (v := _param(params, k))]
     splits = sorted(
-        (k.split(".", 1)[1] for k in params if k.startswith("data_counts.")),
+        (k.split(".", 1)[1] for k in params if k.startswith(_COUNTS)),
         key=lambda s: (_SPLIT_ORDER.index(s) if s in _SPLIT_ORDER else len(_SPLIT_ORDER), s),
     )
     counts = [
-        f"{s} {n:,}" if (n := _int(params[f"data_counts.{s}"])) is not None else f"{s} {params[f'data_counts.{s}']}"
-        for s in splits
+        f"{s} {n:,}" if (n := _int(params[_COUNTS + s])) is not None else f"{s} {params[_COUNTS + s]}" for s in splits
     ]
     text = ", ".join(parts) or "data not recorded in the run"
     if name := _param(params, "model.dataset"):  # the training dataset's name in params
@@ -113,11 +114,11 @@ def hardware(params: dict[str, str], devices: list[str]) -> str:
 def learning_entry(run: RunInfo, evals: list[MetricsRecord]) -> LearningEntry:
     """The entry for one model from its run and its evaluation records (for the evaluation device)."""
     steps = run.last_step
-    batch = _int(_param(run.params, "model.batch_size"))
+    batch = _int(_param(run.params, param_key(MODEL_PARAMS, "batch_size")))
     devices = list(
         dict.fromkeys(str(ev.timing["device"]) for ev in evals if ev.name == run.model and ev.timing.get("device"))
     )
-    data = {k: v for k, v in sorted(run.params.items()) if k.startswith(("data.", "data_counts."))}
+    data = {k: v for k, v in sorted(run.params.items()) if k.startswith((f"{DATA_PARAMS}.", _COUNTS))}
     return LearningEntry(
         model=run.model,
         run_id=run.run_id,

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from chromapipe.config import Params, load_params, project_root, tracking_uri
+from chromapipe.layout import Layout
 from chromapipe.metrics.record import MetricsRecord
 from chromapipe.reporting import figures as figs
 from chromapipe.reporting.evalsets import (
@@ -33,19 +34,9 @@ from chromapipe.reporting.render import FigureRef, ReportData, write_report
 from chromapipe.reporting.runs import RunInfo, load_runs
 from chromapipe.reporting.tables import build_tables, metric_label, metrics_long, protocol_text
 
-__all__ = ["build_report", "load_evaluations", "load_runs", "evaluation_dir", "register"]
+__all__ = ["build_report", "load_evaluations", "load_runs", "register"]
 
 log = logging.getLogger(__name__)
-
-
-def _under(root: Path, path: str) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else root / p
-
-
-def evaluation_dir(params: Params, root: Path) -> Path:
-    """Where the evaluate stage wrote ``<model>/<set>/metrics.json``."""
-    return _under(root, params.evaluate.out)
 
 
 # ---------------------------------------------------------------------- figures
@@ -161,18 +152,19 @@ def _plots(index: EvalIndex, runs: dict[str, RunInfo], entries: list[LearningEnt
 # ---------------------------------------------------------------------- assembly
 
 
-def build_report(params: Params, root: Path, tracking: str | None = None) -> Path:
-    """Build ``<root>/<report.out>/`` (index.html, results.md, figures/, plots/) and return index.html's path.
+def build_report(params: Params, root: Path | None = None, tracking: str | None = None) -> Path:
+    """Build ``<root>/reports/`` (index.html, results.md, figures/, plots/) and return index.html's path.
 
-    Reads ``<eval dir>/<model>/<set>/metrics.json`` (and the older flat ``<model>/metrics.json``), each set's
-    ``samples/*.png`` (gray baseline: also ``ground_truth/``) and PalGAN ``palettes.npz``, and the MLflow store
-    ``tracking`` (default: ``tracking.uri``, else the workspace's ``mlflow.db``).
+    Reads ``<root>/evaluation/<model>/<set>/metrics.json`` (and the older flat ``<model>/metrics.json``), each
+    set's ``samples/*.png`` (gray baseline: also ``ground_truth/``) and PalGAN ``palettes.npz``, and the MLflow
+    store ``tracking`` (default: ``tracking.uri``, else the workspace's ``mlflow.db``). ``root``: the project
+    directory (default: the params file's).
     """
-    root = Path(root).resolve()
+    layout = Layout(Path(root).resolve()) if root else params.layout
     tracking = tracking or tracking_uri(params)
-    out = _under(root, params.report.out)
+    out = layout.reports
     missing: list[str] = []
-    eval_dir = evaluation_dir(params, root)
+    eval_dir = layout.evaluation
     evals = load_evaluations(eval_dir, missing)
     index = EvalIndex(evals)
     missing += index.duplicates

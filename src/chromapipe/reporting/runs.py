@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from chromapipe.layout import LOSS_METRICS, MODEL_TAG, VAL_GRAY_METRIC, VAL_METRIC
 from chromapipe.metrics.record import MetricsRecord
 
 UI_ADDRESS = "http://127.0.0.1:5000"  # `make ui` (mlflow ui on the project's store)
-LOSS_KEYS = ("train/g_total", "train/d_total")
-VAL_PREFIX, GRAY_PREFIX = "val/", "val_gray/"
+LOSS_KEYS = LOSS_METRICS
+VAL_PREFIX, GRAY_PREFIX = VAL_METRIC, VAL_GRAY_METRIC
 NOT_CURVES = ("seconds",)  # val/seconds is the validation's cost, not a score
 HISTORY_COLUMNS = ["key", "step", "value"]
 
@@ -131,7 +132,7 @@ def _fill_run(client, experiment, run: RunInfo) -> None:
         if experiment is not None:
             found = client.search_runs(
                 [experiment.experiment_id],
-                filter_string=f"tags.`chromapipe.model` = '{run.model}'",
+                filter_string=f"tags.`{MODEL_TAG}` = '{run.model}'",
                 order_by=["attributes.start_time DESC"],
                 max_results=1,
             )

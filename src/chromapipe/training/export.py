@@ -1,14 +1,14 @@
 """The trained generator's way into the model's MLflow run and back out.
 
 Rank 0 logs the generator file when a model's last step is done (``log_generator``), from wherever the
-worker runs; the driver then copies it to ``<train.out>/<model>/generator.pt`` (``download_generator``).
+worker runs; the driver then copies it to ``models/<model>/generator.pt`` (:func:`read_generator`).
 One path for a model trained just now and for one a previous run finished: a finished configuration is
 never trained again, and Ray's resume checkpoints can be deleted once every model's generator is logged.
+Where things go and what they are called is :mod:`chromapipe.layout`'s.
 """
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,8 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 from chromapipe.config import ModelConfig
+from chromapipe.layout import GENERATOR_ARTIFACT_DIR, GENERATOR_FILE, PREPROCESSING_ARTIFACT, download_generator
 from chromapipe.models.checkpoint import save_generator
-
-GENERATOR_ARTIFACT = "generator/generator.pt"
 
 
 def preprocessing_spec(cfg: ModelConfig, describe: dict[str, Any]) -> dict[str, Any]:
@@ -35,30 +34,19 @@ def preprocessing_spec(cfg: ModelConfig, describe: dict[str, Any]) -> dict[str, 
     }
 
 
-def generator_logged(client: MlflowClient, run_id: str) -> bool:
-    """Whether the run holds its finished generator (logged last, so its presence means complete)."""
-    return any(a.path == GENERATOR_ARTIFACT for a in client.list_artifacts(run_id, "generator"))
-
-
 def log_generator(
     client: MlflowClient, run_id: str, name: str, cfg: ModelConfig, G: nn.Module, meta: dict[str, Any]
 ) -> None:
     """Write the generator (colorization path only) and log it with its preprocessing spec; the
     preprocessing file goes first, so a logged generator always has it."""
-    client.log_dict(run_id, preprocessing_spec(cfg, meta.get("describe", {})), "generator/preprocessing.json")
+    client.log_dict(run_id, preprocessing_spec(cfg, meta.get("describe", {})), PREPROCESSING_ARTIFACT)
     with tempfile.TemporaryDirectory(prefix="chromapipe-generator-") as tmp:
-        path = Path(tmp) / "generator.pt"
+        path = Path(tmp) / GENERATOR_FILE
         save_generator(path, name, cfg, G, meta=meta)
-        client.log_artifact(run_id, str(path), artifact_path="generator")
+        client.log_artifact(run_id, str(path), artifact_path=GENERATOR_ARTIFACT_DIR)
 
 
-def download_generator(client: MlflowClient, run_id: str, generator_file: Path) -> dict[str, Any]:
+def read_generator(tracking_uri: str, run_id: str, generator_file: Path) -> dict[str, Any]:
     """Copy the run's generator to ``generator_file``; returns the metadata the worker wrote into it."""
-    generator_file.parent.mkdir(parents=True, exist_ok=True)
-    staging = generator_file.parent / ".download"
-    try:
-        local = client.download_artifacts(run_id, GENERATOR_ARTIFACT, str(staging))
-        shutil.move(local, generator_file)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    download_generator(tracking_uri, run_id, generator_file)
     return dict(torch.load(generator_file, map_location="cpu", weights_only=True, mmap=True)["meta"])

@@ -41,7 +41,8 @@ from chromapipe.data.shards import LabShardDataset
 from chromapipe.models.base import Recipe, unwrap
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.batches import build_loader, configure_device, infinite, next_batch
-from chromapipe.training.export import generator_logged, log_generator
+from chromapipe.layout import generator_logged
+from chromapipe.training.export import log_generator
 from chromapipe.training.performance import CompileWatch, apply_to_pair
 from chromapipe.training.schedule import make_scheduler, total_steps
 from chromapipe.training.step import NonFiniteGuard, build_optimizers, logs_to_floats, train_step

@@ -1,5 +1,5 @@
 """The train stage's driver, in three steps: start (name each model's run), fit (one Ray Train run for
-every model that needs training), export (each generator from its MLflow run to ``<train.out>/<model>``).
+every model that needs training), export (each generator from its MLflow run to ``models/<model>``).
 
 Each model's MLflow run is found by a hash of everything that determines its training (model config, data
 manifest, seed, world size, the project code the training imports); the Ray run is named after the hashes
@@ -32,9 +32,19 @@ from chromapipe.codedeps import import_closure
 from chromapipe.config import ModelConfig, Params, artifact_location, config_hash, resolve_path, to_dict, tracking_uri
 from chromapipe.data.shards import read_manifest
 from chromapipe.hashing import source_fingerprint
+from chromapipe.layout import (
+    ARCH_TAG,
+    DATA_COUNTS_PARAMS,
+    DATA_PARAMS,
+    MODEL_PARAMS,
+    SEED_PARAM,
+    TRAIN_PARAMS,
+    TRAIN_SUMMARY_ARTIFACT,
+    generator_logged,
+)
 from chromapipe.models.base import Recipe
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.export import download_generator, generator_logged
+from chromapipe.training.export import read_generator
 from chromapipe.training.loop import WorkerConfig, train_loop_per_worker
 from chromapipe.training.tracking import find_or_create_run
 
@@ -113,13 +123,13 @@ def start(params: Params, name: str) -> TrainingRun:
         name,
         h,
         params={
-            "model": to_dict(cfg),
-            "train": to_dict(tc),
-            "data": manifest["params"],
-            "seed": params.seed,
-            "data_counts": {k: v["n_images"] for k, v in manifest["splits"].items()},
+            MODEL_PARAMS: to_dict(cfg),
+            TRAIN_PARAMS: to_dict(tc),
+            DATA_PARAMS: manifest["params"],
+            SEED_PARAM: params.seed,
+            DATA_COUNTS_PARAMS: {k: v["n_images"] for k, v in manifest["splits"].items()},
         },
-        tags={"chromapipe.arch": cfg.arch},
+        tags={ARCH_TAG: cfg.arch},
         artifact_location=artifact_location(params),
     )
     finished = resumed and generator_logged(client, run_id)
@@ -184,11 +194,11 @@ def fit(params: Params, runs: list[TrainingRun], ray_name: str) -> tuple[dict[st
 
 
 def export(params: Params, run: TrainingRun, cluster: dict[str, Any]) -> dict[str, Any]:
-    """Copy the run's generator to ``<train.out>/<name>/generator.pt``; write and log ``train.json``.
+    """Copy the run's generator to ``models/<name>/generator.pt``; write and log ``train.json``.
     ``cluster``: the Ray facts if this stage trained it, empty if it came back from a finished run."""
-    out_dir = resolve_path(params.train.out) / run.name
+    layout = params.layout
     client = MlflowClient(run.tracking_uri)
-    meta = download_generator(client, run.run_id, out_dir / "generator.pt")
+    meta = read_generator(run.tracking_uri, run.run_id, layout.generator(run.name))
     steps, seconds = int(meta.get("steps", 0)), meta.get("train_seconds")
     summary = {
         "model": run.name,
@@ -208,8 +218,8 @@ def export(params: Params, run: TrainingRun, cluster: dict[str, Any]) -> dict[st
         "ray": cluster,
         "describe": meta.get("describe", {}),
     }
-    (out_dir / "train.json").write_text(json.dumps(summary, indent=1, default=str))
-    client.log_dict(run.run_id, summary, "train.json")
+    layout.train_summary(run.name).write_text(json.dumps(summary, indent=1, default=str))
+    client.log_dict(run.run_id, summary, TRAIN_SUMMARY_ARTIFACT)
     client.set_terminated(run.run_id)
     return summary
 
@@ -233,7 +243,7 @@ def train_models(params: Params, names: list[str]) -> list[dict[str, Any]]:
             s["model"],
             s["steps"],
             s["train_seconds"],
-            resolve_path(params.train.out) / s["model"],
+            params.layout.model_dir(s["model"]),
         )
     return summaries
 

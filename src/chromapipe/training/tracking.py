@@ -15,6 +15,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from chromapipe.color import join_lab, lab_to_rgb_uint8
+from chromapipe.layout import CONFIG_HASH_TAG, MODEL_TAG, PREVIEW_IMAGE_KEY
 
 MAX_PARAM_LEN = 6000
 
@@ -37,16 +38,14 @@ def find_or_create_run(
     exp_id = get_experiment_id(client, experiment, artifact_location)
     runs = client.search_runs(
         [exp_id],
-        filter_string=f"tags.`chromapipe.model` = '{model}' and tags.`chromapipe.config_hash` = '{config_hash}'",
+        filter_string=f"tags.`{MODEL_TAG}` = '{model}' and tags.`{CONFIG_HASH_TAG}` = '{config_hash}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
     if runs:
         client.update_run(runs[0].info.run_id, status="RUNNING")
         return runs[0].info.run_id, True
-    run = client.create_run(
-        exp_id, run_name=model, tags={"chromapipe.model": model, "chromapipe.config_hash": config_hash, **tags}
-    )
+    run = client.create_run(exp_id, run_name=model, tags={MODEL_TAG: model, CONFIG_HASH_TAG: config_hash, **tags})
     flat = flatten(params)
     items = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in flat.items()]
     for i in range(0, len(items), 100):
@@ -89,4 +88,4 @@ class RunLogger:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
     def log_preview(self, L: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor, step: int) -> None:
-        self.client.log_image(self.run_id, preview_grid(L, ab_pred, ab_true), key="preview", step=step)
+        self.client.log_image(self.run_id, preview_grid(L, ab_pred, ab_true), key=PREVIEW_IMAGE_KEY, step=step)
