@@ -1,11 +1,11 @@
 """Benchmark ``chromapipe colorize``: seconds per megapixel and peak RSS for each architecture.
 
-Usage: ``python bench/bench_colorize.py [--device cpu|cuda] [--sizes 1 6] [--repeats 2] [--models pix2pix chromagan palgan]``
-→ ``bench/results/colorize-<device>.json``. On CUDA the per-file path is the command's device path: JPEGs
-decoded by nvJPEG into GPU memory (Pillow where it does not apply, then one upload), L* for the network,
-the generator and the full-resolution render on the GPU, the render's time including the copy of the
-encoded pixels back to the host; each stage is closed by ``torch.cuda.synchronize()`` so GPU work is
-charged to the stage that queued it. Each size records which decoder and which render path ran.
+Usage: ``python bench/bench_colorize.py [--device cpu|cuda] [--sizes 1 6] [--repeats 2]
+[--models pix2pix chromagan palgan]`` → ``bench/results/colorize-<device>.json``. On CUDA the per-file path is the
+command's device path: JPEGs decoded by nvJPEG into GPU memory (Pillow where it does not apply, then one upload), L*
+for the network, the generator and the full-resolution render on the GPU, the render's time including the copy of
+the encoded pixels back to the host; each stage is closed by ``torch.cuda.synchronize()`` so GPU work is charged to
+the stage that queued it. Each size records which decoder and which render path ran.
 
 Each model runs in its own subprocess so its peak RSS (``ru_maxrss``, which includes ~0.7 GB for
 importing the CUDA build of torch) is its own. A model uses its trained generator
@@ -220,7 +220,8 @@ def main() -> int:
 
     configs = model_configs(args.models)
     report: dict = {
-        "benchmark": f"chromapipe colorize, {args.device}, one image at a time (decode -> generator -> full-res Lab -> JPEG q95)"
+        "benchmark": f"chromapipe colorize, {args.device}, one image at a time "
+        "(decode -> generator -> full-res Lab -> JPEG q95)"
         + (", per-pixel work on the GPU (nvJPEG decode, network input, render)" if args.device == "cuda" else ""),
         "command": "python bench/bench_colorize.py " + " ".join(sys.argv[1:]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -230,7 +231,8 @@ def main() -> int:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
-        "note": "peak RSS includes ~0.7 GB of the CUDA torch build's libraries mapped at import; times are the fastest of --repeats runs",
+        "note": "peak RSS includes ~0.7 GB of the CUDA torch build's libraries mapped at import; "
+        "times are the fastest of --repeats runs",
         "models": {},
     }
     env = {

@@ -425,7 +425,8 @@ def test_large_photo_peak_memory(tmp_path: Path, ckpt: Path) -> None:
     code = (
         "import resource, sys\n"
         "from chromapipe.cli import main\n"
-        f"rc = main(['colorize', '-q', {str(tmp_path / 'big.jpg')!r}, '-o', {str(tmp_path / 'o')!r}, '--checkpoint', {str(ckpt)!r}])\n"
+        f"rc = main(['colorize', '-q', {str(tmp_path / 'big.jpg')!r}, '-o', {str(tmp_path / 'o')!r}, "
+        f"'--checkpoint', {str(ckpt)!r}])\n"
         "print('PEAK_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
         "sys.exit(rc)\n"
     )

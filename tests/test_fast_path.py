@@ -101,7 +101,7 @@ def test_train_step_returns_detached_scalar_tensors_usable_as_floats() -> None:
     assert all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad for v in logs.values())
     # what the current loop does with them keeps working (one sync each)
     assert math.isfinite(logs["d_total"]) and isinstance(float(logs["g_total"]), float)
-    assert "%.4f" % logs["g_total"] == f"{float(logs['g_total']):.4f}"
+    assert "%.4f" % logs["g_total"] == f"{float(logs['g_total']):.4f}"  # noqa: UP031 (the loop logs with %-format)
     floats = logs_to_floats(logs)
     assert list(floats) == list(logs) and all(type(v) is float for v in floats.values())
     assert floats["d_total"] == pytest.approx(float(logs["d_total"]))

@@ -254,7 +254,8 @@ def run(args: argparse.Namespace) -> int:
             colorizer.fail(src, reason)
         colorizer.run(jobs, args.batch_size)
     print(
-        f"colorized {summary.done} of {summary.total} file(s) into {outdir} ({len(summary.written)} written, {len(summary.failed)} failed)"
+        f"colorized {summary.done} of {summary.total} file(s) into {outdir} "
+        f"({len(summary.written)} written, {len(summary.failed)} failed)"
     )
     for src, reason in summary.failed:
         print(f"  failed: {src}: {reason}", file=sys.stderr)

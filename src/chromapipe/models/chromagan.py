@@ -196,7 +196,8 @@ class ChromaGANRecipe(Recipe):
             raise WeightsUnavailable(
                 "vgg16_features",
                 f"{exc.reason}. ChromaGAN's backbone starts from ImageNet VGG16 weights (options.backbone_weights: "
-                "imagenet): run `chromapipe weights fetch`, or set options.backbone_weights: random to train from scratch",
+                "imagenet): run `chromapipe weights fetch`, or set options.backbone_weights: random to train "
+                "from scratch",
             ) from exc
         self._backbone_info = {"weights": "imagenet", **prov}
         return G

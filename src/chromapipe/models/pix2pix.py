@@ -74,7 +74,8 @@ class Options:
             raise ConfigError(f"options.num_classes: must be >= 0, got {self.num_classes}")
         if self.label_source == "teacher" and self.num_classes != 1000:
             raise ConfigError(
-                f"options.num_classes: label_source 'teacher' predicts ImageNet classes, so num_classes must be 1000, got {self.num_classes}"
+                "options.num_classes: label_source 'teacher' predicts ImageNet classes, so num_classes must be 1000, "
+                f"got {self.num_classes}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"options.dropout: must be in [0, 1), got {self.dropout}")
@@ -122,7 +123,8 @@ def init_weights(module: nn.Module, scheme: str) -> None:
 def check_resolution(size: int, what: str = "resolution") -> None:
     if size <= 0 or size % DOWNSAMPLING:
         raise ValueError(
-            f"pix2pix {what} {size}: the 8-level U-Net halves the image 8 times, so the side must be a multiple of {DOWNSAMPLING} (e.g. 256, 512)"
+            f"pix2pix {what} {size}: the 8-level U-Net halves the image 8 times, so the side must be a multiple of "
+            f"{DOWNSAMPLING} (e.g. 256, 512)"
         )
 
 
