@@ -6,7 +6,8 @@ default TF32 convolutions on a GPU) or bf16 autocast, NCHW or channels_last, for
 Timed with CUDA events on a GPU (median of ``--repeats`` timed batches after ``--warmup``), the host clock
 on a CPU; inputs rotate among 4 distinct random batches made on the device before timing. Random weights:
 the time does not depend on them (ChromaGAN's VGG16 backbone is set to random init when its weights file
-is not there). The paper's figure for ChromaGAN is 4.4 ms per image on a Quadro P6000.
+is not there). The paper's figure for ChromaGAN is 4.4 ms per image on a Quadro P6000
+(docs/papers.md#chromagan-hyperparameters).
 
     python bench/bench_inference.py --device cuda --models chromagan pix2pix palgan --batch-sizes 1 16 64 256
     python bench/bench_inference.py --device cpu --models chromagan --batch-sizes 1 2 --repeats 2 --out /tmp/inf.json

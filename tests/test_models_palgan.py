@@ -12,7 +12,7 @@ from chromapipe.models.palgan import PalGANGenerator, PalGANRecipe
 from chromapipe.models.registry import build_recipe, validate_model
 from chromapipe.training.step import train_step
 
-PAPER_PARAMS = 22_000_000  # "The inference part of PalGAN (E + G) has only 22M parameters" (supplement §1.1)
+PAPER_PARAMS = 22_000_000  # inference part (E + G): "22M" (supplement §1.1, docs/papers.md#palgan-architecture)
 VARIANTS = ("both", "global", "local", "none")
 
 

@@ -1,6 +1,6 @@
 """ChromaGAN (Vitoria, Raad, Ballester, WACV 2020): adversarial colorization with class-distribution learning.
 
-Facts followed (shared/reference/papers.md §2, the paper 003_… §3, the authors' Keras code):
+Facts followed (docs/papers.md#chromagan-architecture and #chromagan-losses: the paper §3, the authors' Keras code):
 - Input 224×224, L tiled to 3 channels. Scaling is OpenCV's 8-bit Lab then /255: L·255/100/255 = L/100,
   (a + 128)/255, (b + 128)/255; the ab output goes through a sigmoid, so targets live in [0, 1].
 - Generator: VGG16 up to block4_conv3 (+ReLU): 28×28×512, ImageNet-initialised and trainable.

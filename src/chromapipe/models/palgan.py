@@ -1,7 +1,8 @@
 """PalGAN (Wang, Xia, Qi, Shao, Qiao, ECCV 2022): colorization as palette prediction + palette assignment.
 
-The authors never released code; the networks follow the supplement's layer lists (seed 001_…, §1), the
-poster (000_…) and shared/reference/papers.md §3. Every gap they leave is filled by a choice stated here.
+The authors never released code; the networks follow the supplement's layer lists (§1) and the poster
+(docs/papers.md#palgan-architecture). Every gap they leave (docs/papers.md#palgan-left-open) is filled by a
+choice stated here.
 
 Networks (Conv(k,s,c), LReLU slope 0.2 throughout, ⊗ = channel concatenation):
 - Palette generator E: L -> 6 × [Conv(3,2,c) -> LReLU], c = 32, 64, 128, 256, 256, 256 -> FC(4096, 256)

@@ -1,6 +1,6 @@
 """pix2pix colorization with an optional scene-classification branch (Saccaro, Padova thesis 2023).
 
-Facts followed (shared/reference/papers.md §1, thesis slides 004_…, the thesis' public PyTorch code):
+Facts followed (docs/papers.md#thesis-architecture, #thesis-losses: slides 8–12, the thesis' PyTorch code):
 - Generator: 8-level U-Net, encoder 64,128,256,512,512,512,512,512; encoder block Conv 4×4 s2 p1 (no
   bias) → BN → LeakyReLU 0.2, no BN on the first; decoder block ConvTranspose 4×4 s2 p1 (no bias) → BN →
   Dropout 0.5 (first 3 blocks) → ReLU, concatenated with the mirrored encoder output; final
