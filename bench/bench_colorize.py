@@ -7,12 +7,12 @@ for the network, the generator and the full-resolution render on the GPU, the re
 the encoded pixels back to the host; each stage is closed by ``torch.cuda.synchronize()`` so GPU work is charged to
 the stage that queued it. Each size records which decoder and which render path ran.
 
-Each model runs in its own subprocess so its peak RSS (``ru_maxrss``, which includes ~0.7 GB for
-importing the CUDA build of torch) is its own. A model uses its trained generator
-(``models/<name>/generator.pt``) when there is one, else a generator built from its ModelConfig with
-random weights — the timing is the same, and the JSON says which. The per-file path is the command's
-own: decode → L* for the network (antialiased resize to the model's resolution) → generator → strip-wise
-full-resolution Lab assembly → encode; the inputs are synthetic 3:2 JPEG photos.
+Each model runs in its own subprocess so its peak RSS (``ru_maxrss``, which includes what importing the CUDA
+build of torch maps: reports/benchmarks.md, "Inference: `chromapipe colorize` on CPU") is its own. A model uses
+its trained generator (``models/<name>/generator.pt``) when there is one, else a generator built from its
+ModelConfig with random weights — the timing is the same, and the JSON says which. The per-file path is the
+command's own: decode → L* for the network (antialiased resize to the model's resolution) → generator →
+strip-wise full-resolution Lab assembly → encode; the inputs are synthetic 3:2 JPEG photos.
 """
 
 from __future__ import annotations

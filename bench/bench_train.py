@@ -137,7 +137,7 @@ def bench_model(
             torch.cuda.synchronize()
 
     # a few distinct batches made on the device before timing, used in turn: the timed loop is the step alone
-    # (drawing 6 M random numbers on the host and copying them costs tens of ms per batch-32 step)
+    # (drawing them on the host and copying them every step understated it: reports/benchmarks.md, H200 section)
     batches = [batch() for _ in range(BATCHES_IN_TURN)]
     warm0 = time.perf_counter()
     for i in range(warmup):

@@ -202,7 +202,8 @@ def test_cross_entropy_ignores_missing_labels():
 def _fit(recipe: Pix2PixRecipe, G: torch.nn.Module, batch: dict, recon: str) -> tuple[float, float]:
     """One D step and one Adam G step on a fixed batch; the reconstruction term before and after.
 
-    Fused Adam: about 5x faster than the default on CPU for these 50-100 M parameter networks.
+    Fused Adam: several times faster than the default on CPU for these 50-100 M parameter networks
+    (reports/benchmarks.md, "Training fast path and the thesis's own code").
     """
     D = recipe.build_discriminator()
     batch = recipe.prepare_batch(batch)
