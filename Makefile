@@ -1,12 +1,12 @@
 # One command each: `make repro` (set up + run the whole pipeline on the embedded sample set),
-# `make test` (set up + run the tests), `make ui` (browse the MLflow runs).
+# `make test` (set up + run the tests), `make lint` (ruff: lint + format check), `make ui` (browse the MLflow runs).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup repro test test-slow test-all ui bench clean
+.PHONY: setup repro test test-slow test-all lint ui bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,6 +30,11 @@ test-slow: setup
 
 test-all: setup
 	$(PY) -m pytest
+
+# The rules and line length are in pyproject.toml ([tool.ruff]); CI runs this before the tests.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

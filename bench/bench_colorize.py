@@ -1,18 +1,18 @@
 """Benchmark ``chromapipe colorize``: seconds per megapixel and peak RSS for each architecture.
 
-Usage: ``python bench/bench_colorize.py [--device cpu|cuda] [--sizes 1 6] [--repeats 2] [--models pix2pix chromagan palgan]``
-→ ``bench/results/colorize-<device>.json``. On CUDA the per-file path is the command's device path: JPEGs
-decoded by nvJPEG into GPU memory (Pillow where it does not apply, then one upload), L* for the network,
-the generator and the full-resolution render on the GPU, the render's time including the copy of the
-encoded pixels back to the host; each stage is closed by ``torch.cuda.synchronize()`` so GPU work is
-charged to the stage that queued it. Each size records which decoder and which render path ran.
+Usage: ``python bench/bench_colorize.py [--device cpu|cuda] [--sizes 1 6] [--repeats 2]
+[--models pix2pix chromagan palgan]`` → ``bench/results/colorize-<device>.json``. On CUDA the per-file path is the
+command's device path: JPEGs decoded by nvJPEG into GPU memory (Pillow where it does not apply, then one upload), L*
+for the network, the generator and the full-resolution render on the GPU, the render's time including the copy of
+the encoded pixels back to the host; each stage is closed by ``torch.cuda.synchronize()`` so GPU work is charged to
+the stage that queued it. Each size records which decoder and which render path ran.
 
-Each model runs in its own subprocess so its peak RSS (``ru_maxrss``, which includes ~0.7 GB for
-importing the CUDA build of torch) is its own. A model uses its trained generator
-(``models/<name>/generator.pt``) when there is one, else a generator built from its ModelConfig with
-random weights — the timing is the same, and the JSON says which. The per-file path is the command's
-own: decode → L* for the network (antialiased resize to the model's resolution) → generator → strip-wise
-full-resolution Lab assembly → encode; the inputs are synthetic 3:2 JPEG photos.
+Each model runs in its own subprocess so its peak RSS (``ru_maxrss``, which includes what importing the CUDA
+build of torch maps: reports/benchmarks.md, "Inference: `chromapipe colorize` on CPU") is its own. A model uses
+its trained generator (``models/<name>/generator.pt``) when there is one, else a generator built from its
+ModelConfig with random weights — the timing is the same, and the JSON says which. The per-file path is the
+command's own: decode → L* for the network (antialiased resize to the model's resolution) → generator →
+strip-wise full-resolution Lab assembly → encode; the inputs are synthetic 3:2 JPEG photos.
 """
 
 from __future__ import annotations
@@ -221,7 +221,8 @@ def main() -> int:
 
     configs = model_configs(args.models)
     report: dict = {
-        "benchmark": f"chromapipe colorize, {args.device}, one image at a time (decode -> generator -> full-res Lab -> JPEG q95)"
+        "benchmark": f"chromapipe colorize, {args.device}, one image at a time "
+        "(decode -> generator -> full-res Lab -> JPEG q95)"
         + (", per-pixel work on the GPU (nvJPEG decode, network input, render)" if args.device == "cuda" else ""),
         "command": "python bench/bench_colorize.py " + " ".join(sys.argv[1:]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -231,7 +232,8 @@ def main() -> int:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
-        "note": "peak RSS includes ~0.7 GB of the CUDA torch build's libraries mapped at import; times are the fastest of --repeats runs",
+        "note": "peak RSS includes ~0.7 GB of the CUDA torch build's libraries mapped at import; "
+        "times are the fastest of --repeats runs",
         "models": {},
     }
     env = {

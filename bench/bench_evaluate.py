@@ -9,10 +9,10 @@ same functions the suite calls, with the same host transfers (``.tolist()`` of t
 they show where ``update``'s time goes. ``compute()`` (the Fréchet distance's eigendecompositions,
 once per set) is timed separately and added once to the ImageNet-val (50,000 images) estimate.
 
-Images: real photos when ``--images DIR`` names an ImageFolder-like tree (``*.JPEG``/``*.jpg``/``*.png`` in
-any subfolder; decoded and centre-cropped to 256² as the prepare stage does, reused cyclically when there
-are fewer photos than needed), else deterministic synthetic ones (smooth, channel-correlated structure plus sensor-like noise).
-``pred`` is a colorizer-like perturbation of ``target``: the same luminance with chroma scaled, tinted and
+Images: real photos when ``--images DIR`` names an ImageFolder-like tree (``*.JPEG``/``*.jpg``/``*.png`` in any
+subfolder; decoded and centre-cropped to 256² as the prepare stage does, reused cyclically when there are fewer
+photos than needed), else deterministic synthetic ones (smooth, channel-correlated structure plus sensor-like
+noise). ``pred`` is a colorizer-like perturbation of ``target``: the same luminance with chroma scaled, tinted and
 noised, so PSNR/SSIM/LPIPS land in the range of real colorizations rather than at identity.
 
 FID: torch-fidelity's Inception weights are not available offline anywhere, so the suite reports ``fid``

@@ -6,7 +6,8 @@ default TF32 convolutions on a GPU) or bf16 autocast, NCHW or channels_last, for
 Timed with CUDA events on a GPU (median of ``--repeats`` timed batches after ``--warmup``), the host clock
 on a CPU; inputs rotate among 4 distinct random batches made on the device before timing. Random weights:
 the time does not depend on them (ChromaGAN's VGG16 backbone is set to random init when its weights file
-is not there). The paper's figure for ChromaGAN is 4.4 ms per image on a Quadro P6000.
+is not there). The paper's figure for ChromaGAN is 4.4 ms per image on a Quadro P6000
+(docs/papers.md#chromagan-hyperparameters).
 
     python bench/bench_inference.py --device cuda --models chromagan pix2pix palgan --batch-sizes 1 16 64 256
     python bench/bench_inference.py --device cpu --models chromagan --batch-sizes 1 2 --repeats 2 --out /tmp/inf.json
@@ -21,11 +22,13 @@ import statistics
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from chromapipe.config import load_params
+from chromapipe.models.base import Recipe
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.performance import apply_performance_options
 
@@ -56,6 +59,12 @@ def time_ms(fn, device: torch.device, warmup: int, repeats: int) -> float:  # no
     return statistics.median(times)
 
 
+def predict_batch(recipe: Recipe, G: torch.nn.Module, inputs: list, device: torch.device, amp: bool, i: int) -> None:
+    """One timed call: ``recipe.predict`` on the ``i``-th input batch (in turn), fp32 or bf16 autocast."""
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        recipe.predict(G, inputs[i % INPUTS_IN_TURN])
+
+
 def bench_model(
     cfg, device: torch.device, batch_sizes: list[int], variants: list[str], warmup: int, repeats: int
 ) -> dict:  # noqa: ANN001
@@ -78,13 +87,11 @@ def bench_model(
             ]
             if channels_last:
                 inputs = [x.contiguous(memory_format=torch.channels_last) for x in inputs]
-
-            def run(i: int) -> None:
-                with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    recipe.predict(G, inputs[i % INPUTS_IN_TURN])
-
             try:
-                ms = time_ms(run, device, warmup, repeats)
+                # the batch function gets this row's generator, inputs and precision as arguments: a closure
+                # over the loop variables would see later values, and no name outlives the row to keep G
+                # alive past the ``del G`` that frees its memory before the next variant
+                ms = time_ms(partial(predict_batch, recipe, G, inputs, device, amp), device, warmup, repeats)
             except torch.OutOfMemoryError:
                 rows.append({"variant": variant, "batch_size": bs, "error": "out of memory"})
                 break

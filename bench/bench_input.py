@@ -27,7 +27,8 @@ input keeps up (the issue's goal on a GPU: ≥ 0.95).
     python bench/bench_input.py --engine loader --batch-size 32 --steps 40 --loader-workers 0 2 \
         --input-decode loader device --encoding rgb8 --root ../shared/data/imagenet-sample --label loader-cpu
     python bench/bench_input.py --engine loop --device cuda --amp --channels-last --cudnn-benchmark \
-        --batch-size 32 --steps 60 --log-every 10 --loader-workers 4 8 --encoding float16 --root PHOTOS --repeat 8 --label cuda
+        --batch-size 32 --steps 60 --log-every 10 --loader-workers 4 8 --encoding float16 --root PHOTOS \
+        --repeat 8 --label cuda
 
 Data: the embedded sample photos (256² crops) by default, or an ImageFolder tree (``--root``, e.g. the
 ImageNet sample), prepared into shards of ``--encoding``. Writes bench/results/input-<label>.json.

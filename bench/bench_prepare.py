@@ -178,7 +178,7 @@ def breakdown(files: list[Path], size: int) -> dict[str, Any]:
             timed("gray_test", grayscale_spread, rgb)
             views = timed("resize_crop", crops, rgb, cfg)
             for enc in ("float16", "lab8", "rgb8"):
-                stored = timed(f"encode_{enc}", encode_rgb, views, enc)
+                timed(f"encode_{enc}", encode_rgb, views, enc)
             f16 = encode_rgb(views, "float16")
             timed("write_float16", sink.write, memoryview(f16).cast("B"))
             timed("sha256_float16", hashlib.sha256, memoryview(f16).cast("B"))
@@ -232,7 +232,8 @@ def ray_cluster_run(cfg: DataConfig, cpus_per_node: int, nodes: int = 2) -> dict
         **result,
         "process_seconds": round(process_seconds, 2),
         "cpus_per_node": cpus_per_node,
-        "note": "seconds/images_per_s: inside prepare() (Ray connect + task start-up included); process_seconds: the whole stage process",
+        "note": "seconds/images_per_s: inside prepare() (Ray connect + task start-up included); "
+        "process_seconds: the whole stage process",
     }
 
 

@@ -7,7 +7,8 @@ bench/results/train-<device>[-bf16][-cl][-compile][-cudnnb][-b<batch>].json. Mod
 params file (default: params.yaml); --batch-size overrides every model's batch size.
 
 Wall time is what counts, but on a shared machine other processes inflate it: each model also records
-the process's CPU seconds per step (all threads), which other load inflates far less. Besides the speed it records the model FLOPs of one training iteration per image (FlopCounterMode:
+the process's CPU seconds per step (all threads), which other load inflates far less. Besides the speed it
+records the model FLOPs of one training iteration per image (FlopCounterMode:
 convolutions and matmuls, forward + backward of G and D, averaged over n_critic iterations) and the
 achieved TFLOP/s; on CUDA also the model FLOP utilisation (MFU) against the device's dense peak: given
 with --peak-tflops, else from PEAK_TFLOPS below (bf16 tensor-core peak with --amp; TF32 peak without,
@@ -136,7 +137,7 @@ def bench_model(
             torch.cuda.synchronize()
 
     # a few distinct batches made on the device before timing, used in turn: the timed loop is the step alone
-    # (drawing 6 M random numbers on the host and copying them costs tens of ms per batch-32 step)
+    # (drawing them on the host and copying them every step understated it: reports/benchmarks.md, H200 section)
     batches = [batch() for _ in range(BATCHES_IN_TURN)]
     warm0 = time.perf_counter()
     for i in range(warmup):
@@ -240,7 +241,8 @@ def main() -> None:
         "params_file": args.params,
         "peak_tflops": peak,
         "peak_assumption": peak_source,
-        "flops_note": "model FLOPs = convolutions + matmuls of G and D, forward + backward, per image, per average iteration (FlopCounterMode)",
+        "flops_note": "model FLOPs = convolutions + matmuls of G and D, forward + backward, per image, "
+        "per average iteration (FlopCounterMode)",
         "command": shlex.join(["python", "bench/bench_train.py", *sys.argv[1:]]),
         "load_average_before": [
             round(x, 2) for x in os.getloadavg()

@@ -7,13 +7,13 @@ run time from a local checkout given on the command line; nothing of it is copie
 name with importlib: its ``train.py`` needs tqdm, matplotlib, IPython, kornia and tensorboard, so its
 ``Trainer._train_epoch`` iteration is re-enacted by :func:`thesis_step` below, operation for operation.
 
-Configuration ① (cGAN with real labels smoothed to 0.9 + 100·L1, no class branch), as the thesis's
-notebook ``model_training.ipynb`` sets it: ``Generator(in_channels=1, out_channels=2)``,
-``Discriminator(in_channels=3, network_type='patch_gan')``, batch norm (instance norm only at batch 1),
-``Adam(lr=2e-4, betas=(0.5, 0.999))`` for both, N_CRITIC 1, no AMP. Ours: the ``pix2pix`` recipe with the
-same loss weights, the optimisers (``bench_train.training_pair``) and ``train_step``. Their iteration differs from ours in two ways
-that cost time: it runs the generator forward twice (once with autograd for the D step, again for the G
-step; ours once) and copies five losses to the host every iteration (``.detach().cpu()``; ours none).
+Configuration ① (cGAN with real labels smoothed to 0.9 + 100·L1, no class branch), as the thesis's notebook
+``model_training.ipynb`` sets it: ``Generator(in_channels=1, out_channels=2)``, ``Discriminator(in_channels=3,
+network_type='patch_gan')``, batch norm (instance norm only at batch 1), ``Adam(lr=2e-4, betas=(0.5, 0.999))`` for
+both, N_CRITIC 1, no AMP. Ours: the ``pix2pix`` recipe with the same loss weights, the optimisers
+(``bench_train.training_pair``) and ``train_step``. Their iteration differs from ours in two ways that cost time: it
+runs the generator forward twice (once with autograd for the D step, again for the G step; ours once) and copies
+five losses to the host every iteration (``.detach().cpu()``; ours none).
 
 Timed steps alternate (theirs, ours, theirs, ...) on one fixed batch, each followed by a device sync, so
 a change of machine load hits both alike; warm-up steps are excluded. Before timing, their weights are
@@ -152,7 +152,8 @@ def thesis_step(t: Thesis, x: torch.Tensor, target: torch.Tensor, labels: torch.
 
 # -- ours ------------------------------------------------------------------------------------------------------
 def ours_config(resolution: int, batch_size: int) -> ModelConfig:
-    return ModelConfig(arch="pix2pix", resolution=resolution, batch_size=batch_size, steps=1, lr_g=LR, lr_d=LR, betas=BETAS,
+    return ModelConfig(arch="pix2pix", resolution=resolution, batch_size=batch_size, steps=1,
+                       lr_g=LR, lr_d=LR, betas=BETAS,
                        loss={"adv": 1.0, "l1": L1_WEIGHT}, options={"real_label": REAL_LABEL})  # fmt: skip
 
 
@@ -164,7 +165,8 @@ def parse_variant(name: str) -> dict[str, bool]:
     tokens = set() if name == "plain" else set(name.split("-"))
     if not tokens <= VARIANT_TOKENS:
         raise SystemExit(
-            f"--variants: unknown option(s) {sorted(tokens - VARIANT_TOKENS)} in {name!r}; use plain or {sorted(VARIANT_TOKENS)} joined by '-'"
+            f"--variants: unknown option(s) {sorted(tokens - VARIANT_TOKENS)} in {name!r}; "
+            f"use plain or {sorted(VARIANT_TOKENS)} joined by '-'"
         )
     return {
         "amp": "bf16" in tokens,
@@ -321,7 +323,8 @@ def main() -> None:
             "commit": repo_commit(args.thesis_repo),
             "loaded": ["models.py: Generator, Discriminator", "losses.py: DiscriminatorCriterion, GeneratorCriterion"],
         },
-        "configuration": "thesis (1): cGAN BCE, real label 0.9, + 100*L1; Adam(2e-4, (0.5, 0.999)) for G and D; N_CRITIC 1; batch norm",
+        "configuration": "thesis (1): cGAN BCE, real label 0.9, + 100*L1; Adam(2e-4, (0.5, 0.999)) for G and D; "
+        "N_CRITIC 1; batch norm",
         "parameters": {
             "thesis": {"generator": count_parameters(theirs.G), "discriminator": count_parameters(theirs.D)},
             "chromapipe": {"generator": count_parameters(G), "discriminator": count_parameters(D)},

@@ -322,7 +322,8 @@ def summary_line(name: str, r: dict[str, Any]) -> str:
     m, g = r["scores"]["model"], r["scores"]["gray"]
     return (
         f"{name:20s} steps {r['steps']:4d} imgs {r['images_seen']:5d} {r['wall_s']:7.1f}s  "
-        f"PSNR {m['psnr']:6.2f} vs gray {g['psnr']:6.2f}  LPIPS {m.get('lpips', float('nan')):.4f} vs {g.get('lpips', float('nan')):.4f}  "
+        f"PSNR {m['psnr']:6.2f} vs gray {g['psnr']:6.2f}  "
+        f"LPIPS {m.get('lpips', float('nan')):.4f} vs {g.get('lpips', float('nan')):.4f}  "
         f"SSIM {m['ssim']:.4f} vs {g['ssim']:.4f}"
     )
 

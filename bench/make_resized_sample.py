@@ -1,12 +1,12 @@
 """Write a copy of imagenet-sample with every photo's short side at 256 px, for carrying to a GPU machine.
 
-Why: the original folder is ~90 MB of photos up to several megapixels, while every profile trains at
-224–256 px. Resizing once to a 256-px short side (JPEG quality 95) keeps what training and evaluation
-use and shrinks the folder to ~20 MB. The ImageFolder layout and file names are kept, so the same
-``data.file_list`` files (``lists/imagenet-sample-*.txt``) apply to the copy. Photos whose short side
-is already ≤ 256 px are copied byte for byte (never upscaled); grayscale photos stay grayscale (the
-prepare stage decides what to skip, not this tool). EXIF orientation is applied before resizing (the
-output carries no orientation tag), and an embedded ICC profile is kept.
+Why: the original folder holds photos up to several megapixels, while every profile trains at 224–256 px.
+Resizing once to a 256-px short side (JPEG quality 95) keeps what training and evaluation use and shrinks the
+folder several-fold (sizes: reports/benchmarks.md, "Commands for a GPU session"). The ImageFolder layout and
+file names are kept, so the same ``data.file_list`` files (``lists/imagenet-sample-*.txt``) apply to the copy.
+Photos whose short side is already ≤ 256 px are copied byte for byte (never upscaled); grayscale photos stay
+grayscale (the prepare stage decides what to skip, not this tool). EXIF orientation is applied before resizing
+(the output carries no orientation tag), and an embedded ICC profile is kept.
 
 The output is data: never commit it (``/work/shared`` photos are under the ImageNet terms).
 

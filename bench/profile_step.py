@@ -47,11 +47,12 @@ CPU vs CUDA differences that matter here, and how they are handled:
   reads q, k, v and writes out + logsumexp, one backward op; FLOPs by flop_counter's SDPA formulas): the
   what-if of making q/k/v contiguous.
 - Normalisation is ``native_batch_norm`` on CPU, cuDNN/native batch norm on CUDA: one op either way.
-- fp32 by default (the "H200 fp32 plain" row of reports/benchmarks.md; cuDNN runs fp32 convolutions in TF32,
-  so t_flops uses the TF32 peak; matmuls, unlike convolutions, stay full fp32 unless
-  ``torch.backends.cuda.matmul.allow_tf32`` is set, which this bound ignores). ``--amp`` profiles bf16 autocast on the CPU; CPU autocast's op lists are not
-  CUDA's, so treat its byte counts as indicative only. ``--channels-last`` applies bench_train's NHWC option
-  (layout conversions such as ``instance_norm``'s ``input.contiguous()`` are the same ATen code on any device).
+- fp32 by default (the "H200 fp32 plain" row of reports/benchmarks.md; cuDNN runs fp32 convolutions in TF32, so
+  t_flops uses the TF32 peak; matmuls, unlike convolutions, stay full fp32 unless
+  ``torch.backends.cuda.matmul.allow_tf32`` is set, which this bound ignores). ``--amp`` profiles bf16 autocast on
+  the CPU; CPU autocast's op lists are not CUDA's, so treat its byte counts as indicative only. ``--channels-last``
+  applies bench_train's NHWC option (layout conversions such as ``instance_norm``'s ``input.contiguous()`` are the
+  same ATen code on any device).
 
     python bench/profile_step.py --models pix2pix,palgan --batch-size 8 --threads 2
     python bench/profile_step.py --models palgan --batch-size 32 --append
@@ -495,7 +496,8 @@ def profile_model(
         "matmul_conv_calls": mm.calls,
         "other_kernel_calls": other.calls,
         "matmul_conv_gflop": round(mm.flops / 1e9, 2),
-        "flop_counter_gflop": round(counter.get_total_flops() / 1e9, 2),  # FlopCounterMode over the same step: must match
+        # FlopCounterMode over the same step: must match matmul_conv_gflop
+        "flop_counter_gflop": round(counter.get_total_flops() / 1e9, 2),
         "gflop_per_image": round(mm.flops / 1e9 / batch_size, 2),
         "matmul_conv_gb": round(mm.bytes / 1e9, 3),
         "other_gb": round(other.bytes / 1e9, 3),
@@ -523,10 +525,15 @@ def profile_model(
         "top_module_paths_by_roofline": table(ops.by_path, "gpu_s", 25),
         "top_sources_by_bytes": table(ops.by_source, "bytes", 25),
         "top_sources_by_calls": table(ops.by_source, "kernels", 25),
-        "host_syncs": [{"op": op, "where": where, "calls": n, "why": SYNC_OPS.get(op, "boolean-mask indexing: output size depends on the data")} for (op, where), n in sorted(ops.syncs.items())],
-        "prepare_batch": {"calls": sum(s.calls for s in prep.total.values()), "kernel_calls": prep.total["matmul_conv"].kernels + prep.total["other"].kernels,
-                          "gb": round((prep.total["matmul_conv"].bytes + prep.total["other"].bytes) / 1e9, 4), "top_ops_by_bytes": table(prep.by_op, "bytes", 5),
-                          "host_syncs": [{"op": op, "where": where, "calls": n} for (op, where), n in sorted(prep.syncs.items())]},
+        "host_syncs": [{"op": op, "where": where, "calls": n,
+                        "why": SYNC_OPS.get(op, "boolean-mask indexing: output size depends on the data")}
+                       for (op, where), n in sorted(ops.syncs.items())],
+        "prepare_batch": {"calls": sum(s.calls for s in prep.total.values()),
+                          "kernel_calls": prep.total["matmul_conv"].kernels + prep.total["other"].kernels,
+                          "gb": round((prep.total["matmul_conv"].bytes + prep.total["other"].bytes) / 1e9, 4),
+                          "top_ops_by_bytes": table(prep.by_op, "bytes", 5),
+                          "host_syncs": [{"op": op, "where": where, "calls": n}
+                                         for (op, where), n in sorted(prep.syncs.items())]},
         "torch_profiler": prof,
     }  # fmt: skip
 
@@ -561,12 +568,17 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "params_file": args.params,
-        "h200_constants": {"bf16_tflops": H200_BF16_TFLOPS, "tf32_tflops": H200_TF32_TFLOPS, "hbm_tb_per_s": H200_HBM_TBPS, "launch_us": LAUNCH_S * 1e6, "sources": SOURCE},
+        "h200_constants": {"bf16_tflops": H200_BF16_TFLOPS, "tf32_tflops": H200_TF32_TFLOPS,
+                           "hbm_tb_per_s": H200_HBM_TBPS, "launch_us": LAUNCH_S * 1e6, "sources": SOURCE},
         "notes": [
-            "one full step = n_critic critic iterations + the generator iteration, after one warm-up step; counts are per step",
-            "aten_calls: every op dispatched below autograd (TorchDispatchMode); kernel_calls exclude views, empty, detach",
-            "bytes: input + output tensor sizes per op (a lower bound on traffic); matmul_conv = ops with a flop_counter formula",
-            "roofline: t_flops = matmul/conv FLOPs / peak (TF32 for fp32, bf16 with amp), t_bytes = all bytes / HBM BW, t_launch = kernel_calls x launch cost",
+            "one full step = n_critic critic iterations + the generator iteration, after one warm-up step; "
+            "counts are per step",
+            "aten_calls: every op dispatched below autograd (TorchDispatchMode); "
+            "kernel_calls exclude views, empty, detach",
+            "bytes: input + output tensor sizes per op (a lower bound on traffic); "
+            "matmul_conv = ops with a flop_counter formula",
+            "roofline: t_flops = matmul/conv FLOPs / peak (TF32 for fp32, bf16 with amp), "
+            "t_bytes = all bytes / HBM BW, t_launch = kernel_calls x launch cost",
         ],
     })  # fmt: skip
     runs = results.setdefault("runs", {})
@@ -596,9 +608,11 @@ def main() -> None:
         row["load_average"] = [round(x, 2) for x in os.getloadavg()]
         runs[key] = row
         r = row["roofline_h200"]
-        print(f"{key}: {row['aten_calls']} aten calls ({row['kernel_calls']} kernels), {row['matmul_conv_gflop']} GFLOP matmul/conv "
-              f"(FlopCounterMode {row['flop_counter_gflop']}), other {row['other_gb']} GB, matmul/conv {row['matmul_conv_gb']} GB; "
-              f"H200 t_flops {r['t_flops_ms']} t_bytes {r['t_bytes_ms']} t_launch {r['t_launch_ms']} per-op {r['t_per_op_ms']} ms; "
+        print(f"{key}: {row['aten_calls']} aten calls ({row['kernel_calls']} kernels), "
+              f"{row['matmul_conv_gflop']} GFLOP matmul/conv (FlopCounterMode {row['flop_counter_gflop']}), "
+              f"other {row['other_gb']} GB, matmul/conv {row['matmul_conv_gb']} GB; "
+              f"H200 t_flops {r['t_flops_ms']} t_bytes {r['t_bytes_ms']} t_launch {r['t_launch_ms']} "
+              f"per-op {r['t_per_op_ms']} ms; "
               f"CPU step {row['cpu_warmup_step_s']} s", flush=True)  # fmt: skip
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1))  # after every model: a long run keeps what it has

@@ -90,8 +90,8 @@ def local_ray() -> Iterator[None]:
     """One local Ray instance for a module's Ray Train runs, started as a lone train stage starts it
     (``run._connect_ray``). Every run then joins it, as `make repro`'s train stage joins the instance that
     `chromapipe ray-local` holds, instead of starting and stopping one of its own: the runs after the first
-    also find Ray Train's autoscaling-coordinator actor and idle worker processes already there (about 13 s
-    less per run on 2 cores)."""
+    also find Ray Train's autoscaling-coordinator actor and idle worker processes already there (seconds
+    less per run: reports/benchmarks.md, "Ray Train's fixed cost per run")."""
     import ray
 
     from chromapipe.training.run import _connect_ray

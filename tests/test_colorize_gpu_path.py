@@ -28,12 +28,13 @@ CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 
 # Device path vs host path on these tests' images (strong, mostly out-of-gamut a*b*): codes differ by at
-# most 1, on a fraction of the pixels that depends on the NumPy build's float32 cbrt (measured 8-bit:
-# 3.7e-6 with NumPy 2.4.6 here, 2.0e-5 with NumPy 2.5.2 on a GPU machine; 16-bit, whose codes are 257x
-# finer: 1.5e-3 and 5.0e-3). The bounds are the true worst case for any cbrt within one ulp of the
-# correctly rounded one (NumPy's is, over all float32 in [1e-12, 1]): nudging the device path's cube root
-# one ulp up on every pixel changes 5.2e-5 (16-bit: 1.4e-2) of them, one ulp down 4.4e-5 (1.4e-2), so a
-# mix of both changes at most their sum. Gray images take L* from the same table on both paths: exact.
+# most 1, on a fraction of the pixels that depends on the NumPy build's float32 cbrt (16-bit codes are 257x
+# finer, so more of them differ). The bounds are the true worst case for any cbrt within one ulp of the
+# correctly rounded one (NumPy's is, over all float32 in [1e-12, 1]): they cover the sum of the fractions
+# that nudging the device path's cube root one ulp up, then down, on every pixel changes, since a mix of
+# both changes at most their sum (the fractions measured with two NumPy builds, and the nudges:
+# reports/benchmarks.md, "Test suite: slow tests' durations and the numerical agreement behind the
+# tolerances"). Gray images take L* from the same table on both paths: exact.
 MAX_CODE_DIFF = 1
 FRACTION_8BIT, FRACTION_16BIT = 1e-4, 3e-2
 # network input: L* in [0, 100] to a few float32 ulps (7.6e-6 each near 100)
@@ -294,8 +295,8 @@ def test_command_device_path_matches_host_path(tmp_path: Path, ckpt: Path, monke
 @needs_cuda
 @pytest.mark.parametrize("case", ["rgb-pad", "rgba", "gray", "rgb16-alpha"])
 def test_cuda_render_close_to_host(case: str, ab: torch.Tensor) -> None:
-    """On the GPU its own pow/exp/interpolation kernels join the cube root (measured on an H200: 1 code on
-    1.5e-5 of the 8-bit pixels, 6.7e-3 of the 16-bit ones): still one code at most."""
+    """On the GPU its own pow/exp/interpolation kernels join the cube root (the fractions seen on an H200:
+    reports/benchmarks.md, "Test suite: …"): still one code at most."""
     px, alpha, pad = CASES[case]()
     host = fullres.render(px, ab, alpha, pad=pad)
     out = fullres.render(DevicePixels.upload(px, "cuda"), ab.cuda(), alpha, pad=pad)
@@ -303,14 +304,14 @@ def test_cuda_render_close_to_host(case: str, ab: torch.Tensor) -> None:
     print(f"cuda {case}: max {worst} code(s) on {fraction:.2e} of pixels")
     assert worst <= MAX_CODE_DIFF and fraction <= (5e-2 if px.dtype == np.uint16 else 1e-3), (case, worst, fraction)
     L_host, L_dev = fullres.network_L(px, 64), fullres.network_L(DevicePixels.upload(px, "cuda"), 64)
-    assert L_dev.is_cuda and torch.allclose(L_host, L_dev.cpu(), rtol=0, atol=1e-4)  # measured 2.3e-5
+    assert L_dev.is_cuda and torch.allclose(L_host, L_dev.cpu(), rtol=0, atol=1e-4)  # H200: reports/benchmarks.md
 
 
 @needs_cuda
 @pytest.mark.parametrize("gray", [False, True])
 def test_real_nvjpeg_close_to_pillow(tmp_path: Path, gray: bool) -> None:
-    """nvJPEG's chroma upsampling is not libjpeg-turbo's "fancy" one: close, not equal (measured on an H200:
-    RGB max 8 codes, mean 0.57 here, 0.11 on a 6 MP photo; gray, with no chroma, identical)."""
+    """nvJPEG's chroma upsampling is not libjpeg-turbo's "fancy" one: close, not equal (on an H200:
+    reports/benchmarks.md, "Test suite: …"; gray, with no chroma, identical)."""
     arr = photo(480, 640)[..., 0] if gray else photo(480, 640)
     path = _jpeg(tmp_path / "a.jpg", arr, orientation=6)
     host, dev = cio.read_image(path, 10**9), cio.read_image(path, 10**9, device=torch.device("cuda"))

@@ -1,16 +1,17 @@
 """The training fast path: no host sync per step, the non-finite guard, shared optimisers, channels_last and
 torch.compile computing what the plain path computes.
 
-Tolerances, and why they are what they are (measured on the 2-core CPU, torch 2.14):
-- tiny recipe, float32, the project's Adam, 3 steps: plain vs channels_last losses agree to 1e-7 relative
-  and parameters to 2e-8 absolute; asserted at 1e-5 / 1e-6.
-- PalGAN at 64², float32, 2 steps: losses agree to <= 2e-4 relative (asserted 1e-3). Its final parameters
-  are compared after SGD, not Adam: Adam divides every gradient by its own running magnitude, so a
-  parameter whose true gradient is zero (a bias right before a normalisation: |g| ~ 1e-11, pure rounding
-  noise) moves by +-lr on the *sign* of that noise in each path, which says nothing about the layout. Under
-  SGD a parameter difference is a gradient difference: measured <= 8e-3 of the update's norm over all
-  parameters (the second step inherits the first step's rounding through batch-2 normalisation
-  statistics), asserted 3e-2.
+Tolerances, and why they are what they are (each a margin over what the 2-core CPU gave with torch 2.14:
+reports/benchmarks.md, "Test suite: slow tests' durations and the numerical agreement behind the
+tolerances"):
+- tiny recipe, float32, the project's Adam, 3 steps: plain vs channels_last losses and parameters, asserted
+  at 1e-5 relative / 1e-6 absolute.
+- PalGAN at 64², float32, 2 steps: losses asserted to 1e-3 relative. Its final parameters are compared after
+  SGD, not Adam: Adam divides every gradient by its own running magnitude, so a parameter whose true gradient
+  is zero (a bias right before a normalisation: pure rounding noise) moves by +-lr on the *sign* of that noise
+  in each path, which says nothing about the layout. Under SGD a parameter difference is a gradient
+  difference, relative to the update's norm over all parameters (the second step inherits the first step's
+  rounding through batch-2 normalisation statistics), asserted 3e-2.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def test_train_step_returns_detached_scalar_tensors_usable_as_floats() -> None:
     assert all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad for v in logs.values())
     # what the current loop does with them keeps working (one sync each)
     assert math.isfinite(logs["d_total"]) and isinstance(float(logs["g_total"]), float)
-    assert "%.4f" % logs["g_total"] == f"{float(logs['g_total']):.4f}"
+    assert "%.4f" % logs["g_total"] == f"{float(logs['g_total']):.4f}"  # noqa: UP031 (the loop logs with %-format)
     floats = logs_to_floats(logs)
     assert list(floats) == list(logs) and all(type(v) is float for v in floats.values())
     assert floats["d_total"] == pytest.approx(float(logs["d_total"]))
@@ -230,7 +231,8 @@ def test_discriminator_compilable_only_without_gradient_penalty() -> None:
 PAPER = load_params(Path(__file__).resolve().parents[1] / "params-paper.yaml")
 
 
-# PalGAN (spectral norm, PalNorm, attention: the most to trace) in the default suite; the others, 14 s each, slow
+# PalGAN (spectral norm, PalNorm, attention: the most to trace) in the default suite; the others, each tracing
+# for seconds (reports/benchmarks.md, "Test suite: …"), slow
 @pytest.mark.parametrize(
     "name",
     [
@@ -383,7 +385,7 @@ def _cxx_compiler() -> str | None:
     _cxx_compiler() is None, reason="torch.compile on CPU (inductor) needs a C++ compiler; none on PATH"
 )
 def test_compile_matches_plain_tiny_recipe() -> None:
-    """torch.compile of G and D (inductor, CPU; about 30 s of kernel compilation on 2 cores). Losses to 1e-4
+    """torch.compile of G and D (inductor, CPU: kernel compilation dominates the test's time). Losses to 1e-4
     relative, parameters to 1e-5 absolute: inductor fuses and reorders the element-wise work."""
     cfg = ModelConfig(arch=TINY, resolution=32, batch_size=2, steps=2)
     batches = _batches(2, 32)
@@ -397,7 +399,8 @@ def test_compile_matches_plain_tiny_recipe() -> None:
 
 def test_bf16_autocast_stays_close_to_float32_tiny_recipe() -> None:
     """``train.amp`` (bf16 autocast, on CPU here as on a GPU): the same 3 steps' losses within 2 % of float32
-    (bf16 keeps 8 bits of mantissa: ~0.4 % per rounding; measured 0.12 % at most here). A bound, not equality."""
+    (bf16 keeps 8 bits of mantissa: ~0.4 % per rounding; what this test measured: reports/benchmarks.md,
+    "Test suite: …"). A bound, not equality."""
     cfg = ModelConfig(arch=TINY, resolution=32, batch_size=2, steps=3)
     batches = _batches(3, 32)
     plain_logs, _ = _train(cfg, batches)

@@ -2,10 +2,10 @@
 the training device decodes, resizes and flips the batch, and the step sees the batches the loader-decoded
 path gives, from the same random stream.
 
-On this CPU the two paths run the same arithmetic (the batched resize is the per-image one), so float16 and
-lab8 are asserted equal exactly; rgb8's colour matrix is one ``torch.mm`` over the whole batch instead of
-one per image, asserted within 1e-4 L*a*b* units (measured: 0). On a GPU the arithmetic is the GPU's:
-the CUDA-only case compares against the CPU loader path within 1e-3 (the antialiased resize and the
+On this CPU the two paths run the same arithmetic (the batched resize is the per-image one), so float16 and lab8
+are asserted equal exactly; rgb8's colour matrix is one ``torch.mm`` over the whole batch instead of one per
+image, asserted within 1e-4 L*a*b* units (equal on this CPU: reports/benchmarks.md). On a GPU the arithmetic is
+the GPU's: the CUDA-only case compares against the CPU loader path within 1e-3 (the antialiased resize and the
 cube root differ by float rounding there).
 """
 

@@ -12,7 +12,7 @@ from chromapipe.models.palgan import PalGANGenerator, PalGANRecipe
 from chromapipe.models.registry import build_recipe, validate_model
 from chromapipe.training.step import train_step
 
-PAPER_PARAMS = 22_000_000  # "The inference part of PalGAN (E + G) has only 22M parameters" (supplement §1.1)
+PAPER_PARAMS = 22_000_000  # inference part (E + G): "22M" (supplement §1.1, docs/papers.md#palgan-architecture)
 VARIANTS = ("both", "global", "local", "none")
 
 
@@ -151,8 +151,8 @@ def test_gan_training_step_and_log_keys() -> None:
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_palnorm_is_instance_norm_then_the_palette_affine(dtype: torch.dtype, tol: float) -> None:
     """PalNorm's one-kernel form computes the paper's norm(x)·(1+γ)+β: outputs and every gradient (x, the
-    palette feature, the MLP's weights) agree (measured 5e-13 in float64, 1e-6 in float32); channels_last
-    input too."""
+    palette feature, the MLP's weights) agree to rounding (figures: reports/benchmarks.md, "Where PalGAN's
+    step goes"); channels_last input too."""
     from chromapipe.models.palgan import PalNorm
 
     torch.manual_seed(0)

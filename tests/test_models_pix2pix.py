@@ -19,7 +19,7 @@ from chromapipe.models.pix2pix import Options, PatchGAN, Pix2PixRecipe, UNetGene
 from chromapipe.models.registry import build_recipe, validate_model
 
 RES = 256
-CONFIGS = {  # the thesis' three configurations (papers.md §1)
+CONFIGS = {  # the thesis' three configurations (docs/papers.md#thesis-losses)
     "pix2pix": ModelConfig(arch="pix2pix", steps=1),
     "pix2pix_class": ModelConfig(arch="pix2pix", steps=1, loss={"ce": 0.003}, options={"num_classes": 205}),
     "pix2pix_wgan_class": ModelConfig(
@@ -68,7 +68,7 @@ def g_class() -> tuple[UNetGenerator, dict]:
 def test_generator_without_branch_is_54m(g_plain):
     n = count_parameters(g_plain[0])
     assert n == 54_410_882
-    assert abs(n - 54e6) / 54e6 < 0.02  # the thesis slide's "54 M"
+    assert abs(n - 54e6) / 54e6 < 0.02  # the thesis slide 8's "54 M" (docs/papers.md#thesis-architecture)
 
 
 def test_generator_with_205_class_branch_is_exactly_97096015(g_class):
@@ -202,7 +202,8 @@ def test_cross_entropy_ignores_missing_labels():
 def _fit(recipe: Pix2PixRecipe, G: torch.nn.Module, batch: dict, recon: str) -> tuple[float, float]:
     """One D step and one Adam G step on a fixed batch; the reconstruction term before and after.
 
-    Fused Adam: about 5x faster than the default on CPU for these 50-100 M parameter networks.
+    Fused Adam: several times faster than the default on CPU for these 50-100 M parameter networks
+    (reports/benchmarks.md, "Training fast path and the thesis's own code").
     """
     D = recipe.build_discriminator()
     batch = recipe.prepare_batch(batch)

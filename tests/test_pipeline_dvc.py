@@ -200,7 +200,7 @@ def test_code_changes_rerun_the_stages_that_run_that_code(repro: Path) -> None:
     assert "up to date" in _dvc(repro, "status")
 
 
-@pytest.mark.slow  # about 75 s: a second Ray Train run
+@pytest.mark.slow  # a second Ray Train run (durations: reports/benchmarks.md, "Test suite: …")
 def test_changed_model_params_retrain_that_model_only(repro: Path) -> None:
     """One model's params change: DVC reruns the train stage, which trains that model and brings the
     unchanged one back from its finished MLflow run (same run, same generator, no new steps)."""
@@ -238,7 +238,7 @@ def _experiments(project: Path) -> dict[str, dict]:
     return {r["name"]: r["data"] for rev in shown for e in rev.get("experiments") or [] for r in e["revs"]}
 
 
-@pytest.mark.slow  # about 2 min
+@pytest.mark.slow  # minutes (reports/benchmarks.md, "Test suite: …")
 def test_experiment_in_a_temporary_copy(tmp_path: Path) -> None:
     """`dvc exp run --temp` (what `--queue` workers do): the stages run in a copy under .dvc/tmp/exps, their
     outputs and metrics come back with the experiment, and the MLflow run lands in the workspace's store."""
@@ -264,7 +264,7 @@ def test_experiment_in_a_temporary_copy(tmp_path: Path) -> None:
 def test_queued_experiments(tmp_path: Path) -> None:
     """`dvc exp run --queue` + `--run-all`: DVC's Celery worker runs each queued variation in its own copy; both
     succeed with their own params and metrics, the workspace is untouched and both MLflow runs land in the
-    workspace's store (about 2 minutes)."""
+    workspace's store (minutes: reports/benchmarks.md, "Test suite: …")."""
     project = _tiny_project(tmp_path)
     for steps in (4, 6):
         _dvc(project, "exp", "run", "--queue", "-n", f"steps{steps}", "-S", f"models.tiny.steps={steps}")

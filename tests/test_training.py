@@ -70,7 +70,7 @@ def test_two_worker_training_logs_to_mlflow_and_resumes(project: Path) -> None:
     assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G_again.state_dict().values()))
 
 
-@pytest.mark.slow  # about 1 min; the DVC side of "code changed" is in the fast suite (test_pipeline_dvc)
+@pytest.mark.slow  # a Ray Train run; the DVC side of "code changed" is in the fast suite (test_pipeline_dvc)
 def test_changed_code_trains_afresh(project: Path, monkeypatch) -> None:
     """DVC reruns the train stage when model/training code changes; that must not resume the old run."""
     params = load_params(project / "params.yaml")
@@ -154,7 +154,7 @@ def test_global_batch_gives_the_same_optimisation_for_1_and_2_workers(tmp_path: 
     assert histories[1] == histories[2]
 
 
-@pytest.mark.slow  # about 2 min: inductor compiles the tiny recipe in each of the two worker processes
+@pytest.mark.slow  # inductor compiles the tiny recipe in each of the two worker processes
 def test_compiled_two_worker_training_exports_the_plain_generator(tmp_path: Path, project: Path) -> None:
     """``train.compile`` through the real loop: two gloo workers, DDP around compiled G and D
     (``performance.apply_to_pair``), a mid-run checkpoint, the compile counts logged to MLflow, and the
@@ -180,7 +180,7 @@ def test_compiled_two_worker_training_exports_the_plain_generator(tmp_path: Path
     assert compiled == {"graphs": 3, "graph_breaks": 0}
 
 
-@pytest.mark.slow  # about 1.5 min: a worker killed mid-run and restarted
+@pytest.mark.slow  # a worker killed mid-run and restarted
 def test_dead_worker_is_restarted_from_the_last_checkpoint(project: Path, tmp_path: Path) -> None:
     """Two models in one Ray Train run; the second one's worker dies after its step-4 checkpoint. The
     restarted group skips the first (its generator is logged) and resumes the second from step 4."""

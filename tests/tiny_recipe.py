@@ -114,11 +114,11 @@ class TinyPaletteRecipe(TinyRecipe):
 class FlakyRecipe(TinyRecipe):
     """Kills its worker process once, mid-training, to exercise Ray's restart from the last checkpoint.
 
-    The crash happens on rank 1 after ``CRASH_AFTER`` generator steps, only while the marker file named by
-    the option ``crash_marker`` does not exist yet (it is created just before dying). An option, not an
-    environment variable: a Ray instance started before the test would not pass the variable to its workers. Ray Train commits
-    a checkpoint only once its controller has polled every rank's report (every 2 s by default): a worker
-    that dies within that window loses the newest checkpoint and restarts from the one before. The worker
+    The crash happens on rank 1 after ``CRASH_AFTER`` generator steps, only while the marker file named by the
+    option ``crash_marker`` does not exist yet (it is created just before dying). An option, not an environment
+    variable: a Ray instance started before the test would not pass the variable to its workers. Ray Train
+    commits a checkpoint only once its controller has polled every rank's report (every 2 s by default): a
+    worker that dies within that window loses the newest checkpoint and restarts from the one before. The worker
     therefore waits ``COMMIT_WAIT_S`` before dying, so the restart must resume from step 4, not from scratch.
     """
 

@@ -99,7 +99,8 @@ def _cie_f_(t: torch.Tensor) -> torch.Tensor:
 
     The line 7.787 t + 16/116 is tangent to t^(1/3) at eps (that is how CIE chose its constants), so
     below eps the second term turns cbrt(eps) into exactly that line (to 1e-6). exp(log(t)/3) is the
-    fastest vectorised cube root in torch on CPU (torch.pow with 1/3 is ~2x slower).
+    fastest vectorised cube root in torch on CPU, faster than torch.pow with 1/3 (reports/benchmarks.md,
+    section "Prepare: source photos → shards").
     """
     low = torch.sub(t, _EPSILON).clamp_max_(0.0)
     return t.clamp_min_(_EPSILON).log_().mul_(1.0 / 3.0).exp_().add_(low, alpha=7.787)

@@ -246,12 +246,14 @@ def _check_ranges(p: Params) -> None:
         for set_name in p.evaluation_sets(name):
             if set_name not in p.datasets:
                 raise ConfigError(
-                    f"evaluate.sets.{name}: {set_name!r} is not a dataset; expected one of {', '.join(map(repr, p.datasets))}"
+                    f"evaluate.sets.{name}: {set_name!r} is not a dataset; expected one of "
+                    f"{', '.join(map(repr, p.datasets))}"
                 )
     for name in [] if isinstance(p.evaluate.lab_packed, bool) else p.evaluate.lab_packed:
         if name not in p.models:
             raise ConfigError(
-                f"evaluate.lab_packed: {name!r} is not a model; expected true, false or a list of {', '.join(map(repr, p.models))}"
+                f"evaluate.lab_packed: {name!r} is not a model; expected true, false or a list of "
+                f"{', '.join(map(repr, p.models))}"
             )
     for name in p.evaluate.sets:
         if name not in p.models:
@@ -271,7 +273,8 @@ def _check_dataset(key: str, d: DataConfig, positive) -> None:
         positive(d.workers, f"{key}.workers")
     if d.role == "eval" and d.crops_per_image != 1:
         raise ConfigError(
-            f"{key}.crops_per_image: must be 1 when role is 'eval' (one view per evaluated image), got {d.crops_per_image}"
+            f"{key}.crops_per_image: must be 1 when role is 'eval' (one view per evaluated image), "
+            f"got {d.crops_per_image}"
         )
 
 

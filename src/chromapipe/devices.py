@@ -1,5 +1,5 @@
 """The one device picker: ``auto`` means the GPU when there is one; an explicit ``cuda`` without a GPU is an
-error rather than a silent (and 50x slower) CPU run."""
+error rather than a silent (and far slower: reports/benchmarks.md, "Training throughput (images/s)") CPU run."""
 
 from __future__ import annotations
 

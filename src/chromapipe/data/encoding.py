@@ -12,8 +12,8 @@ L*a*b* and converted to sRGB uint8, every pixel of 702 crops of 256² from 800 I
   Lossy: one step is 0.39 L* or 1 a*b* unit; max error 22 (saturated dark colors, where one a*b* unit
   is many sRGB steps), 66 % of values exact, 99 % within 1.
 - ``rgb8``: the sRGB uint8 crop itself, 3 bytes/px, lossless with respect to the decoded source (max
-  error 0); the conversion to L*a*b* moves to read time (a table lookup, about a millisecond per 256²
-  image).
+  error 0); the conversion to L*a*b* moves to read time (a table lookup; its cost per image:
+  reports/benchmarks.md, section "Prepare: source photos → shards").
 
 The manifest's round-trip error is measured on a strided sample of each stored image (every
 ``ROUNDTRIP_STEP``-th row and column), not on every pixel: it is a check of the encoding, not a product.
@@ -31,7 +31,8 @@ from chromapipe.color import lab_to_rgb_uint8, rgb_uint8_to_lab_fast
 
 Encoding = Literal["float16", "lab8", "rgb8"]
 
-#: max round-trip error (sRGB uint8 steps) of each encoding on real photos: measured 1, 22, 0
+#: max round-trip error (sRGB uint8 steps) of each encoding on real photos, lab8's with a margin over the
+#: worst seen (reports/benchmarks.md, section "Prepare: source photos → shards")
 ROUNDTRIP_BOUND = {"float16": 1, "lab8": 24, "rgb8": 0}
 
 #: rows and columns between the pixels the round-trip check converts back (1/64 of the pixels)

@@ -37,7 +37,8 @@ T = TypeVar("T")
 
 #: sources per chunk at most: small enough to balance work across workers and keep a chunk's results
 #: small (16 × 393 kB at 256² float16: the worker's memory is reused chunk after chunk instead of
-#: faulting in fresh pages; measured 3x fewer page faults than 64), large enough that scheduling is free
+#: faulting in fresh pages, fewer faults than 64: reports/benchmarks.md, section "Prepare: source photos →
+#: shards"), large enough that scheduling is free
 MAX_CHUNK = 16
 #: chunks per worker in flight: keeps every worker busy while the driver writes
 WINDOW_PER_WORKER = 3
@@ -97,8 +98,9 @@ def _in_order(
 def _keep_freed_memory() -> None:
     """Let glibc keep freed memory instead of returning it to the OS (and mapping fresh pages again):
     a worker allocates and frees the same few MB per image, and first-touch page faults on fresh pages
-    cost as much as the copy itself on some virtual machines (measured: 2.5x fewer faults, ~10 % less
-    CPU per image). Linux/glibc only; elsewhere nothing happens."""
+    cost as much as the copy itself on some virtual machines (fewer faults and less CPU per image:
+    reports/benchmarks.md, section "Prepare: source photos → shards"). Linux/glibc only; elsewhere nothing
+    happens."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: trim the heap top only beyond 1 GiB free

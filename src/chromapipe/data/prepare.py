@@ -162,18 +162,21 @@ def _check(manifest: dict[str, Any], cfg: DataConfig) -> None:
     splits = manifest["splits"]
     if cfg.role == "train" and splits["train"]["n_images"] == 0:
         raise RuntimeError(
-            f"prepare: no usable training images out of {manifest['n_listed']} sources; skipped: {manifest['skipped_by_reason']}"
+            f"prepare: no usable training images out of {manifest['n_listed']} sources; "
+            f"skipped: {manifest['skipped_by_reason']}"
         )
     if cfg.role == "eval":
         other = sorted(set(manifest["skipped_by_reason"]) - UNREADABLE)
         expected = manifest["n_listed"] - manifest["n_unreadable"]
         if other or splits["test"]["n_images"] != expected or splits["train"]["n_images"] or splits["val"]["n_images"]:
             raise RuntimeError(
-                f"prepare (role eval): {splits['test']['n_images']} test images for {expected} readable listed files; skipped: {manifest['skipped_by_reason']}"
+                f"prepare (role eval): {splits['test']['n_images']} test images for {expected} readable listed files; "
+                f"skipped: {manifest['skipped_by_reason']}"
             )
         if expected == 0:
             raise RuntimeError(
-                f"prepare (role eval): none of the {manifest['n_listed']} listed files is readable: {manifest['skipped_by_reason']}"
+                f"prepare (role eval): none of the {manifest['n_listed']} listed files is readable: "
+                f"{manifest['skipped_by_reason']}"
             )
 
 

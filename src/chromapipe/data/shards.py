@@ -145,7 +145,8 @@ class LabShardDataset(Dataset):
 
     Images are decoded from the shards' encoding to float L*a*b* and resized from the stored size to
     ``resolution`` on read (antialiased), so models at other resolutions (ChromaGAN's 224²) share one
-    preparation. ``hflip`` applies the papers' random horizontal flip with p = 0.5.
+    preparation. ``hflip`` applies the thesis' random horizontal flip with p = 0.5
+    (docs/papers.md#thesis-data-and-splits).
 
     With ``decode=False`` an item is the image as stored ({"stored", "flip", "label"}: 3 or 6 bytes per
     pixel instead of float32's 12) and :meth:`decode_batch` finishes a collated batch wherever it lies,

@@ -31,7 +31,7 @@ def _package_dir(module: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))).joinpath(*rest)
 
 
-# Color photographs that ship inside installed packages (see shared/reference/offline-assets.md).
+# Color photographs that ship inside installed packages (public domain / CC0; sklearn's two CC-BY-2.0).
 # motorcycle_right is left out: it is the other half of a stereo pair and would leak across splits.
 SAMPLE_FILES: tuple[tuple[str, str], ...] = (
     ("skimage.data", "astronaut.png"),

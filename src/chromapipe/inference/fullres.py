@@ -19,9 +19,10 @@ NumPy array. The device path reads :class:`DevicePixels` — integer pixels alre
 (uploaded once, or decoded there by nvJPEG) — and runs the same maths with torch ops on that device in
 strips of :data:`DEVICE_STRIP_PIXELS`, then downloads only the encoded result. :func:`network_L` and
 :func:`render` pick the path from the type of the pixels they are given; :func:`lab_to_encoded` and
-:class:`ChromaUpsampler` are the very same code on both. Why: on a CUDA colorize run the host path
-spent 0.33 s per 6 MP photo here (network input 0.09 s, render 0.24 s, measured on an H200's host)
-while the GPU idled; the device path takes 5 ms for both, the download of the result included.
+:class:`ChromaUpsampler` are the very same code on both. Why: on a CUDA colorize run the host path kept
+the GPU idle for most of each photo, and the device path does the same work in a small fraction of that
+time, the download of the result included (reports/benchmarks.md, "`chromapipe colorize --device cuda` at
+6 MP").
 """
 
 from __future__ import annotations
@@ -37,15 +38,16 @@ import torch.nn.functional as F
 
 from chromapipe.color import _RGB_TO_XYZ, _WHITE_D65, _XYZ_TO_RGB
 
-#: pixels per strip: small enough that a strip's ~20 float planes stay in the CPU cache (measured ~2x
-#: faster than 1.5 MP strips), large enough that per-op overhead does not matter
+#: pixels per strip: small enough that a strip's ~20 float planes stay in the CPU cache (faster than 1.5 MP
+#: strips: reports/benchmarks.md, "Inference: `chromapipe colorize` on CPU"), large enough that per-op
+#: overhead does not matter
 STRIP_PIXELS = 65_536
 
 #: pixels per strip on the device path: large enough that the per-strip cost of launching ~60 small
-#: kernels from Python is amortised, small enough that a strip's float temporaries stay bounded. Measured
-#: on an H200 (render of a 24 MP photo): 1 Mpx strips 39 ms, 2 Mpx 20 ms, 4 Mpx 12 ms, 8 Mpx 11 ms; peak
-#: device memory ~80 bytes per strip pixel, so ~330 MB with 4 Mpx strips (network_L: ~135 MB) on top of
-#: the image's own integer pixels, whatever the photo's size
+#: kernels from Python is amortised (larger strips stop paying beyond this size), small enough that a strip's
+#: float temporaries stay bounded: peak device memory grows with the strip, not the photo, on top of the
+#: image's own integer pixels (timings per strip size and the peak: reports/benchmarks.md, "`chromapipe
+#: colorize --device cuda` at 6 MP")
 DEVICE_STRIP_PIXELS = 1 << 22
 
 _LUMA = _RGB_TO_XYZ[1].numpy().astype(np.float32)  # Y row: sums to 1, so gray (v, v, v) has Y = v
@@ -319,7 +321,8 @@ def render(
     :class:`DevicePixels` take the device path (:func:`render_on_device`). For host pixels, strips run in
     a thread pool (``workers``, default torch's thread count) with torch's intra-op threading off: each
     strip is too small for intra-op parallelism to pay, and on a busy machine its spin-waiting made this
-    stage ~4x slower, while independent strips parallelise cleanly (torch and NumPy release the GIL)."""
+    stage several times slower (reports/benchmarks.md, "Inference: `chromapipe colorize` on CPU"), while
+    independent strips parallelise cleanly (torch and NumPy release the GIL)."""
     if isinstance(pixels, DevicePixels):
         return render_on_device(pixels, ab, alpha, strip_rows=strip_rows, pad=pad)
     if isinstance(alpha, DevicePixels):

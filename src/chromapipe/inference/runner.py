@@ -53,8 +53,9 @@ BATCH_BYTES = 256 * 1024 * 1024
 
 def uses_device_path(device: torch.device) -> bool:
     """Whether the per-pixel work (decode where nvJPEG applies, network input, render) runs on ``device``:
-    only on CUDA, where the host path left the GPU idle for 97 % of a run; on the CPU the NumPy path,
-    tuned for cache-sized strips in a thread pool, is the faster one."""
+    only on CUDA, where the host path left the GPU idle for most of a run (reports/benchmarks.md, "Inference
+    on a GPU before the device path"); on the CPU the NumPy path, tuned for cache-sized strips in a thread
+    pool, is the faster one."""
     return device.type == "cuda"
 
 
@@ -254,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
             colorizer.fail(src, reason)
         colorizer.run(jobs, args.batch_size)
     print(
-        f"colorized {summary.done} of {summary.total} file(s) into {outdir} ({len(summary.written)} written, {len(summary.failed)} failed)"
+        f"colorized {summary.done} of {summary.total} file(s) into {outdir} "
+        f"({len(summary.written)} written, {len(summary.failed)} failed)"
     )
     for src, reason in summary.failed:
         print(f"  failed: {src}: {reason}", file=sys.stderr)

@@ -42,7 +42,8 @@ def model_checkpoint(name: str, params: Params) -> Path:
     if params.models and name not in params.models:
         hint += f"; params.yaml defines {', '.join(sorted(params.models))}"
     raise UsageError(
-        f"model {name!r}: {path} not found ({hint}); train it with `dvc repro train` (or `python pipeline/train.py {name}`)"
+        f"model {name!r}: {path} not found ({hint}); train it with `dvc repro train` "
+        f"(or `python pipeline/train.py {name}`)"
     )
 
 

@@ -11,8 +11,8 @@ and device with the resolved weights, and its ``fid_statistics_to_metric`` for t
 mean and covariance come from the running sums instead of ``np.mean``/``np.cov`` over all stored features
 (the same quantities; tested against ``torch_fidelity.calculate_metrics`` on the same images). Why not
 ``calculate_metrics`` itself: it wants Datasets, so every image had to be spilled to a PNG file and read
-back (80 images/s on an H200's host, 15× the rest of the evaluate stage's metrics), and it rebuilt the
-Inception network for every model and set.
+back (slower than all the evaluate stage's other metrics together: reports/benchmarks.md, "Evaluate-stage
+metrics on the GPU"), and it rebuilt the Inception network for every model and set.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ class EffNetLite0Features(torch.nn.Module):
 
     def __init__(self, net: torch.nn.Module) -> None:
         super().__init__()
-        self.net = net.to(memory_format=torch.channels_last)  # ~30% faster depthwise convs on CPU
+        # faster depthwise convs on CPU (reports/benchmarks.md, "Evaluate-stage metrics on the GPU")
+        self.net = net.to(memory_format=torch.channels_last)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = lite0_input(images).contiguous(memory_format=torch.channels_last)

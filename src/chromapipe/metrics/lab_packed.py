@@ -1,5 +1,7 @@
 """The thesis' own metric protocol: PSNR / SSIM / LPIPS-vgg / FID on L*a*b* packed as a 3-channel image.
 
+Source: docs/papers.md#thesis-evaluation-protocol.
+
 Why a second protocol: the thesis (pix2pix + classification) did not score sRGB images. Its training code
 (``train.py: _update_metrics``, ``use_lab_colorspace``) concatenated the network's own [-1, 1] tensors
 mapped to [0, 1] — ``L/100``, ``(a' + 1)/2``, ``(b' + 1)/2`` with ``a' = a/127`` for a > 0 and ``a/128``

@@ -44,8 +44,9 @@ def _gaussian_kernel(device: torch.device) -> torch.Tensor:
 def _blur_valid(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Separable Gaussian, 'valid' region only: exactly skimage's reflect-padded filter after its crop.
 
-    Written as a sum of shifted slices: float64 depthwise ``conv2d`` has no fast CPU kernel (about 20x
-    slower here), while these elementwise ops are vectorized and scale linearly with the image.
+    Written as a sum of shifted slices: float64 depthwise ``conv2d`` has no fast CPU kernel (many times
+    slower: reports/benchmarks.md, "Evaluate-stage metrics on the GPU"), while these elementwise ops are
+    vectorized and scale linearly with the image.
     """
     taps = k.tolist()
     n = len(taps)

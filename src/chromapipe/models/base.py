@@ -84,7 +84,7 @@ class Recipe(ABC):
     def build_discriminator(self) -> nn.Module:
         """The discriminator / critic (training only)."""
 
-    def setup(self, device: torch.device) -> None:
+    def setup(self, device: torch.device) -> None:  # noqa: B027 (optional hook: the default does nothing)
         """Move frozen helpers (teachers, histogram kernels) to the device. Called once by the trainer."""
 
     # -- scaling ------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """ChromaGAN (Vitoria, Raad, Ballester, WACV 2020): adversarial colorization with class-distribution learning.
 
-Facts followed (shared/reference/papers.md §2, the paper 003_… §3, the authors' Keras code):
+Facts followed (docs/papers.md#chromagan-architecture and #chromagan-losses: the paper §3, the authors' Keras code):
 - Input 224×224, L tiled to 3 channels. Scaling is OpenCV's 8-bit Lab then /255: L·255/100/255 = L/100,
   (a + 128)/255, (b + 128)/255; the ab output goes through a sigmoid, so targets live in [0, 1].
 - Generator: VGG16 up to block4_conv3 (+ReLU): 28×28×512, ImageNet-initialised and trainable.
@@ -196,7 +196,8 @@ class ChromaGANRecipe(Recipe):
             raise WeightsUnavailable(
                 "vgg16_features",
                 f"{exc.reason}. ChromaGAN's backbone starts from ImageNet VGG16 weights (options.backbone_weights: "
-                "imagenet): run `chromapipe weights fetch`, or set options.backbone_weights: random to train from scratch",
+                "imagenet): run `chromapipe weights fetch`, or set options.backbone_weights: random to train "
+                "from scratch",
             ) from exc
         self._backbone_info = {"weights": "imagenet", **prov}
         return G

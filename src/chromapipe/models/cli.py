@@ -1,7 +1,8 @@
 """``chromapipe models``: every model in params.yaml with its architecture and parameter counts.
 
-Counts are what the papers quote (pix2pix 54 M / 97,096,015 with the class branch, PatchGAN 2,765,569),
-so listing them is the quickest check that params.yaml builds the networks the reports compare against.
+Counts are comparable with the papers' (docs/papers.md#thesis-architecture: pix2pix 54 M quoted, 97,096,015
+with the class branch and PatchGAN 2,765,569 counted from the thesis code; #palgan-architecture: PalGAN E + G
+22 M), so listing them is the quickest check that params.yaml builds the networks the reports compare against.
 Networks are built on PyTorch's ``meta`` device — shapes only, no memory, no weight initialisation.
 """
 

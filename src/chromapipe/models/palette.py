@@ -1,8 +1,9 @@
 """PalGAN's global palette: a 256-bin histogram of a*b* over a 16×16 grid of the ab plane.
 
-PalGAN (Wang et al., ECCV 2022; shared/reference/papers.md §3) predicts "a global palette: a 256-bin
-histogram over the ab plane (drawn as 16×16 in the paper's figures)". The paper does not give the bin
-edges, so they are fixed here:
+PalGAN (Wang et al., ECCV 2022; docs/papers.md#palgan-architecture) predicts a global palette of 256
+probabilities (FC(4096, 256) → Sigmoid), which the poster visualises as a 2-D map in the jet colormap; here it
+is a 256-bin histogram over a 16×16 grid of the ab plane. The paper does not give the bins
+(docs/papers.md#palgan-left-open), so they are fixed here:
 
 - **Bins.** a* and b* each cover ``[-112, 112)`` Lab units, split into 16 bins of width 14
   (:data:`AB_MIN`, :data:`AB_MAX`, :data:`BIN_WIDTH`). Why not ``[-128, 128)`` in width 16: every a*b* that

@@ -1,7 +1,8 @@
 """PalGAN (Wang, Xia, Qi, Shao, Qiao, ECCV 2022): colorization as palette prediction + palette assignment.
 
-The authors never released code; the networks follow the supplement's layer lists (seed 001_…, §1), the
-poster (000_…) and shared/reference/papers.md §3. Every gap they leave is filled by a choice stated here.
+The authors never released code; the networks follow the supplement's layer lists (§1) and the poster
+(docs/papers.md#palgan-architecture). Every gap they leave (docs/papers.md#palgan-left-open) is filled by a
+choice stated here.
 
 Networks (Conv(k,s,c), LReLU slope 0.2 throughout, ⊗ = channel concatenation):
 - Palette generator E: L -> 6 × [Conv(3,2,c) -> LReLU], c = 32, 64, 128, 256, 256, 256 -> FC(4096, 256)
@@ -296,7 +297,8 @@ class PalGANGenerator(nn.Module):
     ) -> dict[str, torch.Tensor]:
         if L.shape[-1] % MULTIPLE or L.shape[-2] % MULTIPLE:
             raise ValueError(
-                f"PalGAN input {tuple(L.shape[-2:])}: sides must be multiples of {MULTIPLE} (E halves the image 6 times)"
+                f"PalGAN input {tuple(L.shape[-2:])}: sides must be multiples of {MULTIPLE} "
+                "(E halves the image 6 times)"
             )
         raw, feats = self.E(L)
         predicted = pal.normalize(raw.float())
@@ -353,7 +355,8 @@ class PalGANRecipe(Recipe):
         super().__init__(options, loss, resolution)
         if resolution % MULTIPLE or resolution < MULTIPLE:
             raise ValueError(
-                f"palgan resolution {resolution}: must be a multiple of {MULTIPLE} (E halves the image 6 times), e.g. 128 or 256"
+                f"palgan resolution {resolution}: must be a multiple of {MULTIPLE} (E halves the image 6 times), "
+                "e.g. 128 or 256"
             )
 
     # networks
@@ -424,12 +427,14 @@ class PalGANRecipe(Recipe):
     def describe(self) -> dict[str, Any]:
         o = self.options
         return {
-            "generator": f"PalGAN E + G (PalNorm hidden {o.palnorm_hidden}, CA {o.attention}); code never released: built from the supplement's layer lists",
+            "generator": f"PalGAN E + G (PalNorm hidden {o.palnorm_hidden}, CA {o.attention}); code never released: "
+            "built from the supplement's layer lists",
             "discriminator": "projection discriminator with the ground-truth palette"
             + (", spectral norm" if o.d_spectral_norm else ""),
             "weights": "random init; no pretrained parts",
             "scaling": "L/50-1; ab/128 (tanh output x128)",
-            "palette": f"256 bins, a*,b* in [{pal.AB_MIN:g}, {pal.AB_MAX:g}) width {pal.BIN_WIDTH:g}, rows = a*; sigma {o.palette_sigma}",
+            "palette": f"256 bins, a*,b* in [{pal.AB_MIN:g}, {pal.AB_MAX:g}) width {pal.BIN_WIDTH:g}, rows = a*; "
+            f"sigma {o.palette_sigma}",
             "teacher_forcing": f"G sees the ground-truth palette with p = {o.gt_palette_prob} per sample in training",
         }
 

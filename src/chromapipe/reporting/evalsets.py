@@ -100,7 +100,8 @@ def load_evaluations(eval_dir: Path, missing: list[str]) -> list[MetricsRecord]:
             evals.append(_read(path.parent, model))
         except (OSError, ValueError) as exc:
             missing.append(
-                f"{path}: unreadable ({exc}); {model} on {path.parent.name if nested else 'its set'} left out of the report."
+                f"{path}: unreadable ({exc}); {model} on {path.parent.name if nested else 'its set'} "
+                "left out of the report."
             )
     for ev in evals:
         if (label := unknown_label(ev)) is not None:
@@ -206,7 +207,8 @@ def _baseline_dir(eval_dir: Path, records: list[MetricsRecord], name: str) -> Pa
 def comparison_columns(
     eval_dir: Path, index: EvalIndex, name: str, n: int, missing: list[str]
 ) -> tuple[list[tuple[str, dict[str, Path]]], list[str]]:
-    """Grid columns for set ``name`` (gray input, ground truth, each model on that set) and the first ``n`` sample names."""
+    """Grid columns for set ``name`` (gray input, ground truth, each model on that set) and the first ``n``
+    sample names."""
     records = index.on_set(name)
     base = _baseline_dir(eval_dir, records, name)
     gray, truth = _pngs(base / "samples"), _pngs(base / "ground_truth")

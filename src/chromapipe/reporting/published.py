@@ -4,8 +4,9 @@ Why data and not prose: the report puts every published number beside a number t
 and a reader must be able to tell which is which and under what protocol each was taken. Keeping the
 published values as records (one value per record, with its paper, table, dataset and protocol text)
 lets ``tables.py`` lay them out with pandas without ever mixing a reported and a measured value in one
-cell. Transcribed from ``shared/reference/papers.md`` (§1 thesis, §2 ChromaGAN, §3 PalGAN, §4 protocols),
-checked against the seed documents.
+cell. Transcribed from the papers' tables as ``docs/papers.md`` lists them (#thesis-published-table,
+#chromagan-published-tables, #palgan-published-tables; protocols: #protocols-compared);
+``tests/test_papers_doc.py`` checks that the two agree.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def _palgan() -> list[Published]:
 
 
 def published_records() -> list[Published]:
-    """Every published number transcribed from papers.md."""
+    """Every published number transcribed from the papers (docs/papers.md)."""
     return _thesis() + _chromagan() + _palgan()
 
 

@@ -157,7 +157,7 @@ def render_markdown(data: ReportData) -> str:
         out += ["| " + " | ".join(LEARNING_COLUMNS) + " |", "|" + "---|" * len(LEARNING_COLUMNS)]
         out += ["| " + " | ".join(_md_escape(c) for c in learning_row(e)) + " |" for e, _ in data.learning]
         out.append("")
-        for entry, fig in data.learning:
+        for _entry, fig in data.learning:
             if fig is not None:
                 out += [f"### {fig.title}", "", f"![{fig.title}]({fig.path})", "", fig.caption, ""]
     out += ["## MLflow runs", "", "| model | run | note |", "|---|---|---|"]
@@ -278,9 +278,9 @@ def render_html(data: ReportData) -> str:
         "<title>chromapipe — colorization results</title>",
         f"<style>{CSS}</style></head><body>",
         "<h1>chromapipe — colorization results</h1>",
-        "<p class=\"meta\">Rows marked <em>reported</em> are the papers' published numbers under the papers' protocols; "
-        "rows marked <em>measured</em> were computed by this run under this run's protocol. The two never share a "
-        "cell and are not directly comparable.</p>",
+        "<p class=\"meta\">Rows marked <em>reported</em> are the papers' published numbers under the papers' "
+        "protocols; rows marked <em>measured</em> were computed by this run under this run's protocol. "
+        "The two never share a cell and are not directly comparable.</p>",
         '<p class="legend"><span class="r">reported (paper)</span><span class="m">measured (this run)</span></p>',
         '<ul class="meta">'
         + "".join(f"<li>{_e(k)}: <code>{_e(v)}</code></li>" for k, v in data.sources.items())
@@ -328,7 +328,8 @@ def render_html(data: ReportData) -> str:
         summary = ", ".join(details) or "none recorded"
         p.append(
             f'<tr><td>{_e(model)}</td><td class="wrap">{_e(text)}</td><td class="wrap"><details><summary>{_e(summary)}'
-            f"</summary><pre>{_e(json.dumps(details, indent=1, ensure_ascii=False, default=str))}</pre></details></td></tr>"
+            f"</summary><pre>{_e(json.dumps(details, indent=1, ensure_ascii=False, default=str))}</pre>"
+            "</details></td></tr>"
         )
     p.append("</tbody></table></section></body></html>")
     return "\n".join(p) + "\n"

@@ -185,5 +185,8 @@ def validation_gap(run_id: str, validation: pd.DataFrame, params: dict[str, str]
         )
         return f"MLflow run {run_id} has no val/* metrics ({why}): no learning curves"
     if not has_gray:
-        return f"MLflow run {run_id} has val/* but no val_gray/* metrics: learning curves without the gray baseline's lines"
+        return (
+            f"MLflow run {run_id} has val/* but no val_gray/* metrics: "
+            "learning curves without the gray baseline's lines"
+        )
     return ""

@@ -120,7 +120,8 @@ _IMPLEMENTATION_NAME = {"psnr": "PSNR/SSIM", "lab_psnr": "Lab-packed PSNR/SSIM"}
 
 
 def implementation_text(ev: MetricsRecord) -> str:
-    """Which code computed the numbers (from ``details``), short: ``PSNR/SSIM chromapipe …; LPIPS lpips 0.1.4 (alex)``."""
+    """Which code computed the numbers (from ``details``), short:
+    ``PSNR/SSIM chromapipe …; LPIPS lpips 0.1.4 (alex)``."""
     parts = []
     for metric in list(_IMPLEMENTATION_OF) + ev.proxies():
         d = ev.details.get(metric)
@@ -449,7 +450,7 @@ def ca_ablation_table(evals: Evals, runs: RunLinks) -> Table | None:
     cols = list(MAIN_METRICS) + _proxies(measured)
     t = _Rows()
     yes = lambda b: "✓" if b else "✗"  # noqa: E731
-    for model, (g, l) in pub.CA_VARIANTS.items():
+    for model, (g, l) in pub.CA_VARIANTS.items():  # noqa: E741 (g, l: the paper's G and L columns)
         method = pub.paper_row(model, pub.PALGAN_CA)
         ca = {("CA", "global"): yes(g), ("CA", "local"): yes(l)}
         row = {**ca, ("", "source"): "reported (PalGAN paper)", ("", "method"): method, ("", "run"): ""}
@@ -476,7 +477,8 @@ COLOR_METRICS = ("cf", "cf_gt", "delta_cf")
 
 
 def all_measured_table(evals: Evals, runs: RunLinks) -> Table:
-    """Every record (model × evaluation set) × every metric it has, nothing dropped, grouped by set, with its protocol."""
+    """Every record (model × evaluation set) × every metric it has, nothing dropped, grouped by set, with its
+    protocol."""
     index = _index(evals)
     records = [ev for name in index.sets() for ev in index.on_set(name)]
     present = {k for ev in records for k in set(ev.metrics) | set(ev.unavailable)}

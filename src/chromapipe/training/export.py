@@ -28,7 +28,8 @@ def preprocessing_spec(cfg: ModelConfig, describe: dict[str, Any]) -> dict[str, 
         "color_space": "sRGB -> CIE L*a*b* (D65, 2 deg observer; scikit-image's constants)",
         "input": f"L* of the image, resized to {cfg.resolution}x{cfg.resolution} (bilinear, antialiased)",
         "network_scaling": describe.get("scaling", "see the recipe"),
-        "output": "a*b* in Lab units at the model resolution, resized bilinearly to the image size and joined with the full-resolution L*",
+        "output": "a*b* in Lab units at the model resolution, resized bilinearly to the image size "
+        "and joined with the full-resolution L*",
         "arch": cfg.arch,
         "resolution": cfg.resolution,
     }

@@ -1,9 +1,10 @@
 """``chromapipe ray-local -- CMD``: run CMD (typically ``dvc repro``) against one local Ray instance.
 
-Each train stage is its own process; without a cluster each would start and stop a local Ray instance
-(about 10 s each on 2 cores). This command starts one instance, gives CMD its address in ``RAY_ADDRESS``
-(the train stages join it exactly as they join a real cluster), and stops it when CMD ends. Ray 2.60's
-token authentication needs nothing extra here: the instance writes its token where local drivers read it.
+Each train stage is its own process; without a cluster each would start and stop a local Ray instance (seconds
+each: reports/benchmarks.md, "Ray Train's fixed cost per run"). This command starts one instance, gives CMD its
+address in ``RAY_ADDRESS`` (the train stages join it exactly as they join a real cluster), and stops it when CMD
+ends. Ray 2.60's token authentication needs nothing extra here: the instance writes its token where local
+drivers read it.
 """
 
 from __future__ import annotations

@@ -232,7 +232,8 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
     dataset, sampler, loader = build_loader(wc.data_root, cfg, tc, wc.seed, rank, world, device)
     if len(loader) == 0:
         raise ValueError(
-            f"the global batch {cfg.batch_size} exceeds the {len(dataset)} training images: lower models.{wc.name}.batch_size"
+            f"the global batch {cfg.batch_size} exceeds the {len(dataset)} training images: "
+            f"lower models.{wc.name}.batch_size"
         )
     steps = total_steps(cfg, len(dataset))
     nets = _build_networks(recipe, cfg, tc, steps)
@@ -291,7 +292,7 @@ def train_one(wc: WorkerConfig, checkpoint: ray.train.Checkpoint | None) -> None
         if chief:
             chief.after_step(nets.G, step, steps)
         if save_now:
-            save = (lambda p: nets.save(p, step, wc.run_id)) if rank == 0 else None
+            save = (lambda p: nets.save(p, step, wc.run_id)) if rank == 0 else None  # noqa: B023 (called now)
             _report({"step": step, **values}, save, step)
     if chief:
         meta = {

@@ -56,12 +56,12 @@ def apply_to_pair(
     """One model's G and D with the options (in place); D is compiled only where :func:`discriminator_compilable`.
 
     With ``compile``, Dynamo's caches are cleared first (``torch._dynamo.reset()``). Dynamo keeps compiled
-    graphs per forward *function*, not per module, so a process that trains or benchmarks models in turn
-    (the Ray worker, ``bench_train.py``) adds each model's graphs to those of the earlier models of its
-    class (pix2pix ①–③, PalGAN's four variants). Past ``torch._dynamo.config.recompile_limit`` (8) graphs
-    per function Dynamo stops compiling it and runs it eagerly, with one warning: measured, the fifth PalGAN
-    pair of a process trained its discriminator uncompiled. The reset also frees the earlier models'
-    CUDA-graph memory pools; their modules stay usable (they compile again if called).
+    graphs per forward *function*, not per module, so a process that trains or benchmarks models in turn (the
+    Ray worker, ``bench_train.py``) adds each model's graphs to those of the earlier models of its class
+    (pix2pix ①–③, PalGAN's four variants). Past ``torch._dynamo.config.recompile_limit`` (8) graphs per function
+    Dynamo stops compiling it and runs it eagerly, with one warning: the fifth PalGAN pair of a process trained
+    its discriminator uncompiled (reports/benchmarks.md, "torch.compile on the paper networks"). The reset also
+    frees the earlier models' CUDA-graph memory pools; their modules stay usable (they compile again if called).
     """
     if compile:
         torch._dynamo.reset()
