@@ -38,10 +38,10 @@ from torch import nn
 
 from chromapipe.config import ModelConfig, TrainConfig
 from chromapipe.data.shards import LabShardDataset
+from chromapipe.layout import generator_logged
 from chromapipe.models.base import Recipe, unwrap
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.batches import build_loader, configure_device, infinite, next_batch
-from chromapipe.layout import generator_logged
 from chromapipe.training.export import log_generator
 from chromapipe.training.performance import CompileWatch, apply_to_pair
 from chromapipe.training.schedule import make_scheduler, total_steps
