@@ -2,23 +2,24 @@
 
 Two engines for "end to end":
 - ``ray`` (default) is the train stage's own path (``chromapipe.training.run.train_models``): shards on
-  disk, ``training.batches`` (``LabShardDataset`` + ``DistributedSampler`` + ``DataLoader`` with
-  ``train.loader_workers``, pinned memory), the batch moved to the device, the GAN step, MLflow logging
-  every ``log_every`` steps, in a Ray Train worker. Its rate is the median of the loop's own
-  ``train/images_per_s`` windows after the first (which holds the model build and the first steps).
+  disk, ``training.batches`` (``LabShardDataset`` + ``GlobalBatchSampler`` + ``DataLoader`` with
+  ``train.loader_workers``, pinned memory), the batch moved to the device, the training core's loop
+  (``trainer.fit``), MLflow logging every ``log_every`` steps, in a Ray Train worker. Its rate is the median
+  of the loop's own ``train/images_per_s`` windows after the first (which holds the model build and the
+  first steps).
 - ``loop`` runs the same input path and step in this process without Ray Train and MLflow (for machines
-  that have neither, e.g. a lent GPU machine): ``training.batches.build_loader`` → ``next_batch`` (to the
-  device, ``prepare_batch``) → ``train_step``, losses read once per ``log_every`` steps as the loop does; its rate
-  is the median of the same windows. What it leaves out is Ray's per-report cost, paid at log steps only.
+  that have neither, e.g. a lent GPU machine): ``training.batches.build_loader`` → ``device_batches`` (to the
+  device, ``prepare_batch``) → ``trainer.fit``, the same function the Ray worker calls; its rate is the median
+  of the same windows. What it leaves out is Ray's per-report cost, paid at log steps only.
 
-- ``loader`` runs the input path alone, no step: ``build_loader`` → ``next_batch`` for ``--steps`` batches
+- ``loader`` runs the input path alone, no step: ``build_loader`` → ``device_batches`` for ``--steps`` batches
   after two warm-up ones, per ``--input-decode`` mode ("loader": float32 L*a*b* decoded in the loader's
   workers; "device": the stored bytes, decoded on ``--device``). It reports the rate the input can
   deliver, the bytes per image that cross the loader, and the CPU seconds per image of this process and its
   loader workers together: the device-independent cost that sets how many host cores a GPU's rate needs.
 
-Step-only is ``bench_train.bench_model``: the same ``train_step`` and optimisers on random tensors already
-on the device. Same model, batch, steps, device and speed options; step-only runs before and after the
+Step-only is ``bench_train.bench_model``: the same ``trainer.fit`` on random tensors already on the device.
+Same model, batch, steps, device and speed options; step-only runs before and after the
 end-to-end runs, in the same process, so drift shows. The ratio end to end ÷ step-only says whether the
 input keeps up (the issue's goal on a GPU: ≥ 0.95).
 
@@ -57,8 +58,8 @@ from chromapipe.data.encoding import Encoding
 from chromapipe.data.prepare import prepare
 from chromapipe.data.shards import LabShardDataset
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.batches import build_loader, configure_device, infinite, next_batch
-from chromapipe.training.step import NonFiniteGuard, logs_to_floats, train_step
+from chromapipe.training.batches import build_loader, configure_device, device_batches, training_dataset
+from chromapipe.training.trainer import Hook, LogEvent, Networks, fit, seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_prepare import cpu_seconds, repeated_tree  # noqa: E402
@@ -134,8 +135,8 @@ def end_to_end(tmp: Path, args: argparse.Namespace, loader_workers: int, input_d
 
 
 def loop_end_to_end(params: Params, args: argparse.Namespace) -> dict:
-    """The Ray Train loop's input path and step (``training.loop.train_one``) in this process, without Ray
-    Train and MLflow; the rate of each ``log_every`` window is measured as the loop measures it."""
+    """The Ray worker's input path and loop (``training.batches`` → ``training.trainer.fit``) in this process,
+    without Ray Train and MLflow; the rate of each ``log_every`` window is the loop's own (``LogEvent``)."""
     cfg, tc, device = params.model(args.model), params.train, torch.device(args.device)
     if args.steps < 2 * tc.log_every:
         raise SystemExit(
@@ -143,24 +144,25 @@ def loop_end_to_end(params: Params, args: argparse.Namespace) -> dict:
         )
     t0 = time.perf_counter()
     configure_device(device, tc)
-    torch.manual_seed(params.seed)
-    dataset, sampler, loader = build_loader(params.dataset_dir("bench"), cfg, tc, params.seed, 0, 1, device)
-    recipe, G, D, (opt_g, opt_d) = training_pair(cfg, device, tc.channels_last)
-    guard, batches = NonFiniteGuard(), infinite(loader, sampler, start_epoch=0)
-    windows: list[float] = []
-    window_start, window_images = time.perf_counter(), 0
-    for step in range(1, args.steps + 1):
-        batch = next_batch(batches, dataset, recipe, device, tc.channels_last)
-        logs = train_step(recipe, G, D, opt_g, opt_d, batch, step % cfg.n_critic == 0, tc.amp and device.type == "cuda")
-        guard.update(logs)
-        window_images += cfg.batch_size
-        if step % tc.log_every == 0:
-            guard.check(step)  # the loop's one host sync per log step
-            logs_to_floats(logs)
-            windows.append(window_images / (time.perf_counter() - window_start))
-            window_start, window_images = time.perf_counter(), 0
-    batches.close()  # stops the loader's worker processes before the next measurement
-    rates = windows[1:]  # the first window holds the loader's start and cuDNN's autotuning
+    seed_everything(params.seed)
+    dataset = training_dataset(params.dataset_dir("bench"), cfg, tc, device)
+    recipe, nets = training_pair(cfg, device, tc.channels_last, steps=args.steps)
+    loader = build_loader(dataset, cfg, tc, seed=params.seed, device=device)
+    windows = WindowRates()
+    fit(
+        recipe,
+        nets,
+        device_batches(loader, dataset, recipe, device, tc.channels_last),
+        steps=args.steps,
+        n_critic=cfg.n_critic,
+        images_per_step=cfg.batch_size,
+        amp=tc.amp and device.type == "cuda",
+        log_every=tc.log_every,
+        hooks=[windows],
+    )
+    del loader  # stops the loader's worker processes before the next measurement
+    gc.collect()
+    rates = windows.rates[1:]  # the first window holds the loader's start and cuDNN's autotuning
     return {
         "engine": "loop (no Ray Train, no MLflow)",
         "loader_workers": tc.loader_workers,
@@ -171,8 +173,18 @@ def loop_end_to_end(params: Params, args: argparse.Namespace) -> dict:
     }
 
 
+class WindowRates(Hook):
+    """The images/s of each log window, as the loop measured it."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_log(self, event: LogEvent, nets: Networks) -> None:
+        self.rates.append(event.images_per_s)
+
+
 def loader_only(params: Params, args: argparse.Namespace) -> dict:
-    """The training input alone (``build_loader`` → ``next_batch``, as the loop calls them), no step: the rate
+    """The training input alone (``build_loader`` → ``device_batches``, as the loop calls them), no step: the rate
     it delivers, the bytes per image crossing the loader, and CPU seconds per image of this process and its
     loader workers (counted once they are reaped: the loader is dropped and collected before the reading)."""
     cfg, tc, device = params.model(args.model), params.train, torch.device(args.device)
@@ -221,24 +233,25 @@ def _drain_input(params: Params, args: argparse.Namespace) -> tuple[float, int, 
     """Two warm-up batches, then ``--steps`` timed ones. -> (seconds, bytes of one loader batch, the step's
     dtype, :func:`worker_cost`)."""
     cfg, tc, device = params.model(args.model), params.train, torch.device(args.device)
-    torch.manual_seed(params.seed)
-    dataset, sampler, loader = build_loader(params.dataset_dir("bench"), cfg, tc, params.seed, 0, 1, device)
+    seed_everything(params.seed)
+    dataset = training_dataset(params.dataset_dir("bench"), cfg, tc, device)
+    loader = build_loader(dataset, cfg, tc, seed=params.seed, device=device)
     per_image = worker_cost(dataset, cfg.batch_size)
     recipe = build_recipe(cfg)
     recipe.setup(device)
     crossing: list[int] = []
 
     def counted() -> Iterator[dict[str, torch.Tensor]]:  # what the loader hands over, measured on the way
-        for batch in infinite(loader, sampler, start_epoch=0):
+        for batch in loader:
             crossing.append(sum(v.nbytes for v in batch.values()))
             yield batch
 
-    batches = counted()
+    batches = device_batches(counted(), dataset, recipe, device, tc.channels_last)
     for _ in range(2):
-        next_batch(batches, dataset, recipe, device, tc.channels_last)
+        next(batches)
     t0 = time.perf_counter()
     for _ in range(args.steps):
-        out = next_batch(batches, dataset, recipe, device, tc.channels_last)
+        out = next(batches)
     if device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0

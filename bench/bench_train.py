@@ -1,7 +1,7 @@
 """Training throughput per model: images/s of the trainer's own iteration (D step + G every n_critic).
 
-Runs `chromapipe.training.step.train_step` with the trainer's optimisers (`build_optimizers`) on random
-batches at each model's resolution, on CPU or GPU, optionally with bf16 autocast and the fast-path
+Runs the training core's own loop (`chromapipe.training.trainer.fit`, on networks from `build_networks`)
+on random batches at each model's resolution, on CPU or GPU, optionally with bf16 autocast and the fast-path
 options (`--channels-last`, `--compile`: `chromapipe.training.performance`), and writes
 bench/results/train-<device>[-bf16][-cl][-compile][-cudnnb][-b<batch>].json. Models and their settings come from a
 params file (default: params.yaml); --batch-size overrides every model's batch size.
@@ -21,6 +21,8 @@ since cuDNN runs fp32 convolutions in TF32 by default and convolutions are nearl
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import os
 import shlex
@@ -31,20 +33,19 @@ from typing import get_args
 
 import torch
 from machine import cpu_name  # a sibling script, not a package
-from torch import nn
 
-from chromapipe.config import CompileMode, ModelConfig, load_params
+from chromapipe.config import CompileMode, ModelConfig, TrainConfig, load_params
 from chromapipe.models.base import Recipe, count_parameters
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.performance import (
     CompileWatch,
-    apply_performance_options,
     apply_to_pair,
     batch_to_channels_last,
     count_flops,
     discriminator_compilable,
 )
-from chromapipe.training.step import build_optimizers, train_step
+from chromapipe.training.step import train_step
+from chromapipe.training.trainer import Networks, build_networks, fit
 
 #: dense (no sparsity) peak TFLOP/s by device-name fragment: (bf16 tensor core, TF32 tensor core).
 #: NVIDIA datasheets: H100 SXM5 989.4 / 494.7 (the "H100 80GB HBM3" torch reports is the SXM part),
@@ -87,26 +88,23 @@ def random_batch(
     return batch_to_channels_last(batch) if channels_last else batch
 
 
-def flops_per_image(recipe: Recipe, G, D, opts, batch: dict[str, torch.Tensor], n_critic: int, amp: bool) -> int:
+def flops_per_image(recipe: Recipe, nets: Networks, batch: dict[str, torch.Tensor], n_critic: int, amp: bool) -> int:
     """Model FLOPs of an average training iteration per image: one generator iteration (D step + G step)
     and n_critic - 1 critic-only iterations, over n_critic. Runs real steps (the weights move; harmless)."""
-    with_g = count_flops(lambda: train_step(recipe, G, D, *opts, batch, True, amp))
-    critic_only = count_flops(lambda: train_step(recipe, G, D, *opts, batch, False, amp)) if n_critic > 1 else 0
+    nets_args = (nets.G, nets.D, nets.opt_g, nets.opt_d)
+    with_g = count_flops(lambda: train_step(recipe, *nets_args, batch, True, amp))
+    critic_only = count_flops(lambda: train_step(recipe, *nets_args, batch, False, amp)) if n_critic > 1 else 0
     return round((with_g + (n_critic - 1) * critic_only) / n_critic / batch["L"].shape[0])
 
 
 def training_pair(
-    cfg: ModelConfig, device: torch.device, channels_last: bool
-) -> tuple[Recipe, nn.Module, nn.Module, tuple]:
-    """The recipe, G and D on ``device`` and their optimisers, as the training loop builds them (uncompiled).
-
-    The layout comes before the optimisers (as in the loop): Adam's moments take their parameter's layout
-    when first used, and the fused kernel needs parameters, gradients and moments in one layout."""
+    cfg: ModelConfig, device: torch.device, channels_last: bool, steps: int = 1
+) -> tuple[Recipe, Networks]:
+    """The recipe and its networks on ``device`` as the training core builds them (``trainer.build_networks``:
+    layout, optimisers, schedules over ``steps``), uncompiled and unwrapped (one process)."""
     recipe = build_recipe(cfg)
     recipe.setup(device)
-    G = apply_performance_options(recipe.build_generator().to(device), channels_last=channels_last, compile=False)
-    D = apply_performance_options(recipe.build_discriminator().to(device), channels_last=channels_last, compile=False)
-    return recipe, G, D, build_optimizers(G, D, cfg)
+    return recipe, build_networks(recipe, cfg, TrainConfig(channels_last=channels_last), steps, device)
 
 
 def bench_model(
@@ -120,17 +118,18 @@ def bench_model(
     compile: bool,
     compile_mode: str = "default",
 ) -> dict:
-    recipe, G, D, opts = training_pair(cfg, device, channels_last)
-    gen = torch.Generator().manual_seed(0)
-    batch = lambda: random_batch(recipe, batch_size, cfg.resolution, device, gen, channels_last)  # noqa: E731
-    flops = flops_per_image(recipe, G, D, opts, batch(), cfg.n_critic, amp)  # before compiling: eager ops only
-    compile_d = compile and discriminator_compilable(recipe)
-    watch = CompileWatch(device.type, compile_mode)
-    G, D = apply_to_pair(
-        recipe, G, D, channels_last=False, compile=compile, compile_mode=compile_mode
-    )  # fresh caches per model
     if compile:  # every kind of iteration (critic-only, generator) must be compiled before timing
         warmup = max(warmup, cfg.n_critic + 1)
+    recipe, nets = training_pair(cfg, device, channels_last, steps=warmup + steps)
+    gen = torch.Generator().manual_seed(0)
+    batch = lambda: random_batch(recipe, batch_size, cfg.resolution, device, gen, channels_last)  # noqa: E731
+    flops = flops_per_image(recipe, nets, batch(), cfg.n_critic, amp)  # before compiling: eager ops only
+    compile_d = compile and discriminator_compilable(recipe)
+    watch = CompileWatch(device.type, compile_mode)
+    nets.G, nets.D = apply_to_pair(  # in place, after the optimisers: fresh Dynamo caches per model
+        recipe, nets.G, nets.D, channels_last=False, compile=compile, compile_mode=compile_mode
+    )
+    run = functools.partial(fit, recipe, nets, n_critic=cfg.n_critic, images_per_step=batch_size, amp=amp)
 
     def sync() -> None:
         if device.type == "cuda":
@@ -138,18 +137,16 @@ def bench_model(
 
     # a few distinct batches made on the device before timing, used in turn: the timed loop is the step alone
     # (drawing them on the host and copying them every step understated it: reports/benchmarks.md, H200 section)
-    batches = [batch() for _ in range(BATCHES_IN_TURN)]
+    batches = itertools.cycle([batch() for _ in range(BATCHES_IN_TURN)])
     warm0 = time.perf_counter()
-    for i in range(warmup):
-        train_step(recipe, G, D, *opts, batches[i % BATCHES_IN_TURN], (i + 1) % cfg.n_critic == 0, amp)
+    run(batches, steps=warmup)  # the training core's loop (trainer.fit), as the pipeline trains
     sync()
     warmup_seconds = time.perf_counter() - warm0  # with compile: mostly compiling (and recording CUDA graphs)
     compiled, _ = watch.look()  # this model's graphs (all compiled by now)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0, cpu0 = time.perf_counter(), time.process_time()
-    for i in range(steps):
-        train_step(recipe, G, D, *opts, batches[i % BATCHES_IN_TURN], (i + 1) % cfg.n_critic == 0, amp)
+    run(batches, steps=warmup + steps, start_step=warmup)  # no log or checkpoint steps: one host sync, at the end
     sync()
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     images_per_s = steps * batch_size / seconds
@@ -170,8 +167,8 @@ def bench_model(
         "images_per_s": round(images_per_s, 3),
         "model_gflops_per_image": round(flops / 1e9, 2),
         "achieved_tflops": round(flops * images_per_s / 1e12, 4),
-        "generator_params": count_parameters(G),
-        "discriminator_params": count_parameters(D),
+        "generator_params": count_parameters(nets.G),
+        "discriminator_params": count_parameters(nets.D),
         "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None,
     }
 

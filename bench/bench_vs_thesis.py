@@ -181,7 +181,8 @@ def ours_step(
 ) -> Callable[[], object]:
     """A network pair of ours with ``variant``'s options and a closure running one training iteration."""
     opts = parse_variant(variant)
-    recipe, G, D, (opt_g, opt_d) = training_pair(cfg, device, opts["channels_last"])
+    recipe, nets = training_pair(cfg, device, opts["channels_last"])
+    G, D, opt_g, opt_d = nets.G, nets.D, nets.opt_g, nets.opt_d
     mode = "reduce-overhead" if opts["graphs"] else "default"
     for net in (G, D):  # in place: the optimisers keep their parameters
         apply_performance_options(net, channels_last=False, compile=opts["compile"], compile_mode=mode)
@@ -281,7 +282,8 @@ def main() -> None:
     torch.manual_seed(0)
     theirs = Thesis(args.thesis_repo, device, bs)
     cfg = ours_config(res, bs)
-    recipe, G, D, (opt_g, opt_d) = training_pair(cfg, device, channels_last=False)
+    recipe, nets = training_pair(cfg, device, channels_last=False)
+    G, D, opt_g, opt_d = nets.G, nets.D, nets.opt_g, nets.opt_d
 
     gen = torch.Generator().manual_seed(1)
     batch = {

@@ -10,10 +10,10 @@ Everything runs through the project's own code, with the model's own settings fr
   ``resize: center_crop`` view at the model's resolution) → ``chromapipe.color.rgb_uint8_to_lab``; chosen
   deterministically (seeded hash of the path), skipping grayscale photos and photos smaller than the
   resolution, as the prepare stage does;
-- training: ``registry.build_recipe`` → generator / discriminator → ``training.step.build_optimizers`` and
-  ``training.schedule.make_scheduler`` (what the loop builds) → ``training.step.train_step`` with the ``n_critic``
-  cadence and ``recipe.prepare_batch``; G and D in train mode, as the loop runs them; batches drawn
-  without replacement per pass, without the loop's random horizontal flip (memorising is the point);
+- training: ``registry.build_recipe`` → the training core (``training.trainer.build_networks``: networks,
+  optimisers, schedules; ``trainer.fit``: the ``n_critic`` cadence, the loop the Ray worker runs) on
+  ``recipe.prepare_batch``-ed batches drawn without replacement per pass, without the pipeline's random
+  horizontal flip (memorising is the point);
 - scoring: ``recipe.predict`` in eval mode (what the evaluate stage does) → L joined back →
   ``lab_to_rgb_uint8`` → ``metrics.suite.MetricSuite`` (PSNR, SSIM, LPIPS, colorfulness; no FID), all
   through ``metrics.scoring.score_batches``, the evaluate stage's loop; the gray baseline is its
@@ -36,7 +36,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import math
 import platform
 import sys
 import time
@@ -49,15 +48,14 @@ import yaml
 from torch import nn
 
 from chromapipe.color import join_lab, lab_to_rgb_uint8, rgb_uint8_to_lab
-from chromapipe.config import DataConfig, ModelConfig, load_params
+from chromapipe.config import DataConfig, ModelConfig, TrainConfig, load_params
 from chromapipe.data.decode import SkipImage, decode_rgb, grayscale_spread
 from chromapipe.data.process import crops
 from chromapipe.metrics.scoring import Predictor, gray_predictor, score_batches
 from chromapipe.metrics.suite import MetricSuite
 from chromapipe.models.base import Recipe
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.schedule import make_scheduler
-from chromapipe.training.step import build_optimizers, train_step
+from chromapipe.training.trainer import Hook, LogEvent, Networks, StopTraining, build_networks, fit, seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO_ROOT = REPO.parent / "shared" / "data" / "imagenet-sample"
@@ -145,46 +143,57 @@ def train(
     device: str = "cpu",
     log_every: int = 0,
 ) -> Trained:
-    """Train ``cfg``'s model on ``photos`` for ``steps`` iterations (fewer if ``seconds`` runs out first).
-
-    One iteration = one ``train_step`` (a D step; a G step every ``n_critic``-th), as in the loop.
-    """
+    """Train ``cfg``'s model on ``photos`` for ``steps`` iterations (fewer if ``seconds`` runs out first),
+    through the training core's loop (``trainer.fit``: a D step, a G step every ``n_critic``-th), reading the
+    losses after every step."""
     dev = torch.device(device)
-    torch.manual_seed(seed)
+    seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
     bs = batch_size or cfg.batch_size
     if bs > len(photos.names):
         raise ValueError(f"batch size {bs} exceeds the {len(photos.names)} photos")
-    recipe = build_recipe(cfg)
-    recipe.setup(dev)
-    G, D = recipe.build_generator().to(dev), recipe.build_discriminator().to(dev)
-    opt_g, opt_d = build_optimizers(G, D, cfg)
-    sched_g, sched_d = make_scheduler(opt_g, cfg, steps), make_scheduler(opt_d, cfg, steps)
+    cfg = dataclasses.replace(cfg, batch_size=bs)
+    recipe, nets = training_pair(cfg, dev, steps)
     lab = photos.lab.to(dev)
     labels = torch.full((len(photos.names),), -1, dtype=torch.long, device=dev)
-    order = batches(len(photos.names), bs, gen)
-    history: list[dict[str, float]] = []
-    t0 = time.perf_counter()
-    step = 0
-    while step < steps and (seconds is None or time.perf_counter() - t0 < seconds):
-        G.train()
-        D.train()
-        idx = next(order).to(dev)
-        batch = recipe.prepare_batch({"L": lab[idx, :1], "ab": lab[idx, 1:], "label": labels[idx]})
-        logs = train_step(recipe, G, D, opt_g, opt_d, batch, (step + 1) % cfg.n_critic == 0, False)
-        history.append({k: float(v) for k, v in logs.items()})
-        sched_g.step()
-        sched_d.step()
-        step += 1
-        if log_every and step % log_every == 0:
-            print(
-                f"  step {step}/{steps} {time.perf_counter() - t0:.0f}s {mean_logs(history[-log_every:])}",
-                file=sys.stderr,
-                flush=True,
-            )
-        if not math.isfinite(history[-1]["d_total"]) or not math.isfinite(history[-1].get("g_total", 0.0)):
-            raise FloatingPointError(f"step {step}: non-finite loss {history[-1]}")
-    return Trained(recipe, G, D, step, step * bs, time.perf_counter() - t0, history)
+    inputs = (
+        recipe.prepare_batch({"L": lab[idx, :1], "ab": lab[idx, 1:], "label": labels[idx]})
+        for idx in (i.to(dev) for i in batches(len(photos.names), bs, gen))
+    )
+    history = History(steps, log_every, seconds)
+    result = fit(
+        recipe, nets, inputs, steps=steps, n_critic=cfg.n_critic, images_per_step=bs, log_every=1, hooks=[history]
+    )
+    return Trained(
+        recipe, nets.G, nets.D, result.step, result.step * bs, time.perf_counter() - history.t0, history.rows
+    )
+
+
+def training_pair(cfg: ModelConfig, device: torch.device, steps: int) -> tuple[Recipe, Networks]:
+    """The recipe and its networks as the training core builds them (one process, no speed options)."""
+    recipe = build_recipe(cfg)
+    recipe.setup(device)
+    return recipe, build_networks(recipe, cfg, TrainConfig(), steps, device)
+
+
+class History(Hook):
+    """Every step's losses; a progress line every ``print_every`` steps; stops training after ``seconds``."""
+
+    def __init__(self, steps: int, print_every: int, seconds: float | None) -> None:
+        self.steps, self.print_every, self.seconds = steps, print_every, seconds
+        self.rows: list[dict[str, float]] = []
+        self.t0 = time.perf_counter()
+
+    def on_log(self, event: LogEvent, nets: Networks) -> None:
+        self.rows.append(dict(event.values))
+        if self.print_every and event.step % self.print_every == 0:
+            elapsed = time.perf_counter() - self.t0
+            recent = mean_logs(self.rows[-self.print_every :])
+            print(f"  step {event.step}/{self.steps} {elapsed:.0f}s {recent}", file=sys.stderr, flush=True)
+
+    def after_step(self, step: int, nets: Networks) -> None:
+        if self.seconds is not None and time.perf_counter() - self.t0 >= self.seconds:
+            raise StopTraining
 
 
 # -- scoring -----------------------------------------------------------------------------------------------------

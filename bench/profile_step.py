@@ -427,7 +427,8 @@ def profile_model(
     cfg, batch_size: int, amp: bool, channels_last: bool, fused: bool, module_depth: int, with_profiler: bool
 ) -> dict:  # noqa: ANN001
     device = torch.device("cpu")
-    recipe, G, D, opts = training_pair(cfg, device, channels_last)
+    recipe, nets = training_pair(cfg, device, channels_last)
+    G, D, opts = nets.G, nets.D, (nets.opt_g, nets.opt_d)
     gen = torch.Generator().manual_seed(0)
     raw = {
         "L": torch.rand(batch_size, 1, cfg.resolution, cfg.resolution, generator=gen) * 100,

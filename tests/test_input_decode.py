@@ -1,6 +1,6 @@
 """Training input decoded on the device (``train.input_decode``): the loader ships the shards' stored bytes,
 the training device decodes, resizes and flips the batch, and the step sees the batches the loader-decoded
-path gives, from the same random stream.
+path gives (the flips come with the sampler's draws).
 
 On this CPU the two paths run the same arithmetic (the batched resize is the per-image one), so float16 and lab8
 are asserted equal exactly; rgb8's colour matrix is one ``torch.mm`` over the whole batch instead of one per
@@ -20,7 +20,7 @@ from chromapipe.config import DataConfig, ModelConfig, SplitConfig, TrainConfig
 from chromapipe.data.prepare import prepare
 from chromapipe.data.shards import LabShardDataset
 from chromapipe.models.registry import build_recipe
-from chromapipe.training.batches import build_loader, decode_on_device, infinite, next_batch
+from chromapipe.training.batches import build_loader, decode_on_device, device_batches, training_dataset
 
 TINY = "tests.tiny_recipe:TinyRecipe"
 SIZE, RESOLUTION = 48, 40  # stored size and the model's: the resize runs in both paths
@@ -39,14 +39,13 @@ def prepared(tmp_path_factory) -> dict[str, Path]:
 def _epoch(
     root: Path, input_decode: str, device: torch.device, loader_workers: int = 0, steps: int = 6
 ) -> list[dict[str, torch.Tensor]]:
-    """``steps`` batches through the training loop's own input path (``build_loader`` → ``next_batch``)."""
+    """``steps`` batches through the training loop's own input path (``build_loader`` → ``device_batches``)."""
     cfg = ModelConfig(arch=TINY, resolution=RESOLUTION, batch_size=4, steps=steps, hflip=True)
     tc = TrainConfig(input_decode=input_decode, loader_workers=loader_workers)
     recipe = build_recipe(cfg)
-    torch.manual_seed(7)
-    dataset, sampler, loader = build_loader(root, cfg, tc, seed=3, rank=0, world=1, device=device)
-    batches = infinite(loader, sampler, start_epoch=0)
-    out = [next_batch(batches, dataset, recipe, device, channels_last=False) for _ in range(steps)]
+    dataset = training_dataset(root, cfg, tc, device)
+    batches = device_batches(build_loader(dataset, cfg, tc, seed=3, device=device), dataset, recipe, device, False)
+    out = [next(batches) for _ in range(steps)]
     batches.close()
     return out
 
@@ -66,8 +65,8 @@ def test_device_decode_gives_the_loader_decoded_batches(
 
 
 def test_device_decode_with_loader_workers_draws_the_same_flips(prepared: dict[str, Path]) -> None:
-    """Loader processes draw the flips (their seeds come from the loader's base seed, drawn in the main
-    process): shipping stored bytes changes nothing about which images are flipped."""
+    """The batch sampler draws the flips (training.sampling), so loader processes and shipping stored bytes
+    change nothing about which images are flipped."""
     cpu = torch.device("cpu")
     a = _epoch(prepared["float16"], "loader", cpu, loader_workers=2, steps=4)
     b = _epoch(prepared["float16"], "device", cpu, loader_workers=2, steps=4)
@@ -80,7 +79,8 @@ def test_stored_items_are_the_shards_bytes(prepared: dict[str, Path]) -> None:
     for enc, dtype in (("float16", torch.float16), ("lab8", torch.uint8), ("rgb8", torch.uint8)):
         item = LabShardDataset(prepared[enc], "train", decode=False)[0]
         assert item["stored"].dtype == dtype and item["stored"].shape == (3, SIZE, SIZE)
-        assert item["flip"].dtype == torch.bool and not bool(item["flip"])  # no hflip asked
+        assert item["flip"].dtype == torch.bool and not bool(item["flip"])  # no flip asked
+        assert bool(LabShardDataset(prepared[enc], "train", decode=False)[(0, True)]["flip"])
 
 
 def test_auto_decodes_on_gpus_and_in_the_loader_on_cpus() -> None:

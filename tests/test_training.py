@@ -120,40 +120,6 @@ def test_changed_params_start_a_fresh_run(tmp_path: Path, project: Path) -> None
     assert (a.resumed, b.resumed, a2.resumed) == (False, False, True) and not a2.finished
 
 
-def test_global_batch_gives_the_same_optimisation_for_1_and_2_workers(tmp_path: Path, project: Path) -> None:
-    """batch_size is the global batch: 1 and 2 workers run the same number of optimiser steps (epochs-based
-    length) with the same learning-rate trajectory."""
-    model = {
-        "arch": "tests.tiny_recipe:TinyRecipe",
-        "resolution": 32,
-        "batch_size": 4,
-        "epochs": 1.0,
-        "schedule": "cosine",
-        "lr_min": 1e-5,
-    }
-    histories = {}
-    for workers in (1, 2):
-        tmp = tmp_path / f"w{workers}"
-        tmp.mkdir()
-        path = quick_params(
-            tmp,
-            models={"tiny": model},
-            prepared_in=project,
-            train={"num_workers": workers, "log_every": 1, "resources_per_worker": {"CPU": 1.0}, "validate_every": 0},
-        )
-        summary = train_model(load_params(path), "tiny")
-        client = MlflowClient(load_params(path).tracking.uri)
-        histories[workers] = [
-            (m.step, round(m.value, 12)) for m in client.get_metric_history(summary["run_id"], "train/lr_g")
-        ]
-        assert summary["global_batch"] == 4 and summary["images_seen"] == 4 * summary["steps"]
-    n_train = json.loads((project / "data" / "prepared" / "sample" / "manifest.json").read_text())["splits"]["train"][
-        "n_images"
-    ]
-    assert len(histories[1]) == -(-n_train // 4)  # ceil(1 epoch x n_train / global batch 4) steps
-    assert histories[1] == histories[2]
-
-
 @pytest.mark.slow  # inductor compiles the tiny recipe in each of the two worker processes
 def test_compiled_two_worker_training_exports_the_plain_generator(tmp_path: Path, project: Path) -> None:
     """``train.compile`` through the real loop: two gloo workers, DDP around compiled G and D
@@ -178,37 +144,6 @@ def test_compiled_two_worker_training_exports_the_plain_generator(tmp_path: Path
         k: client.get_metric_history(summary["run_id"], f"compile/{k}")[-1].value for k in ("graphs", "graph_breaks")
     }
     assert compiled == {"graphs": 3, "graph_breaks": 0}
-
-
-@pytest.mark.slow  # a worker killed mid-run and restarted
-def test_dead_worker_is_restarted_from_the_last_checkpoint(project: Path, tmp_path: Path) -> None:
-    """Two models in one Ray Train run; the second one's worker dies after its step-4 checkpoint. The
-    restarted group skips the first (its generator is logged) and resumes the second from step 4."""
-    marker = tmp_path / "crashed"
-    path = quick_params(
-        project,
-        models={
-            "steady": {"arch": "tests.tiny_recipe:TinyRecipe", "resolution": 32, "batch_size": 2, "steps": 4},
-            "flaky": {
-                "arch": "tests.tiny_recipe:FlakyRecipe",
-                "resolution": 32,
-                "batch_size": 2,
-                "steps": 8,
-                "options": {"crash_marker": str(marker)},
-            },
-        },
-    )
-    steady, flaky = run.train_models(load_params(path), ["steady", "flaky"])
-    assert marker.exists(), "the worker never crashed: the test did not exercise recovery"
-    assert flaky["steps"] == 8 and steady["steps"] == 4 and flaky["ray"]["ray_run"] == steady["ray"]["ray_run"]
-    assert (project / "models" / "flaky" / "generator.pt").exists() and (
-        project / "models" / "steady" / "generator.pt"
-    ).exists()
-    client = MlflowClient(load_params(path).tracking.uri)
-    # resumed from the step-4 checkpoint, not from scratch: steps 2 and 4 were logged once, before the crash
-    assert sorted(m.step for m in client.get_metric_history(flaky["run_id"], "train/g_total")) == [2, 4, 6, 8]
-    # the model finished before the crash was not trained again, nor did it take the other's checkpoint
-    assert sorted(m.step for m in client.get_metric_history(steady["run_id"], "train/g_total")) == [2, 4]
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from torch import nn
 
 from chromapipe.color import rgb_to_lab
 from chromapipe.models.base import Recipe
+from chromapipe.models.randomness import SampleDropout
 
 
 class TinyGenerator(nn.Module):
@@ -111,11 +112,44 @@ class TinyPaletteRecipe(TinyRecipe):
         return ab_histogram(rgb01)
 
 
-class FlakyRecipe(TinyRecipe):
+class TinyNormGenerator(nn.Module):
+    """The tiny generator with what makes data-parallel training and resuming hard: BatchNorm (statistics over
+    the batch) and dropout (per-sample random masks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            SampleDropout(0.5, channelwise=True),
+            nn.ReLU(),
+            nn.Conv2d(8, 2, 3, padding=1),
+        )
+
+    def forward(self, L: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"ab": torch.tanh(self.net(L) * 3.0)}
+
+
+class TinyNormRecipe(TinyRecipe):
+    """The tiny recipe with BatchNorm in G and D and dropout in G (for world-size invariance and exact resume)."""
+
+    arch = "tests.tiny_recipe:TinyNormRecipe"
+
+    def build_generator(self) -> nn.Module:
+        return TinyNormGenerator()
+
+    def build_discriminator(self) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(3, 8, 4, stride=2, padding=1), nn.BatchNorm2d(8), nn.LeakyReLU(0.2), nn.Conv2d(8, 1, 3, padding=1)
+        )
+
+
+class FlakyRecipe(TinyNormRecipe):
     """Kills its worker process once, mid-training, to exercise Ray's restart from the last checkpoint.
 
-    The crash happens on rank 1 after ``CRASH_AFTER`` generator steps, only while the marker file named by the
-    option ``crash_marker`` does not exist yet (it is created just before dying). An option, not an environment
+    The crash happens on rank 1 at its ``crash_after``-th generator step, only while the marker file named by the
+    option ``crash_marker`` does not exist yet (it is created just before dying): a run whose marker exists
+    trains exactly as :class:`TinyNormRecipe` does. An option, not an environment
     variable: a Ray instance started before the test would not pass the variable to its workers. Ray Train
     commits a checkpoint only once its controller has polled every rank's report (every 2 s by default): a
     worker that dies within that window loses the newest checkpoint and restarts from the one before. The worker
@@ -125,9 +159,9 @@ class FlakyRecipe(TinyRecipe):
     @dataclasses.dataclass(frozen=True)
     class Options:
         crash_marker: str  # the file that says the worker already crashed once
+        crash_after: int = 5  # generator steps before the crash
 
     arch = "tests.tiny_recipe:FlakyRecipe"
-    CRASH_AFTER = 5
     COMMIT_WAIT_S = 6.0
 
     def __init__(self, *args, **kwargs) -> None:
@@ -142,7 +176,11 @@ class FlakyRecipe(TinyRecipe):
 
         self.calls += 1
         marker = Path(self.options.crash_marker)
-        if self.calls == self.CRASH_AFTER and ray.train.get_context().get_world_rank() == 1 and not marker.exists():
+        if (
+            self.calls == self.options.crash_after
+            and ray.train.get_context().get_world_rank() == 1
+            and not marker.exists()
+        ):
             time.sleep(self.COMMIT_WAIT_S)
             marker.write_text("crashed once")
             os._exit(1)

@@ -106,6 +106,10 @@ class TrainConfig:
     #: (one launch instead of hundreds: for launch-bound small batches), "max-autotune" also tunes GEMMs
     compile_mode: CompileMode = "default"
     cudnn_benchmark: bool = False  # GPU: cuDNN autotunes each convolution once (fixed shapes); not bitwise reproducible
+    #: with several workers, BatchNorm statistics over every worker's images (the global batch) instead of each
+    #: worker's slice: the model trained is then the one a single worker trains (training/sync_batchnorm.py);
+    #: no effect with one worker. false: plain DDP, each worker normalises over batch_size / num_workers images
+    sync_batchnorm: bool = True
 
 
 @dataclass(frozen=True)

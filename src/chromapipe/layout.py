@@ -112,6 +112,7 @@ COMPILE_METRIC = "compile/"  # torch.compile's counts: compile/graphs, compile/g
 EVAL_METRIC = "eval/"  # eval/<set>/<metric>, logged by the evaluate stage
 LOSS_METRICS = (TRAIN_METRIC + "g_total", TRAIN_METRIC + "d_total")
 PREVIEW_IMAGE_KEY = "preview"  # the preview grid logged every train.image_every steps
+PREVIEW_IMAGES_DIR = "images"  # where MLflow's log_image(key=..., step=...) stores stepped images
 
 GENERATOR_ARTIFACT_DIR = "generator"
 GENERATOR_ARTIFACT = f"{GENERATOR_ARTIFACT_DIR}/{GENERATOR_FILE}"

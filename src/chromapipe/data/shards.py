@@ -145,14 +145,16 @@ class LabShardDataset(Dataset):
 
     Images are decoded from the shards' encoding to float L*a*b* and resized from the stored size to
     ``resolution`` on read (antialiased), so models at other resolutions (ChromaGAN's 224²) share one
-    preparation. ``hflip`` applies the thesis' random horizontal flip with p = 0.5
-    (docs/papers.md#thesis-data-and-splits).
+    preparation. An item is ``dataset[index]``, or ``dataset[(index, flip)]`` to have it flipped horizontally:
+    training draws the flips (the thesis' random flip, docs/papers.md#thesis-data-and-splits) in its batch
+    sampler (``chromapipe.training.sampling``), as a function of the seed and the step, so a flip never depends
+    on which process loads the image or how many workers train.
 
     With ``decode=False`` an item is the image as stored ({"stored", "flip", "label"}: 3 or 6 bytes per
     pixel instead of float32's 12) and :meth:`decode_batch` finishes a collated batch wherever it lies,
     e.g. on the GPU. Why: at GPU rates the loader's serial path (worker shared memory, collation, pinned
-    copy) moves every byte of every image; shipping the stored form moves 2-4× fewer. The flip is drawn in
-    the loader either way, from the same random stream, so both paths give the same batches.
+    copy) moves every byte of every image; shipping the stored form moves 2-4× fewer. The flip travels with
+    the stored item, so both paths give the same batches.
     """
 
     def __init__(
@@ -160,7 +162,6 @@ class LabShardDataset(Dataset):
         root: Path,
         split: str,
         resolution: int | None = None,
-        hflip: bool = False,
         limit: int | None = None,
         decode: bool = True,
     ) -> None:
@@ -172,7 +173,6 @@ class LabShardDataset(Dataset):
         self.size = manifest["params"]["size"]
         self.encoding = manifest.get("storage", {}).get("encoding", "float16")  # manifests before encodings: float16
         self.resolution = resolution or self.size
-        self.hflip = hflip
         self.decode = decode
         self.offsets = np.cumsum([0] + [s["n"] for s in self.shards]).tolist()
         self.length = self.offsets[-1] if limit is None else min(limit, self.offsets[-1])
@@ -193,16 +193,16 @@ class LabShardDataset(Dataset):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_arrays": {}}
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, bool]) -> dict[str, torch.Tensor]:
+        index, flip = key if isinstance(key, tuple) else (key, False)
         if not 0 <= index < self.length:
             raise IndexError(index)
         k = bisect_right(self.offsets, index) - 1
         lab_arr, label_arr = self._shard(k)
         stored = lab_arr[index - self.offsets[k]]
         label = torch.tensor(int(label_arr[index - self.offsets[k]]))
-        flip = bool(self.hflip and torch.rand(()) < 0.5)
         if not self.decode:
-            return {"stored": torch.from_numpy(np.array(stored)), "flip": torch.tensor(flip), "label": label}
+            return {"stored": torch.from_numpy(np.array(stored)), "flip": torch.tensor(bool(flip)), "label": label}
         lab = self._resize(decode_to_lab(stored, self.encoding)[None])[0]
         if flip:
             lab = lab.flip(-1)
@@ -221,6 +221,5 @@ class LabShardDataset(Dataset):
         ``__getitem__`` with ``decode=True``, for the whole batch at once (and no host sync: the flips are a
         per-image select)."""
         lab = self._resize(stored_to_lab(batch["stored"], self.encoding))
-        if self.hflip:
-            lab = torch.where(batch["flip"].view(-1, 1, 1, 1), lab.flip(-1), lab)
+        lab = torch.where(batch["flip"].view(-1, 1, 1, 1), lab.flip(-1), lab)
         return {"L": lab[:, :1].contiguous(), "ab": lab[:, 1:].contiguous(), "label": batch["label"]}

@@ -84,6 +84,13 @@ class Recipe(ABC):
     def build_discriminator(self) -> nn.Module:
         """The discriminator / critic (training only)."""
 
+    @property
+    def critic_double_backward(self) -> bool:
+        """Whether the critic's loss differentiates through the critic twice (a WGAN-GP gradient penalty, declared
+        by a ``gp`` loss weight above 0). The trainer asks because a module compiled by ``torch.compile`` cannot
+        be differentiated twice; recipes whose ``gp`` weight is unused in some configuration override this."""
+        return self.loss.get("gp", 0.0) > 0
+
     def setup(self, device: torch.device) -> None:  # noqa: B027 (optional hook: the default does nothing)
         """Move frozen helpers (teachers, histogram kernels) to the device. Called once by the trainer."""
 

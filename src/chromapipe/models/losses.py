@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chromapipe.models.randomness import per_sample_rand
+
 Tensor = torch.Tensor
 
 
@@ -76,7 +78,7 @@ def gradient_penalty(
         raise ValueError(f"gradient_penalty: {len(reals)} real tensors but {len(fakes)} fake tensors")
     batch = reals[0].shape[0]
     if alpha is None:
-        alpha = torch.rand(batch, device=reals[0].device, dtype=torch.float32)
+        alpha = per_sample_rand((batch,), reals[0].device)  # per sample, the same whatever the number of workers
     points = []
     for r, f in zip(reals, fakes):
         a = alpha.to(r.dtype).view(batch, *([1] * (r.dim() - 1)))

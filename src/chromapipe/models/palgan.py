@@ -62,6 +62,7 @@ from chromapipe.config import ConfigError
 from chromapipe.models import losses
 from chromapipe.models import palette as pal
 from chromapipe.models.base import Batch, Logs, Recipe
+from chromapipe.models.randomness import per_sample_rand
 
 SLOPE = 0.2
 E_CHANNELS = (32, 64, 128, 256, 256, 256)  # Conv_1 … Conv_6 of the palette generator
@@ -402,7 +403,7 @@ class PalGANRecipe(Recipe):
         if p > 0:
             inputs["palette"] = batch["palette"]
             if p < 1:
-                inputs["palette_mask"] = torch.rand(batch["L"].shape[0], device=batch["L"].device) < p
+                inputs["palette_mask"] = per_sample_rand((batch["L"].shape[0],), batch["L"].device) < p
         return inputs
 
     def _d(self, D: nn.Module, batch: Batch, ab: torch.Tensor) -> torch.Tensor:

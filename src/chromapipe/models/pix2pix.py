@@ -32,6 +32,7 @@ from chromapipe.color import lab_to_rgb
 from chromapipe.config import ConfigError
 from chromapipe.models import losses
 from chromapipe.models.base import Batch, Logs, Recipe, unwrap
+from chromapipe.models.randomness import SampleDropout
 
 ENCODER_FILTERS = (64, 128, 256, 512, 512, 512, 512, 512)
 DOWNSAMPLING = 2 ** len(ENCODER_FILTERS)  # 256: the input side must be a multiple of this
@@ -55,7 +56,8 @@ class Options:
     real_label: target of real samples in the BCE discriminator loss (one-sided smoothing; 1.0 = none).
     dropout: probability of the decoder's dropout (first 3 decoder blocks) and of the class head's.
     dropout_mode: ``channel`` = ``nn.Dropout2d`` as in the thesis code; ``element`` = ``nn.Dropout`` as in
-        the original pix2pix.
+        the original pix2pix (both as :class:`~chromapipe.models.randomness.SampleDropout`: the same function,
+        with masks that do not depend on the number of workers).
     init: ``xavier`` = the thesis code (Xavier-uniform conv weights, BN γ ~ N(1, 0.2)); ``normal`` = the
         original pix2pix (conv weights ~ N(0, 0.02), BN γ ~ N(1, 0.02)).
     """
@@ -100,7 +102,7 @@ def decoder_block(c_in: int, c_out: int, dropout: float, mode: str) -> nn.Sequen
         nn.BatchNorm2d(c_out),
     ]
     if dropout > 0:
-        layers.append(nn.Dropout2d(dropout) if mode == "channel" else nn.Dropout(dropout))
+        layers.append(SampleDropout(dropout, channelwise=mode == "channel"))
     layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 
@@ -147,8 +149,8 @@ class ClassBranch(nn.Module):
             nn.Linear(flat, 1024), nn.LeakyReLU(LEAKY_SLOPE), nn.Linear(1024, 512), nn.LeakyReLU(LEAKY_SLOPE)
         )
         self.head = nn.Sequential(
-            nn.Linear(flat, 2048), nn.Dropout(dropout), nn.ReLU(),
-            nn.Linear(2048, 1024), nn.Dropout(dropout), nn.ReLU(),
+            nn.Linear(flat, 2048), SampleDropout(dropout), nn.ReLU(),
+            nn.Linear(2048, 1024), SampleDropout(dropout), nn.ReLU(),
             nn.Linear(1024, num_classes),
         )  # fmt: skip
 
@@ -248,6 +250,11 @@ class Pix2PixRecipe(Recipe):
     @property
     def wgan(self) -> bool:
         return self.options.critic == "wgan_gp"
+
+    @property
+    def critic_double_backward(self) -> bool:
+        """Only the WGAN-GP critic (③) has a gradient penalty; ① and ② keep a ``gp`` weight they never use."""
+        return self.wgan and super().critic_double_backward
 
     # networks
     def build_generator(self) -> nn.Module:

@@ -137,13 +137,9 @@ def batch_to_channels_last(batch: Batch) -> Batch:
 
 
 def discriminator_compilable(recipe: Recipe) -> bool:
-    """False when the recipe's critic loss has a gradient penalty (needs a double backward through D).
-
-    A recipe declares a gradient penalty by a ``gp`` loss weight above 0 (pix2pix ③ and ChromaGAN); pix2pix
-    keeps a ``gp`` weight in its BCE configurations too, where its ``wgan`` property is False. An unknown
-    recipe with a ``gp`` weight is treated as having a penalty: not compiling is the safe side.
-    """
-    return not (recipe.loss.get("gp", 0.0) > 0 and getattr(recipe, "wgan", True))
+    """False when the recipe's critic is differentiated twice (:attr:`Recipe.critic_double_backward`: a WGAN-GP
+    gradient penalty, pix2pix ③ and ChromaGAN): torch.compile cannot do that (see the module docstring)."""
+    return not recipe.critic_double_backward
 
 
 def count_flops(fn: Callable[[], object]) -> int:

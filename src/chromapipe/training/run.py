@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,8 @@ from chromapipe.layout import (
 from chromapipe.models.base import Recipe
 from chromapipe.models.registry import build_recipe
 from chromapipe.training.export import read_generator
-from chromapipe.training.loop import WorkerConfig, train_loop_per_worker
 from chromapipe.training.tracking import find_or_create_run
+from chromapipe.training.worker import WorkerConfig, train_loop_per_worker
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +113,9 @@ def start(params: Params, name: str) -> TrainingRun:
     data_root = params.dataset_dir(params.training_set(name))
     manifest = read_manifest(data_root)
     recipe = build_recipe(cfg)
-    h = config_hash(
-        cfg, _data_fingerprint(manifest), params.seed, tc.num_workers, tc.use_gpu, _code_fingerprint(recipe)
-    )
+    # what determines the trained model: the speed options (amp, compile, ...) only reorder float operations
+    what = (tc.num_workers, tc.use_gpu, tc.sync_batchnorm)
+    h = config_hash(cfg, _data_fingerprint(manifest), params.seed, *what, _code_fingerprint(recipe))
     uri = tracking_uri(params)
     client = MlflowClient(uri)
     run_id, resumed = find_or_create_run(
@@ -144,27 +145,46 @@ def _ray_run_name(runs: list[TrainingRun]) -> str:
     return f"{len(runs)}-models-{digest}"
 
 
-def fit(params: Params, runs: list[TrainingRun], ray_name: str) -> tuple[dict[str, Any], Path]:
-    """Train ``runs`` in one Ray Train run (its worker group trains them in turn); returns (cluster
-    facts, Ray's run directory). Every generator is in its MLflow run afterwards."""
+def worker_config(params: Params, run: TrainingRun) -> WorkerConfig:
+    """What every worker needs to train ``run`` (pickled to the workers as it is)."""
+    return WorkerConfig(
+        name=run.name,
+        model=run.cfg,
+        train=params.train,
+        seed=params.seed,
+        data_root=run.data_root,
+        tracking_uri=run.tracking_uri,
+        run_id=run.run_id,
+        config_hash=run.config_hash,
+    )
+
+
+def fit(
+    params: Params,
+    runs: list[TrainingRun],
+    ray_name: str,
+    loop: Callable[[list[WorkerConfig]], None] = train_loop_per_worker,
+) -> tuple[dict[str, Any], Path]:
+    """Train ``runs`` in one Ray Train run (its worker group runs ``loop``, which trains them in turn); returns
+    (cluster facts, Ray's run directory). Every generator is in its MLflow run afterwards.
+
+    The worker group comes from ``train`` (``num_workers`` × ``resources_per_worker``); each worker's models
+    are :func:`worker_config` of each run (a caller may pass its own list through ``loop``'s config)."""
+    return fit_workers(params, [worker_config(params, r) for r in runs], ray_name, loop)
+
+
+def fit_workers(
+    params: Params,
+    workers: list[WorkerConfig],
+    ray_name: str,
+    loop: Callable[[list[WorkerConfig]], None] = train_loop_per_worker,
+) -> tuple[dict[str, Any], Path]:
+    """:func:`fit` for given worker configurations (e.g. of several params variants in one worker group)."""
     tc = params.train
     started_ray = _connect_ray(tc.num_workers * tc.resources_per_worker.get("CPU", 1.0))
     try:
-        workers = [
-            WorkerConfig(
-                name=r.name,
-                model=r.cfg,
-                train=tc,
-                seed=params.seed,
-                data_root=r.data_root,
-                tracking_uri=r.tracking_uri,
-                run_id=r.run_id,
-                config_hash=r.config_hash,
-            )
-            for r in runs
-        ]
         trainer = TorchTrainer(
-            train_loop_per_worker,
+            loop,
             train_loop_config=workers,
             scaling_config=ScalingConfig(
                 num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker=dict(tc.resources_per_worker)
@@ -182,12 +202,12 @@ def fit(params: Params, runs: list[TrainingRun], ray_name: str) -> tuple[dict[st
             "nodes": sum(1 for n in ray.nodes() if n["Alive"]),
             "joined_existing": not started_ray,
             "ray_run": ray_name,
-            "models_in_ray_run": [r.name for r in runs],
+            "models_in_ray_run": [w.name for w in workers],
         }
     finally:
         if started_ray:
             ray.shutdown()
-    missing = [r.name for r in runs if not generator_logged(MlflowClient(r.tracking_uri), r.run_id)]
+    missing = [w.name for w in workers if not generator_logged(MlflowClient(w.tracking_uri), w.run_id)]
     if missing:
         raise RuntimeError(f"training finished without logging the generator of {missing} (see the Ray logs above)")
     return cluster, Path(result.path)

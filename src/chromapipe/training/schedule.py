@@ -12,17 +12,7 @@ import math
 
 import torch
 
-from chromapipe.config import ConfigError, ModelConfig
-
-
-def per_worker_batch(cfg: ModelConfig, world_size: int) -> int:
-    """Each worker's share of the global batch; the split must be exact (no silent change of batch)."""
-    if cfg.batch_size % world_size:
-        raise ConfigError(
-            f"batch_size {cfg.batch_size} is the global batch and must divide evenly over "
-            f"{world_size} Ray workers (train.num_workers); use a multiple of {world_size}"
-        )
-    return cfg.batch_size // world_size
+from chromapipe.config import ModelConfig
 
 
 def total_steps(cfg: ModelConfig, n_train: int) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from chromapipe.config import ModelConfig
@@ -136,6 +137,24 @@ def logs_to_floats(logs: Mapping[str, torch.Tensor | float]) -> dict[str, float]
         values = torch.stack([logs[k].detach().float().reshape(()) for k in keys]).tolist()
         floats.update(zip(keys, values))
     return {key: floats[key] for key in logs}
+
+
+def mean_over_workers(logs: Mapping[str, torch.Tensor | float]) -> dict[str, torch.Tensor | float]:
+    """The logs averaged over the data-parallel workers (one all-reduce), so what is logged is the loss of the
+    global batch, whatever the number of workers; unchanged outside a process group of several ranks.
+
+    Every rank must call it at the same steps with the same keys (the loop does, at log and checkpoint steps).
+    Each worker's loss is a mean over its ``batch_size / N`` images, so the mean of the N is the global mean.
+    """
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1) or not logs:
+        return dict(logs)
+    keys = sorted(logs)
+    device = next((v.device for v in logs.values() if isinstance(v, torch.Tensor)), torch.device("cpu"))
+    stacked = torch.stack([torch.as_tensor(logs[k], dtype=torch.float32, device=device).reshape(()) for k in keys])
+    dist.all_reduce(stacked)
+    stacked /= dist.get_world_size()
+    means = dict(zip(keys, stacked.unbind()))
+    return {k: means[k] for k in logs}
 
 
 class NonFiniteGuard:
