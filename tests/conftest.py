@@ -58,6 +58,7 @@ def quick_params(tmp: Path, models: dict | None = None, prepared_in: Path | None
             params["datasets"]["sample"].update(value)
         else:
             params[key] = {**params.get(key, {}), **value}
+    tmp.mkdir(parents=True, exist_ok=True)
     if prepared_in is not None and prepared_in.resolve() != tmp.resolve():
         (tmp / "data").mkdir(parents=True, exist_ok=True)
         (tmp / "data" / "prepared").symlink_to((prepared_in / "data" / "prepared").resolve(), target_is_directory=True)
