@@ -123,6 +123,9 @@ class TrainConfig:
     #: (one launch instead of hundreds: for launch-bound small batches), "max-autotune" also tunes GEMMs
     compile_mode: CompileMode = "default"
     cudnn_benchmark: bool = False  # GPU: cuDNN autotunes each convolution once (fixed shapes); not bitwise reproducible
+    #: open choices of the training set-up that bear on every model's numbers (setting -> why), e.g. data-parallel
+    #: workers whose BatchNorm sees part of the paper's batch: the report lists them under every table
+    ours: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,7 @@ def _check_ranges(p: Params) -> None:
             raise ConfigError(f"evaluate.sets.{name}: no such model; expected one of {', '.join(map(repr, p.models))}")
     for name, m in p.models.items():
         _check_ours(f"models.{name}.ours", m.ours, ModelConfig)
+    _check_ours("train.ours", p.train.ours, TrainConfig)
 
 
 def _check_ours(key: str, ours: dict[str, str], cls: type) -> None:
