@@ -1,0 +1,49 @@
+"""Scoring a generator in train mode, as the thesis did, without changing the generator.
+
+Why: the thesis' only test path is its validation loop, which calls ``generator.train()``: dropout stays on
+(the pix2pix generator's noise) and every BatchNorm normalises each batch of 8 by that batch's own statistics.
+Its published numbers are train-mode numbers; an eval-mode score (running statistics, no dropout) of the
+same weights is a different measurement. Train mode is random (dropout) and depends on which images share a
+batch, so the pass here is pinned down: batches in the set's stored order (a split file's row order, as the
+thesis' ``shuffle=False`` loaders went through it), a seeded dropout RNG, and every buffer restored
+afterwards — BatchNorm updates its running statistics in train mode even without gradients, and the same
+generator is scored in eval mode and written to MLflow by the same process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+#: the key suffix of every number measured with the generator in train mode (``lab_psnr_trainmode``)
+TRAIN_MODE_SUFFIX = "_trainmode"
+
+
+def train_mode_note(batch_size: int, seed: int) -> str:
+    """How a train-mode number was measured (stored with it)."""
+    return (
+        f"generator in train mode as the thesis scored it: dropout on (RNG seed {seed}), BatchNorm over each "
+        f"batch of {batch_size} in the set's stored order; the generator's buffers are restored afterwards"
+    )
+
+
+@contextmanager
+def generator_in_train_mode(G: nn.Module, seed: int) -> Iterator[nn.Module]:
+    """``G`` in train mode with its dropout RNG seeded; on exit its mode, every buffer (BatchNorm running
+    statistics, batch counters) and the caller's RNG state are what they were on entry."""
+    saved = {name: buf.detach().clone() for name, buf in G.named_buffers()}
+    was_training = G.training
+    devices = sorted({b.device.index or 0 for b in saved.values() if b.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        G.train()
+        try:
+            yield G
+        finally:
+            G.train(was_training)
+            with torch.no_grad():
+                for name, buf in G.named_buffers():
+                    buf.copy_(saved[name])
