@@ -79,9 +79,9 @@ def _generator_mode(params: Params, name: str) -> str | None:
     if "train" not in modes:
         return "eval"
     ec = params.evaluate
-    only = "" if "eval" in modes else " only"
+    which = "eval; Lab-packed metrics also" if "eval" in modes else "eval for sRGB; Lab-packed metrics only"
     return (
-        f"eval; Lab-packed metrics also{only} in train mode (lab_*{TRAIN_MODE_SUFFIX}: "
+        f"{which} in train mode (lab_*{TRAIN_MODE_SUFFIX}: "
         f"{train_mode_note(ec.train_mode_batch_size, ec.train_mode_seed)})"
     )
 

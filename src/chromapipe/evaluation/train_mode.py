@@ -18,8 +18,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-#: the key suffix of every number measured with the generator in train mode (``lab_psnr_trainmode``)
-TRAIN_MODE_SUFFIX = "_trainmode"
+from chromapipe.metrics.record import TRAIN_MODE_SUFFIX  # noqa: F401 - re-exported: the evaluate stage's keys
+
 
 
 def train_mode_note(batch_size: int, seed: int) -> str:

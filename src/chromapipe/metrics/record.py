@@ -18,6 +18,9 @@ from chromapipe.config import GRAY  # noqa: F401 - the baseline's name lives in 
 
 MEASURED = "measured"
 BASELINE = "baseline"
+#: the key suffix of every number measured with the generator in train mode (``lab_psnr_trainmode``): the
+#: evaluate stage writes it (``evaluation/train_mode.py``) and the torch-free report reads it
+TRAIN_MODE_SUFFIX = "_trainmode"
 
 
 @dataclass
