@@ -15,7 +15,7 @@ from torch import nn
 from chromapipe.config import ModelConfig, load_params
 from chromapipe.data.prepare import prepare
 from chromapipe.evaluation.evaluate import evaluate
-from chromapipe.evaluation.train_mode import generator_in_train_mode
+from chromapipe.evaluation.train_mode import generator_in_train_mode, ordered_batches
 from chromapipe.models.checkpoint import save_generator
 from chromapipe.models.registry import build_recipe
 from tests.conftest import quick_params
@@ -69,6 +69,13 @@ def test_train_mode_leaves_the_pix2pix_generator_unchanged() -> None:
     assert not G.training
     torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)  # seeded: reproducible
     assert (runs[0] - eval_out).abs().mean() > 1e-3  # a different measurement from eval mode
+
+
+def test_train_mode_batches_keep_the_stored_order() -> None:
+    assert ordered_batches(7, 3) == [[0, 1, 2], [3, 4, 5, 6]]  # a lone last image joins the batch before
+    assert ordered_batches(8, 3) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    with pytest.raises(ValueError, match="at least 2 images"):
+        ordered_batches(1, 8)
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,12 @@ from tqdm import tqdm
 from chromapipe.config import Params, resolve_path, to_dict, tracking_uri
 from chromapipe.data.shards import LabShardDataset, read_manifest
 from chromapipe.devices import resolve_device
-from chromapipe.evaluation.train_mode import TRAIN_MODE_SUFFIX, generator_in_train_mode, train_mode_note
+from chromapipe.evaluation.train_mode import (
+    TRAIN_MODE_SUFFIX,
+    generator_in_train_mode,
+    ordered_batches,
+    train_mode_note,
+)
 from chromapipe.metrics.lab_packed import LabPackedSuite
 from chromapipe.metrics.record import BASELINE, GRAY, MEASURED, MetricsRecord
 from chromapipe.metrics.scoring import Predictor, ScoredBatch, gray_predictor, score_batches
@@ -180,7 +185,8 @@ def evaluate_set(
         )
     samples = SampleWriter(out_dir, ec.samples, recipe, ground_truth)
     t0 = time.time()
-    lab = LabPackedSuite(fid=ec.fid, device=dev) if params.lab_packed(name, set_name) else contextlib.nullcontext()
+    eval_lab = params.lab_packed(name, set_name) and (name == GRAY or "eval" in params.generator_modes(name))
+    lab = LabPackedSuite(fid=ec.fid, device=dev) if eval_lab else contextlib.nullcontext()
     with MetricSuite(lpips_net=ec.lpips_net, fid=ec.fid, device=dev) as suite, lab as lab_suite:
         batches = tqdm(
             DataLoader(dataset, batch_size=ec.batch_size, shuffle=False),
@@ -200,14 +206,7 @@ def evaluate_set(
     timing = {"seconds": round(seconds, 2), "images_per_s": round(seen / max(seconds, 1e-9), 3), "device": str(dev)}
     if recipe is not None and "train" in params.generator_modes(name):
         t1 = time.time()
-        train_report = _score_in_train_mode(params, predictor, dataset, dev)
-        if "eval" not in params.generator_modes(name):  # train only: no eval-mode Lab-packed numbers
-            report = MetricReport(
-                {k: v for k, v in report.metrics.items() if not k.startswith("lab_")},
-                {k: v for k, v in report.unavailable.items() if not k.startswith("lab_")},
-                {k: v for k, v in report.details.items() if not k.startswith("lab_")},
-            )
-        report = MetricReport.combined([report, train_report])
+        report = MetricReport.combined([report, _score_in_train_mode(params, predictor, dataset, dev)])
         timing["train_mode_seconds"] = round(time.time() - t1, 2)
     protocol = _protocol(params, set_name, manifest, split, seen)
     if (mode := _generator_mode(params, name)) is not None:
@@ -236,7 +235,7 @@ def _score_in_train_mode(
     ec = params.evaluate
     G = predictor.args[0]  # type: ignore[attr-defined] - load_predictor's partial(recipe.predict, G)
     note = train_mode_note(ec.train_mode_batch_size, ec.train_mode_seed)
-    loader = DataLoader(dataset, batch_size=ec.train_mode_batch_size, shuffle=False)
+    loader = DataLoader(dataset, batch_sampler=ordered_batches(len(dataset), ec.train_mode_batch_size))
     with (
         LabPackedSuite(fid=ec.fid, device=dev, suffix=TRAIN_MODE_SUFFIX, generator_mode=note) as suite,
         generator_in_train_mode(G, ec.train_mode_seed),

@@ -21,13 +21,25 @@ from torch import nn
 from chromapipe.metrics.record import TRAIN_MODE_SUFFIX  # noqa: F401 - re-exported: the evaluate stage's keys
 
 
-
 def train_mode_note(batch_size: int, seed: int) -> str:
     """How a train-mode number was measured (stored with it)."""
     return (
         f"generator in train mode as the thesis scored it: dropout on (RNG seed {seed}), BatchNorm over each "
         f"batch of {batch_size} in the set's stored order; the generator's buffers are restored afterwards"
     )
+
+
+def ordered_batches(n: int, batch_size: int) -> list[list[int]]:
+    """Indices ``0 … n-1`` in consecutive batches of ``batch_size``, in stored order. A last batch of a single
+    image joins the batch before it: BatchNorm in train mode cannot normalise one value per channel (pix2pix's
+    1×1 bottleneck), where the thesis' own loader would have stopped."""
+    if n < 2:
+        raise ValueError(f"train-mode scoring needs at least 2 images (BatchNorm over a batch), got {n}")
+    batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        last = batches.pop()
+        batches[-1] += last
+    return batches
 
 
 @contextmanager
