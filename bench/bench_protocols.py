@@ -15,6 +15,10 @@ differs from a paper can say "expected effect: X" with a measurement behind it:
 - ``resize_antialias``: the authors resized with OpenCV's bilinear (no antialiasing), we antialias: the gray
   baseline's PSNR at 224² on ground truths made either way (torch's non-antialiased bilinear stands in for
   OpenCV's INTER_LINEAR).
+- ``eval_view``: PalGAN's evaluation view (ours): the gray baseline's PSNR on a 256² centre crop vs the whole
+  photo squashed to 256².
+- ``test_set_sampling``: one standard error of a test set's mean at the thesis' and ChromaGAN's test-set sizes
+  (what a different draw of the same size moves a number by).
 - ``gray_rule``: how many of the photos each gray rule skips.
 
     python bench/bench_protocols.py [--photos 8] [--holdout 16] [--steps 60] [--out bench/results/protocols-cpu.json]
@@ -26,6 +30,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import math
 import platform
 import sys
 import time
@@ -74,19 +79,27 @@ def generator_mode(photos: int, holdout: int, steps: int, batch: int) -> dict:
         "train_seconds": round(time.perf_counter() - t0, 1),
     }
     G, recipe = trained.G.eval(), trained.recipe
-    for mode in ("eval", "train"):
+
+    def lab_packed(mode: str, seed: int = 0) -> dict[str, float]:
         with LabPackedSuite(fid=False) as suite, torch.no_grad():
-            ctx = generator_in_train_mode(G, seed=0) if mode == "train" else contextlib.nullcontext()
+            ctx = generator_in_train_mode(G, seed=seed) if mode == "train" else contextlib.nullcontext()
             with ctx:
                 for i in range(0, len(test.names), 8):
                     L, ab = test.L[i : i + 8], test.ab[i : i + 8]
                     suite.update(L, recipe.predict(G, L)["ab"], ab)
-            m = suite.compute().metrics
-        out[mode] = {k: round(v, 4) for k, v in m.items() if v is not None}
+            return {k: round(v, 4) for k, v in suite.compute().metrics.items() if v is not None}
+
+    out["eval"], out["train"] = lab_packed("eval"), lab_packed("train")
     with LabPackedSuite(fid=False) as suite:
         suite.update(test.L, torch.zeros_like(test.ab), test.ab)
         out["gray"] = {k: round(v, 4) for k, v in suite.compute().metrics.items() if v is not None}
     out["train_minus_eval"] = {k: round(out["train"][k] - out["eval"][k], 4) for k in out["eval"]}
+    seeds = [lab_packed("train", seed)["lab_psnr"] for seed in range(1, 5)] + [out["train"]["lab_psnr"]]
+    out["train_lab_psnr_over_5_dropout_seeds"] = {
+        "min": min(seeds),
+        "max": max(seeds),
+        "std": round(float(torch.tensor(seeds).std()), 4),
+    }
     return out
 
 
@@ -162,6 +175,37 @@ def teacher_input(n: int) -> dict:
     return out
 
 
+def eval_view(n: int) -> dict:
+    """PalGAN's evaluation view is ours (the poster does not say): the gray baseline's PSNR at 256² on a centre
+    crop vs the whole photo squashed."""
+    return {
+        "photos": n,
+        "gray_psnr": {
+            view: round(_gray_psnr(torch.stack(_photos(n, 256, resize=view))), 3) for view in ("center_crop", "resize")
+        },
+    }
+
+
+def test_set_sampling(n: int) -> dict:
+    """How much the choice of a test set of a paper's size moves a number, from the per-image spread of the gray
+    baseline on ``n`` photos: one standard error of the set's mean at the thesis' 23,797 (Lab-packed PSNR, one
+    PSNR from the set's MSE) and at ChromaGAN's 1,000 test images (sRGB PSNR, mean of per-image PSNR)."""
+    from chromapipe.metrics.lab_packed import pack_lab
+
+    rgb = torch.stack(_photos(n, 256))
+    lab = rgb_uint8_to_lab(rgb)
+    gray = torch.zeros_like(lab[:, 1:])
+    mse = ((pack_lab(lab[:, :1], gray) - pack_lab(lab[:, :1], lab[:, 1:])) ** 2).flatten(1).mean(1).double()
+    se = float(mse.std()) / 23797**0.5
+    db = lambda x: 10 * math.log10(1 / x)  # noqa: E731
+    psnr = psnr_per_image(lab_to_rgb_uint8(join_lab(lab[:, :1], gray)), rgb).double()
+    return {
+        "photos": n,
+        "thesis_lab_psnr_se_db_at_23797": round(db(float(mse.mean()) - se) - db(float(mse.mean())), 4),
+        "chromagan_psnr_se_db_at_1000": round(float(psnr.std()) / 1000**0.5, 4),
+    }
+
+
 def gray_rule() -> dict:
     fit = _fit_photos()
     counts = {"photos": 0, "spread<=2": 0, "channel_sums (thesis)": 0}
@@ -181,16 +225,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--holdout", type=int, default=16, help="photos it is scored on")
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--sections", default="gray_rule,teacher_input,lab8_ground_truth,resize_antialias,generator_mode")
+    ap.add_argument(
+        "--sections",
+        default="gray_rule,teacher_input,lab8_ground_truth,resize_antialias,eval_view,test_set_sampling,generator_mode",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "protocols-cpu.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    results: dict = {"machine": platform.node(), "torch_threads": torch.get_num_threads()}
+    results: dict = json.loads(args.out.read_text()) if args.out.is_file() else {}  # other sections' results stay
+    results.update(machine=platform.node(), torch_threads=torch.get_num_threads())
     runners = {
         "gray_rule": gray_rule,
         "teacher_input": lambda: teacher_input(args.holdout),
         "lab8_ground_truth": lambda: lab8_ground_truth(80),
         "resize_antialias": lambda: resize_antialias(80),
+        "eval_view": lambda: eval_view(80),
+        "test_set_sampling": lambda: test_set_sampling(200),
         "generator_mode": lambda: generator_mode(args.photos, args.holdout, args.steps, args.batch_size),
     }
     for name in args.sections.split(","):
