@@ -7,4 +7,5 @@ from _stage import run_stage
 from chromapipe.data.prepare import prepare
 
 if __name__ == "__main__":
-    run_stage(lambda params: prepare(params.dataset(sys.argv[1]), params.dataset_dir(sys.argv[1])))
+    name = sys.argv[1]
+    run_stage(lambda params: prepare(params.dataset(name), params.dataset_dir(name), key=f"datasets.{name}"))

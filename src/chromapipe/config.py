@@ -78,6 +78,23 @@ class DataConfig:
     role: Literal["train", "eval"] = "train"  # eval: keep every readable image (upscale, keep gray), all in test
     max_images: int | None = None  # cap on source images (quick runs); None: all
     label: str | None = None  # the name the papers give this set ("ImageNet ctest10k"): the report's column
+    #: role train: keep grayscale photos instead of skipping them (ChromaGAN trained "including grayscale images")
+    keep_grayscale: bool = False
+    #: role train: keep photos smaller than ``size`` (upscaled) instead of skipping them (ChromaGAN and the thesis
+    #: resized every photo, whatever its size)
+    keep_small: bool = False
+    #: what counts as gray: ``spread`` = the 99th percentile of the per-pixel channel spread is at most
+    #: ``grayscale_tolerance`` (near-gray scans count); ``channel_sums`` = the thesis' rule (Pillow mode L, or the
+    #: R channel's sum equals the mean of the three channel sums on the full-resolution image): exact gray only
+    gray_rule: Literal["spread", "channel_sums"] = "spread"
+    #: role train: a CSV assigning each image its split (columns ``file_name``, a path relative to ``root``, and
+    #: ``split``: train/val/test; other columns ignored), the format the thesis' pre-processing saved. It replaces
+    #: ``splits`` and ``seed``; the images are stored in its row order; images under ``root`` it does not list are
+    #: skipped (``not_in_split_file``), and a listed path that is not in the dataset is an error
+    split_file: str | None = None
+    #: open choices this dataset's settings make where the papers say nothing (setting name -> why): the report
+    #: lists them per table (Protocols); they change nothing in the data
+    ours: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,6 +127,9 @@ class TrainConfig:
     #: worker's slice: the model trained is then the one a single worker trains (training/sync_batchnorm.py);
     #: no effect with one worker. false: plain DDP, each worker normalises over batch_size / num_workers images
     sync_batchnorm: bool = True
+    #: open choices of the training set-up that bear on every model's numbers (setting -> why): the report lists
+    #: them under every table
+    ours: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,6 +146,15 @@ class EvaluateConfig:
     #: L*a*b* packed as a 3-channel tensor), beside the sRGB metrics, so the thesis' table can be compared:
     #: true (every model), false, or the models to score so (the gray baseline too, as their reference)
     lab_packed: bool | list[str] = False
+    #: the generator's mode under the Lab-packed protocol: "eval" (dropout off, BatchNorm running statistics),
+    #: "train" (as the thesis scored: its only test path runs the generator in train mode — dropout on, BatchNorm
+    #: over each batch), or "both". Train-mode numbers are stored under their own keys (``lab_*_trainmode``)
+    #: and the model is unchanged afterwards (its BatchNorm running statistics are restored). sRGB: eval mode
+    generator_mode: Literal["eval", "train", "both"] = "both"
+    #: train-mode scoring: images per batch (the thesis' test loader: batches of 8 in file order, no shuffle) and
+    #: the seed of its dropout masks (train-mode numbers are random; seeded, they are reproducible)
+    train_mode_batch_size: int = 8
+    train_mode_seed: int = 0
     samples: int = 6  # images saved for the report's comparison grid
 
 
@@ -150,9 +179,12 @@ class ModelConfig:
     schedule: Literal["constant", "cosine"] = "constant"
     lr_min: float = 0.0  # cosine schedule's final learning rate
     n_critic: int = 1  # discriminator steps per generator step
-    hflip: bool = True
+    hflip: bool = True  # random horizontal flip p = 0.5 of training images (the thesis flips; ChromaGAN does not)
     loss: dict[str, float] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    #: open choices this model's settings make where its paper says nothing (setting, e.g. ``batch_size`` or
+    #: ``options.teacher``, -> why): the report lists them per table (Protocols)
+    ours: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -197,10 +229,23 @@ class Params:
         """The datasets model ``model`` is scored on (the evaluation matrix's row)."""
         return self.evaluate.sets.get(model) or [self.training_set(model)]
 
-    def lab_packed(self, model: str) -> bool:
-        """Whether ``model`` (or the gray baseline) is also scored under the thesis' Lab-packed protocol."""
+    def lab_packed(self, model: str, set_name: str | None = None) -> bool:
+        """Whether ``model`` (or the gray baseline) is also scored under the thesis' Lab-packed protocol; with
+        ``set_name``, on that set: the gray baseline only where a model it is the reference for is scored so."""
         wanted = self.evaluate.lab_packed
-        return wanted if isinstance(wanted, bool) else bool(wanted) and (model == GRAY or model in wanted)
+        if model != GRAY:
+            return wanted if isinstance(wanted, bool) else model in wanted
+        if set_name is None:
+            return bool(wanted)
+        return any(self.lab_packed(m) and set_name in self.evaluation_sets(m) for m in self.models)
+
+    def generator_modes(self, model: str) -> tuple[str, ...]:
+        """The generator modes ``model`` is scored in under the Lab-packed protocol (none when it is not, or for
+        the gray baseline, which has no network)."""
+        if model == GRAY or not self.lab_packed(model):
+            return ()
+        mode = self.evaluate.generator_mode
+        return ("eval", "train") if mode == "both" else (mode,)
 
     def evaluated_sets(self) -> list[str]:
         """Every dataset some model is scored on (the gray baseline is scored on each), in params order."""
@@ -222,6 +267,7 @@ def _check_ranges(p: Params) -> None:
         positive(getattr(p.train, key), f"train.{key}")
     positive(p.train.validate_every, "train.validate_every", allow_zero=True)
     positive(p.evaluate.batch_size, "evaluate.batch_size")
+    positive(p.evaluate.train_mode_batch_size, "evaluate.train_mode_batch_size")
     if not p.models:
         raise ConfigError("models: at least one model must be defined")
     for name, m in p.models.items():
@@ -262,6 +308,19 @@ def _check_ranges(p: Params) -> None:
     for name in p.evaluate.sets:
         if name not in p.models:
             raise ConfigError(f"evaluate.sets.{name}: no such model; expected one of {', '.join(map(repr, p.models))}")
+    for name, m in p.models.items():
+        _check_ours(f"models.{name}.ours", m.ours, ModelConfig)
+    _check_ours("train.ours", p.train.ours, TrainConfig)
+
+
+def _check_ours(key: str, ours: dict[str, str], cls: type) -> None:
+    """An open-choice note names the setting it is about: its first dotted part must be a field of ``cls``."""
+    fields = [f.name for f in dataclasses.fields(cls) if f.name != "ours"]
+    for setting, why in ours.items():
+        if setting.split(".")[0] not in fields:
+            raise ConfigError(f"{key}.{setting}: not a setting of this section; expected one of {', '.join(fields)}")
+        if not why.strip():
+            raise ConfigError(f"{key}.{setting}: say why the choice is ours (an empty note says nothing)")
 
 
 def _check_dataset(key: str, d: DataConfig, positive) -> None:
@@ -280,6 +339,15 @@ def _check_dataset(key: str, d: DataConfig, positive) -> None:
             f"{key}.crops_per_image: must be 1 when role is 'eval' (one view per evaluated image), "
             f"got {d.crops_per_image}"
         )
+    if d.role == "eval":
+        for option in ("keep_grayscale", "keep_small", "split_file"):
+            if getattr(d, option):
+                raise ConfigError(
+                    f"{key}.{option}: only for role 'train' (role 'eval' keeps every listed image, all in test)"
+                )
+    if d.split_file and d.source != "folder":
+        raise ConfigError(f"{key}.split_file: needs source 'folder' (its paths are relative to root)")
+    _check_ours(f"{key}.ours", d.ours, DataConfig)
 
 
 #: settings that used to name output paths: an explanation instead of "unknown key"

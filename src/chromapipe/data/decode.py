@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageStat, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_image
 
 Image.MAX_IMAGE_PIXELS = None  # our own max_pixels check below replaces Pillow's warning/raise
@@ -186,3 +186,21 @@ def grayscale_spread(rgb: torch.Tensor) -> float:
     lo = math.floor(position)
     v_lo, v_hi = (int(np.searchsorted(cumulative, k, side="right")) for k in (lo, min(lo + 1, n - 1)))
     return v_lo + (position - lo) * (v_hi - v_lo)
+
+
+def equal_channel_sums(data: bytes) -> bool:
+    """The thesis' grayscale rule (its ``pre_processing.py``), with the library it used: Pillow mode ``L``, or,
+    after ``convert("RGB")``, the R channel's sum (``ImageStat``) equals the mean of the three channel sums.
+
+    Exact equality on the full-resolution image: a gray photo with one tinted pixel is not gray here, unlike
+    :func:`grayscale_spread`'s tolerance. Decodes the file once more with Pillow (as the thesis did), so it
+    costs a full decode per image; its result does not depend on our decoder.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.mode == "L":
+                return True
+            sums = ImageStat.Stat(img.convert("RGB")).sum
+    except Exception as exc:  # noqa: BLE001 - read_header accepted it; a decode failure is a damaged file
+        raise SkipImage("corrupt", f"Pillow cannot decode it ({exc})") from None
+    return sum(sums) / 3 == sums[0]

@@ -13,6 +13,7 @@ change how fast or where, not what), so training's data fingerprint does not cha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -27,7 +28,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from chromapipe.config import DataConfig, to_dict
+from chromapipe.config import DataConfig, resolve_path, to_dict
 from chromapipe.data.encoding import ROUNDTRIP_STEP, storage_format
 from chromapipe.data.engines import (
     chunk_size,
@@ -43,6 +44,7 @@ from chromapipe.data.engines import (
 from chromapipe.data.process import ChunkResult, ImageResult
 from chromapipe.data.shards import ShardWriter
 from chromapipe.data.sources import SourceImage, list_sources
+from chromapipe.data.splitfile import NOT_IN_SPLIT_FILE, SplitFile, apply_split_file, read_split_file
 from chromapipe.data.splits import SPLITS, assign_splits
 from chromapipe.layout import MANIFEST_FILE
 
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 
 #: DataConfig fields that change how or where the stage runs, or what the report calls the set, not the
 #: shards' contents: kept out of manifest["params"] (and so out of training's data fingerprint)
-NON_CONTENT_PARAMS = ("workers", "engine", "label")
+NON_CONTENT_PARAMS = ("workers", "engine", "label", "ours")
 #: skip reasons meaning "no image could be read from this listed file" (the only skips of role eval)
 UNREADABLE = frozenset({"missing", "unreadable", "corrupt", "not_an_image", "too_large", "unsupported"})
 
@@ -60,11 +62,34 @@ def content_params(cfg: DataConfig) -> dict[str, Any]:
     return {k: v for k, v in to_dict(cfg).items() if k not in NON_CONTENT_PARAMS}
 
 
-def split_assignment(sources: Sequence[SourceImage], cfg: DataConfig) -> dict[str, str]:
-    """Group -> split: role eval puts everything in ``test``; role train splits by the ratios."""
+def split_assignment(
+    sources: Sequence[SourceImage], cfg: DataConfig, split_file: SplitFile | None = None
+) -> dict[str, str]:
+    """Group -> split: role eval puts everything in ``test``; role train takes ``split_file``'s assignment
+    when there is one (a folder source's group is its relative path), else splits by the ratios."""
     if cfg.role == "eval":
         return {s.group: "test" for s in sources}
+    if split_file is not None:
+        return {s.group: split_file.assignment[s.id] for s in sources}
     return assign_splits(((s.group, s.label) for s in sources), cfg.splits, cfg.seed)
+
+
+def _sources(cfg: DataConfig, key: str) -> tuple[list[SourceImage], list[str], SplitFile | None, list[SourceImage]]:
+    """(sources to process in order, class names, the split file, sources its assignment leaves out).
+
+    With a split file the sources are its rows, in its order (``max_images`` then caps the rows), and the
+    images under root it does not list are left out."""
+    if not cfg.split_file:
+        sources, classes = list_sources(cfg, key)
+        return sources, classes, None, []
+    split_file = read_split_file(resolve_path(cfg.split_file), f"{key}.split_file")
+    every, classes = list_sources(dataclasses.replace(cfg, max_images=None), key)
+    listed, unlisted = apply_split_file(every, split_file, f"{key}.split_file")
+    if cfg.max_images is not None:
+        listed = listed[: cfg.max_images]
+    if unlisted:
+        log.info("%d images under %s are not in the split file %s: skipped", len(unlisted), cfg.root, cfg.split_file)
+    return listed, classes, split_file, unlisted
 
 
 @dataclass
@@ -212,15 +237,19 @@ def _manifest(
     }
 
 
-def prepare(cfg: DataConfig, out: Path) -> dict[str, Any]:
-    """Prepare one dataset into the directory ``out`` (the stage passes ``Params.layout.prepared(name)``);
-    returns the manifest (also written to ``<out>/manifest.json``)."""
+def prepare(cfg: DataConfig, out: Path, key: str = "datasets.<name>") -> dict[str, Any]:
+    """Prepare one dataset into the directory ``out`` (the stage passes ``Params.dataset_dir(name)``); returns
+    the manifest (also written to ``<out>/manifest.json``). ``key``: the dataset's key path in params
+    (``datasets.<name>``), named by every configuration error."""
     start = time.perf_counter()
     if out.exists():
         shutil.rmtree(out)  # a DVC output is rebuilt whole: no stale shard survives a params change
-    sources, classes = list_sources(cfg)
-    assignment = split_assignment(sources, cfg)
+    sources, classes, split_file, unlisted = _sources(cfg, key)
+    assignment = split_assignment(sources, cfg, split_file)
     tally = _Tally()
+    tally.skipped += [
+        {"source": s.id, "reason": NOT_IN_SPLIT_FILE, "detail": f"not listed in {cfg.split_file}"} for s in unlisted
+    ]
     with (
         _engine(sources, cfg) as (run, chunks, results, hasher),
         tqdm(total=len(sources), desc="prepare", unit="img") as bar,
@@ -234,7 +263,9 @@ def prepare(cfg: DataConfig, out: Path) -> dict[str, Any]:
         for w in writers.values():
             w.finish()
     splits = _split_entries(writers, assignment, {s["source"] for s in tally.skipped})
-    manifest = _manifest(cfg, classes, len(sources), splits, tally, run, time.perf_counter() - start)
+    manifest = _manifest(cfg, classes, len(sources) + len(unlisted), splits, tally, run, time.perf_counter() - start)
+    if split_file is not None:
+        manifest["split_file"] = split_file.describe()
     _check(manifest, cfg)
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
     log.info(

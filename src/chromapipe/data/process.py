@@ -9,7 +9,9 @@ storage encoding, which cross a process pipe or Ray's object store without torch
 machinery.
 
 Role ``eval`` keeps every readable image: smaller ones are upscaled, gray ones kept (and counted), no
-colorfulness filter. Role ``train`` applies the skip rules.
+colorfulness filter. Role ``train`` applies the skip rules, except those its ``keep_small`` /
+``keep_grayscale`` turn off (ChromaGAN trained on every ImageNet photo, whatever its size or color).
+What counts as gray is ``gray_rule``: a tolerance on the channel spread, or the thesis' exact rule.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ import torch
 import torch.nn.functional as F
 
 from chromapipe.config import DataConfig
-from chromapipe.data.decode import ImageHeader, SkipImage, decode_rgb, grayscale_spread, read_header
+from chromapipe.data.decode import (
+    ImageHeader,
+    SkipImage,
+    decode_rgb,
+    equal_channel_sums,
+    grayscale_spread,
+    read_header,
+)
 from chromapipe.data.encoding import encode_rgb, roundtrip_error, sample_pixels
 from chromapipe.data.sources import SourceImage
 
@@ -34,8 +43,8 @@ class ImageResult(NamedTuple):
 
     pixels: np.ndarray | None
     skip: tuple[str, str] | None = None  # (reason code, detail)
-    upscaled: bool = False  # smaller than data.size and enlarged (role eval)
-    grayscale: bool = False  # gray: kept (role eval) or skipped (role train)
+    upscaled: bool = False  # smaller than data.size and enlarged (role eval, or keep_small)
+    grayscale: bool = False  # gray: kept (role eval, or keep_grayscale) or skipped (role train)
 
 
 class ChunkResult(NamedTuple):
@@ -111,16 +120,35 @@ def _colorfulness(rgb: torch.Tensor) -> float:
 
 def _refuse_by_header(header: ImageHeader, cfg: DataConfig) -> None:
     """Role train's skip rules that the header alone decides: no pixel is decoded for these."""
-    if min(header.width, header.height) < cfg.size:
+    if min(header.width, header.height) < cfg.size and not cfg.keep_small:
         raise SkipImage("too_small", f"{header.width}x{header.height} is smaller than data.size={cfg.size}")
-    if header.single_channel and cfg.grayscale_tolerance >= 0:
+    if header.single_channel and _single_channel_is_gray(cfg) and not cfg.keep_grayscale:
         raise SkipImage("grayscale", f"single-channel image (mode {header.mode})")
 
 
-def _refuse_by_pixels(rgb: torch.Tensor, spread: float, cfg: DataConfig) -> None:
-    """Role train's skip rules on the decoded pixels: gray, or too little color."""
+def _single_channel_is_gray(cfg: DataConfig) -> bool:
+    """A gray-only pixel format is gray under the thesis' rule; under the spread rule unless the tolerance is
+    negative (which turns the gray test off)."""
+    return cfg.gray_rule == "channel_sums" or cfg.grayscale_tolerance >= 0
+
+
+def _gray_reason(data: bytes, header: ImageHeader, spread: float, cfg: DataConfig) -> str | None:
+    """Why the photo counts as gray under ``cfg.gray_rule``, or None when it does not."""
+    if header.single_channel:
+        return f"single-channel image (mode {header.mode})" if _single_channel_is_gray(cfg) else None
+    if cfg.gray_rule == "channel_sums":
+        return (
+            "R channel sum equals the mean of the channel sums (the thesis' rule)" if equal_channel_sums(data) else None
+        )
     if spread <= cfg.grayscale_tolerance:
-        raise SkipImage("grayscale", f"channel spread {spread:.1f} <= grayscale_tolerance={cfg.grayscale_tolerance}")
+        return f"channel spread {spread:.1f} <= grayscale_tolerance={cfg.grayscale_tolerance}"
+    return None
+
+
+def _refuse_by_pixels(rgb: torch.Tensor, gray: str | None, cfg: DataConfig) -> None:
+    """Role train's skip rules on the decoded pixels: gray (unless kept), or too little color."""
+    if gray is not None and not cfg.keep_grayscale:
+        raise SkipImage("grayscale", gray)
     if cfg.min_colorfulness > 0:
         cf = _colorfulness(rgb)
         if cf < cfg.min_colorfulness:
@@ -138,12 +166,13 @@ def _process(item: SourceImage, cfg: DataConfig) -> tuple[ImageResult, torch.Ten
             _refuse_by_header(header, cfg)
         short = min(header.width, header.height)
         rgb = decode_rgb(data, cfg.max_pixels, header=header, min_short=needed_short_side(short, cfg))
-        spread = 0.0 if header.single_channel else grayscale_spread(rgb)
+        spread = 0.0 if header.single_channel or cfg.gray_rule != "spread" else grayscale_spread(rgb)
+        gray = _gray_reason(data, header, spread, cfg)
         if train:
-            _refuse_by_pixels(rgb, spread, cfg)
+            _refuse_by_pixels(rgb, gray, cfg)
         views = crops(rgb, cfg)
-        gray = spread <= cfg.grayscale_tolerance
-        return ImageResult(encode_rgb(views, cfg.encoding), upscaled=short < cfg.size, grayscale=gray), views
+        pixels = encode_rgb(views, cfg.encoding)
+        return ImageResult(pixels, upscaled=short < cfg.size, grayscale=gray is not None), views
     except SkipImage as skip:
         return ImageResult(None, skip=(skip.code, skip.detail), grayscale=skip.code == "grayscale"), None
 

@@ -64,17 +64,20 @@ def _read_file_list(path: Path) -> list[str]:
     return [ln.split()[0] for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
-def folder_images(root: Path, file_list: Path | None = None) -> tuple[list[SourceImage], list[str]]:
+def folder_images(
+    root: Path, file_list: Path | None = None, key: str = "datasets.<name>"
+) -> tuple[list[SourceImage], list[str]]:
     """An ImageFolder tree: class = first-level subfolder (files directly under root have no class).
 
     Every regular file is a candidate: whether it is an image is decided by decoding, so a stray
     non-image file is recorded as skipped instead of silently ignored. Returns (images, class names).
+    ``key``: the dataset's key path in params, for error messages (``datasets.<name>``).
     """
     if not root.is_dir():
-        raise ConfigError(f"data.root: {root} is not a directory")
+        raise ConfigError(f"{key}.root: {root} is not a directory")
     if file_list is not None:
         if not file_list.exists():
-            raise ConfigError(f"data.file_list: {file_list} not found")
+            raise ConfigError(f"{key}.file_list: {file_list} not found")
         files = [root / rel for rel in _read_file_list(file_list)]
     else:
         files = sorted(
@@ -92,12 +95,14 @@ def folder_images(root: Path, file_list: Path | None = None) -> tuple[list[Sourc
     return images, classes
 
 
-def list_sources(cfg: DataConfig) -> tuple[list[SourceImage], list[str]]:
+def list_sources(cfg: DataConfig, key: str = "datasets.<name>") -> tuple[list[SourceImage], list[str]]:
+    """The dataset's images and class names; ``key`` (``datasets.<name>``) names it in errors."""
     if cfg.source == "sample":
         images, classes = sample_images(), []
     else:
         assert cfg.root is not None  # checked when params were validated
-        images, classes = folder_images(resolve_path(cfg.root), resolve_path(cfg.file_list) if cfg.file_list else None)
+        file_list = resolve_path(cfg.file_list) if cfg.file_list else None
+        images, classes = folder_images(resolve_path(cfg.root), file_list, key)
     if cfg.max_images is not None:
         images = images[: cfg.max_images]
     return images, classes

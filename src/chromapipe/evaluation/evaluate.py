@@ -9,7 +9,12 @@ also under the thesis' own protocol (``lab_*`` keys: L*a*b* packed as a 3-channe
 ``metrics/lab_packed.py``), recorded beside the sRGB numbers, never instead of them. A model that works at
 another resolution (ChromaGAN's 224²) sees L* resized to its resolution; its ab prediction is resized
 back and joined with the full-resolution L*, as ChromaGAN's own inference does (``Recipe.predict``).
-The gray baseline (ab = 0) is a predictor like any other and is scored by the same loop.
+The gray baseline (ab = 0) is a predictor like any other and is scored by the same loop; it is scored under
+the Lab-packed protocol only on the sets where a model it is the reference for is (``Params.lab_packed``).
+
+The thesis scored its generator in train mode (``evaluation/train_mode.py``): with ``evaluate.generator_mode``
+``train`` or ``both``, a model under the Lab-packed protocol is also scored so, in a second pass whose numbers
+carry the ``_trainmode`` suffix and whose mode the record's protocol states; sRGB numbers are eval-mode only.
 """
 
 from __future__ import annotations
@@ -32,6 +37,12 @@ from tqdm import tqdm
 from chromapipe.config import Params, to_dict, tracking_uri
 from chromapipe.data.shards import LabShardDataset, read_manifest
 from chromapipe.devices import resolve_device
+from chromapipe.evaluation.train_mode import (
+    TRAIN_MODE_SUFFIX,
+    generator_in_train_mode,
+    ordered_batches,
+    train_mode_note,
+)
 from chromapipe.layout import METRICS_FILE, eval_metric, evaluation_artifact
 from chromapipe.metrics.lab_packed import LabPackedSuite
 from chromapipe.metrics.record import BASELINE, GRAY, MEASURED, MetricsRecord
@@ -64,6 +75,21 @@ def _protocol(params: Params, set_name: str, manifest: dict[str, Any], split: st
         "color_space": "sRGB uint8 (L*a*b* D65 -> sRGB)",
         "averaging": "mean over images",
     }
+
+
+def _generator_mode(params: Params, name: str) -> str | None:
+    """The record's statement of how the generator ran (None for the gray baseline, which has none)."""
+    if name == GRAY:
+        return None
+    modes = params.generator_modes(name)
+    if "train" not in modes:
+        return "eval"
+    ec = params.evaluate
+    which = "eval; Lab-packed metrics also" if "eval" in modes else "eval for sRGB; Lab-packed metrics only"
+    return (
+        f"{which} in train mode (lab_*{TRAIN_MODE_SUFFIX}: "
+        f"{train_mode_note(ec.train_mode_batch_size, ec.train_mode_seed)})"
+    )
 
 
 def _save_png(path: Path, rgb: torch.Tensor) -> None:
@@ -103,10 +129,11 @@ def load_predictor(params: Params, name: str, device: torch.device) -> tuple[Pre
     if name == GRAY:
         return gray_predictor, None, {"arch": GRAY, "kind": BASELINE, "run_id": None}
     recipe, G, info = load_generator(params.layout.generator(name), device)
+    ours = list((info["meta"].get("describe") or {}).get("ours") or [])  # what the trained model chose at run time
     return (
         functools.partial(recipe.predict, G),
         recipe,
-        {"arch": info["config"].arch, "kind": MEASURED, "run_id": info["meta"].get("run_id")},
+        {"arch": info["config"].arch, "kind": MEASURED, "run_id": info["meta"].get("run_id"), "ours": ours},
     )
 
 
@@ -159,7 +186,8 @@ def evaluate_set(
         )
     samples = SampleWriter(out_dir, ec.samples, recipe, ground_truth)
     t0 = time.time()
-    lab = LabPackedSuite(fid=ec.fid, device=dev) if params.lab_packed(name) else contextlib.nullcontext()
+    eval_lab = params.lab_packed(name, set_name) and (name == GRAY or "eval" in params.generator_modes(name))
+    lab = LabPackedSuite(fid=ec.fid, device=dev) if eval_lab else contextlib.nullcontext()
     with MetricSuite(lpips_net=ec.lpips_net, fid=ec.fid, device=dev) as suite, lab as lab_suite:
         batches = tqdm(
             DataLoader(dataset, batch_size=ec.batch_size, shuffle=False),
@@ -176,20 +204,48 @@ def evaluate_set(
         report = MetricReport.combined([suite.compute()] + ([lab_suite.compute()] if lab_suite is not None else []))
     seconds = time.time() - t0
     samples.close()
+    timing = {"seconds": round(seconds, 2), "images_per_s": round(seen / max(seconds, 1e-9), 3), "device": str(dev)}
+    if recipe is not None and "train" in params.generator_modes(name):
+        t1 = time.time()
+        report = MetricReport.combined([report, _score_in_train_mode(params, predictor, dataset, dev)])
+        timing["train_mode_seconds"] = round(time.time() - t1, 2)
+    protocol = _protocol(params, set_name, manifest, split, seen)
+    if (mode := _generator_mode(params, name)) is not None:
+        protocol["generator_mode"] = mode
     record = MetricsRecord(
         name=name,
         **facts,
-        protocol=_protocol(params, set_name, manifest, split, seen),
+        protocol=protocol,
         metrics=report.metrics,
         unavailable=report.unavailable,
         details=report.details,
-        timing={"seconds": round(seconds, 2), "images_per_s": round(seen / max(seconds, 1e-9), 3), "device": str(dev)},
+        timing=timing,
     )
     record.write(out_dir)
     if record.run_id:
         _log_to_mlflow(params, record, out_dir)
     log.info("evaluated %s on %s (%d images): %s", name, set_name, seen, record.scores())
     return record
+
+
+def _score_in_train_mode(
+    params: Params, predictor: Predictor, dataset: LabShardDataset, dev: torch.device
+) -> MetricReport:
+    """The Lab-packed metrics of the generator in train mode (``evaluation/train_mode.py``), under their
+    ``_trainmode`` keys: batches of ``evaluate.train_mode_batch_size`` in stored order, seeded dropout."""
+    ec = params.evaluate
+    G = predictor.args[0]  # type: ignore[attr-defined] - load_predictor's partial(recipe.predict, G)
+    note = train_mode_note(ec.train_mode_batch_size, ec.train_mode_seed)
+    loader = DataLoader(dataset, batch_sampler=ordered_batches(len(dataset), ec.train_mode_batch_size))
+    with (
+        LabPackedSuite(fid=ec.fid, device=dev, suffix=TRAIN_MODE_SUFFIX, generator_mode=note) as suite,
+        generator_in_train_mode(G, ec.train_mode_seed),
+        torch.no_grad(),
+    ):
+        for batch in tqdm(loader, desc="evaluate in train mode", unit="batch"):
+            L, ab_true = batch["L"].to(dev), batch["ab"].to(dev)
+            suite.update(L, predictor(L)["ab"], ab_true)
+        return suite.compute()
 
 
 def _log_to_mlflow(params: Params, record: MetricsRecord, out_dir: Path) -> None:

@@ -55,13 +55,23 @@ class LabPackedSuite:
     """Accumulate the thesis-protocol metrics over ``update(L, ab_pred, ab_true)`` batches (Lab units).
 
     ``fid=False`` skips ``lab_fid``. Unavailable metrics are ``None`` with their reason, as in
-    :class:`~chromapipe.metrics.suite.MetricSuite`.
+    :class:`~chromapipe.metrics.suite.MetricSuite`. ``suffix`` names another measurement of the same metrics
+    (``_trainmode``: the generator in train mode) and ``generator_mode`` says how its predictions were made:
+    both go into every key and detail, so the two are never confused.
     """
 
-    def __init__(self, *, fid: bool = True, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        *,
+        fid: bool = True,
+        device: str | torch.device = "cpu",
+        suffix: str = "",
+        generator_mode: str = "eval",
+    ) -> None:
         from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
         self.device = resolve_device(device)
+        self.suffix, self.generator_mode = suffix, generator_mode
         self.unavailable: dict[str, str] = {}
         self.n = 0
         self._psnr = PeakSignalNoiseRatio(data_range=1.0).to(self.device)
@@ -133,7 +143,13 @@ class LabPackedSuite:
             }
             if why_not and self.n:
                 unavailable["lab_fid"] = why_not
-        return MetricReport(metrics=metrics, unavailable=with_missing_reasons(metrics, unavailable), details=details)
+        for d in details.values():
+            d["generator_mode"] = self.generator_mode
+        return MetricReport(
+            metrics={k + self.suffix: v for k, v in metrics.items()},
+            unavailable={k + self.suffix: v for k, v in with_missing_reasons(metrics, unavailable).items()},
+            details={k + self.suffix: v for k, v in details.items()},
+        )
 
     def close(self) -> None:
         """Drop the FID running sums (~67 MB); the suite computes no FID afterwards."""

@@ -19,6 +19,9 @@ from chromapipe.layout import METRICS_FILE
 
 MEASURED = "measured"
 BASELINE = "baseline"
+#: the key suffix of every number measured with the generator in train mode (``lab_psnr_trainmode``): the
+#: evaluate stage writes it (``evaluation/train_mode.py``) and the torch-free report reads it
+TRAIN_MODE_SUFFIX = "_trainmode"
 
 
 @dataclass
@@ -34,6 +37,9 @@ class MetricsRecord:
     unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why it is None
     details: dict[str, Any] = field(default_factory=dict)  # metric -> implementation, weights, n_samples
     timing: dict[str, Any] = field(default_factory=dict)
+    #: the open choices the trained model made at run time where its paper says otherwise or nothing (e.g. the KL
+    #: teacher that stood in for VGG16): the report lists them with the params' own ``ours`` notes
+    ours: list[str] = field(default_factory=list)
     path: Path | None = None  # the directory it was read from (not written)
 
     # ------------------------------------------------------------------------------------------ reading
@@ -56,6 +62,7 @@ class MetricsRecord:
             unavailable={str(k): str(v) for k, v in mapping("unavailable").items()},
             details=mapping("details"),
             timing=mapping("timing"),
+            ours=[str(o) for o in data.get("ours") or [] if isinstance(data.get("ours"), list)],
             path=path,
         )
 
@@ -81,6 +88,7 @@ class MetricsRecord:
             "unavailable": self.unavailable,
             "details": self.details,
             "timing": self.timing,
+            "ours": self.ours,
         }
 
     def scores(self) -> dict[str, float]:

@@ -14,8 +14,13 @@ Facts followed (docs/papers.md#chromagan-architecture and #chromagan-losses: the
   LeakyReLU (Keras default slope 0.3), Conv 4×4 → 1 channel; "same" padding: 28×28 scores at 224².
 - Loss: G = 1.0·MSE(ab) + 0.003·KL(teacher ‖ model class distribution) − 0.1·mean D(fake); critic =
   mean D(fake) − mean D(real) + 10·GP (Keras code: loss weights [1.0, 0.003, −0.1], GP weight 10).
-  The teacher sees the gray image tiled to 3 channels (paper §3.1); it is EfficientNet-Lite0 here, not
-  VGG16, whose classifier weights are not available offline (see teacher.py).
+  The paper's ablation rows are loss settings: "ChromaGAN w/o Class" is kl = 0, "ChromaNet" adv = 0.
+  The teacher sees the gray image tiled to 3 channels (paper §3.1): VGG16 when its classifier weights are in
+  the weights cache, EfficientNet-Lite0 otherwise (``options.teacher``, see teacher.py; ``describe()`` lists
+  the stand-in under ``ours``).
+- Initialisation as Keras' defaults, which the authors' code kept for every layer not loaded from VGG16:
+  Glorot-uniform kernels and zero biases (conv and dense layers of the generator and the critic), and
+  BatchNormalization(momentum=0.99, epsilon=1e-3), i.e. PyTorch momentum 0.01 and eps 1e-3 (``options.init``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from chromapipe.color import lab_to_rgb
 from chromapipe.config import ConfigError
 from chromapipe.models import losses
 from chromapipe.models.base import Batch, Logs, Recipe, unwrap
+from chromapipe.models.teacher import TeacherChoice
 from chromapipe.weights import WeightsUnavailable, vgg16_features_state_dict
 
 RESOLUTION = 224  # fixed by the dense layers (7×7×512 flatten) and the 28×28 RepeatVector
@@ -48,17 +54,49 @@ class Options:
     backbone_weights: ``imagenet`` = VGG16 conv weights from ``chromapipe.weights``; building the generator
         stops with a clear error when they are not available locally (never downloaded, never silently
         replaced by random weights); ``random`` = random init on purpose.
-    teacher: the frozen ImageNet classifier providing the KL target (run on the gray input tiled to RGB).
+    teacher: the frozen ImageNet classifier providing the KL target (run on the gray input tiled to RGB):
+        ``auto`` = VGG16 (the paper's) when its classifier weights are in the weights cache, else
+        EfficientNet-Lite0 (recorded as ours); or either by name.
+    teacher_input: the picture the teacher classifies. ``gray_srgb`` = the gray image (L, a* = b* = 0) as sRGB
+        through the teacher's own preprocessing (what the paper describes); ``authors_code`` = what the authors'
+        Keras code fed VGG16: L/255·255/100 in [0, 1] tiled to 3 channels without ``preprocess_input``, which
+        Keras' VGG16 reads as mean-subtracted 0-255 pixels — the ImageNet mean colour plus the gray image at
+        1/255 of its contrast; that picture (in 0-255 sRGB) goes through the teacher's own preprocessing.
+    init: ``keras`` = the initialisation and BatchNorm constants of the authors' Keras code for every layer not
+        loaded from VGG16 (Glorot-uniform, zero bias; BN momentum 0.01 in PyTorch terms, eps 1e-3);
+        ``pytorch`` = PyTorch's defaults.
     critic_slope: LeakyReLU slope of the critic (0.3 = Keras' default in the authors' code).
     """
 
     backbone_weights: Literal["imagenet", "random"] = "imagenet"
-    teacher: Literal["efficientnet_lite0"] = "efficientnet_lite0"
+    teacher: TeacherChoice = "auto"
+    teacher_input: Literal["gray_srgb", "authors_code"] = "gray_srgb"
+    init: Literal["keras", "pytorch"] = "keras"
     critic_slope: float = KERAS_LEAKY_SLOPE
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.critic_slope < 1.0:
             raise ConfigError(f"options.critic_slope: must be in [0, 1), got {self.critic_slope}")
+
+
+KERAS_BN_MOMENTUM = 0.01  # Keras BatchNormalization(momentum=0.99): moving = 0.99·moving + 0.01·batch
+KERAS_BN_EPS = 1e-3
+#: ImageNet's mean colour in 0-255 RGB, as Keras' VGG16 ``preprocess_input`` ("caffe" mode) subtracts it
+CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
+
+
+def keras_init_(module: nn.Module) -> None:
+    """Keras' defaults on every conv, dense and BatchNorm layer of ``module``, in place: Glorot-uniform kernels
+    (fan in/out over the kernel's receptive field, as Keras computes them), zero biases, BN weight 1, bias 0,
+    momentum 0.01 (Keras 0.99) and eps 1e-3. Safe on the meta device (shapes only)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            m.momentum, m.eps = KERAS_BN_MOMENTUM, KERAS_BN_EPS
+            m.reset_parameters()
 
 
 def conv_relu_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -179,12 +217,21 @@ class ChromaGANRecipe(Recipe):
                 f"(dense layers on VGG16's 7x7x512 features); set models.<name>.resolution: {RESOLUTION}"
             )
         self._teacher: nn.Module | None = None
+        self._teacher_fallback: str | None = None
         self._backbone_info: dict[str, Any] = {"weights": "not built yet"}
 
     # networks
+    def _init(self, module: nn.Module) -> None:
+        if self.options.init == "keras":
+            keras_init_(module)
+
     def build_generator(self) -> nn.Module:
         G = ChromaGANGenerator()
+        for name, part in G.named_children():  # every branch but the VGG16 backbone
+            if name != "backbone":
+                self._init(part)
         if self.options.backbone_weights == "random":
+            self._init(G.backbone)  # Keras' VGG16(weights=None) is Glorot-initialised too
             self._backbone_info = {"weights": "random", "reason": "options.backbone_weights: random"}
             return G
         if next(G.backbone.parameters()).is_meta:  # shape-only build (e.g. `chromapipe models`)
@@ -203,7 +250,9 @@ class ChromaGANRecipe(Recipe):
         return G
 
     def build_discriminator(self) -> nn.Module:
-        return ChromaGANCritic(self.options.critic_slope)
+        D = ChromaGANCritic(self.options.critic_slope)
+        self._init(D)
+        return D
 
     def inference_modules(self, G: nn.Module) -> nn.Module:
         return unwrap(G).inference_part()
@@ -228,18 +277,26 @@ class ChromaGANRecipe(Recipe):
     # teacher target
     def _get_teacher(self, device: torch.device) -> nn.Module:
         if self._teacher is None:
-            from chromapipe.models.teacher import ImageNetTeacher
+            from chromapipe.models.teacher import ImageNetTeacher, resolve_teacher
 
-            self._teacher = ImageNetTeacher(self.options.teacher)
+            name, self._teacher_fallback = resolve_teacher(self.options.teacher)
+            self._teacher = ImageNetTeacher(name)
         return self._teacher.to(device)
 
+    def teacher_picture(self, L: torch.Tensor) -> torch.Tensor:
+        """The sRGB [0, 1] picture the teacher classifies for L* (B,1,H,W) (``options.teacher_input``)."""
+        L = L.float()
+        if self.options.teacher_input == "authors_code":  # Keras' VGG16 saw (mean + L/100) as its 0-255 pixels
+            mean = torch.tensor(CAFFE_MEAN_RGB, device=L.device).view(1, 3, 1, 1)
+            return (mean + L / 100.0) / 255.0
+        return lab_to_rgb(torch.cat([L, torch.zeros_like(L).expand(-1, 2, -1, -1)], dim=1))
+
     def prepare_batch(self, batch: Batch) -> Batch:
-        """Add ``teacher_probs``: the teacher's class distribution on the gray image (a* = b* = 0) as sRGB."""
+        """Add ``teacher_probs``: the teacher's class distribution on the gray picture (:meth:`teacher_picture`)."""
         if self.loss["kl"] <= 0:
             return batch
-        L = batch["L"].float()
-        gray = lab_to_rgb(torch.cat([L, torch.zeros_like(L).expand(-1, 2, -1, -1)], dim=1))
-        return {**batch, "teacher_probs": self._get_teacher(L.device)(gray)}
+        L = batch["L"]
+        return {**batch, "teacher_probs": self._get_teacher(L.device)(self.teacher_picture(L))}
 
     # losses
     def _d_input(self, batch: Batch, ab: torch.Tensor) -> torch.Tensor:
@@ -269,13 +326,32 @@ class ChromaGANRecipe(Recipe):
         return total, logs
 
     def describe(self) -> dict[str, Any]:
+        o = self.options
+        init = (
+            "Keras defaults (Glorot-uniform, zero bias; BN momentum 0.01, eps 1e-3)"
+            if o.init == "keras"
+            else "PyTorch defaults"
+        )
         info: dict[str, Any] = {
-            "backbone": {"requested": self.options.backbone_weights, **self._backbone_info},
+            "backbone": {"requested": o.backbone_weights, **self._backbone_info},
             "scaling": "L/100 tiled to 3 channels; (ab+128)/255; sigmoid output",
-            "class_head": "random init (VGG16 classifier weights are not available offline)",
+            "init": f"layers not loaded from VGG16: {init}",
         }
+        ours = [] if o.init == "keras" else [f"options.init: {init}, not the authors' Keras defaults"]
         if self.loss["kl"] > 0:
             t = self._teacher
-            info["teacher"] = t.provenance if t is not None else {"name": self.options.teacher, "loaded": False}
-            info["teacher_input"] = "gray image (L, a*=0, b*=0) as sRGB"
+            info["teacher"] = t.provenance if t is not None else {"name": o.teacher, "loaded": False}
+            info["teacher_input"] = {
+                "gray_srgb": "gray image (L, a*=0, b*=0) as sRGB, the teacher's own preprocessing",
+                "authors_code": "the authors' code: ImageNet mean colour + L/100 as 0-255 sRGB (Keras VGG16 fed "
+                "[0, 1] without preprocess_input), the teacher's own preprocessing",
+            }[o.teacher_input]
+            if self._teacher_fallback:
+                ours.append(f"KL teacher: EfficientNet-Lite0 instead of the paper's VGG16 ({self._teacher_fallback})")
+            elif t is not None and getattr(t, "name", "") == "vgg16":
+                ours.append("KL teacher: torchvision's ImageNet VGG16 weights (the authors used Keras' VGG16 weights)")
+            elif t is not None:
+                ours.append("KL teacher: EfficientNet-Lite0 instead of the paper's VGG16 (options.teacher)")
+        if ours:
+            info["ours"] = ours
         return info

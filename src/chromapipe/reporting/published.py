@@ -168,6 +168,8 @@ MODEL_ROWS: dict[str, dict[str, str]] = {
     "pix2pix_class": {THESIS_TABLE: "② GAN + L1 + Class"},
     "pix2pix_wgan_class": {THESIS_TABLE: "③ WGAN-GP + L2 + Class (30 ep)"},
     "chromagan": {CHROMAGAN_PSNR: "ChromaGAN"},
+    "chromagan_no_class": {CHROMAGAN_PSNR: "ChromaGAN w/o Class"},  # the paper's λ_s = 0 (loss kl: 0)
+    "chromanet": {CHROMAGAN_PSNR: "ChromaNet"},  # the paper's λ_p = 0 (loss adv: 0)
 }
 
 # CA ablation: model -> (global CA, local CA), in the paper's row order

@@ -41,6 +41,15 @@ class ReportData:
     protocols: list[tuple[str, str, dict[str, Any]]]  # ("model on set", protocol text, details)
     plots: dict[str, pd.DataFrame] = field(default_factory=dict)  # file name under plots/ -> data
     learning: list[tuple[LearningEntry, FigureRef | None]] = field(default_factory=list)  # per trained model
+    #: per paper table (its title): the open choices its measured numbers rest on, one line each
+    open_choices: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+OPEN_CHOICES_INTRO = (
+    "Where the papers leave a setting open or this run departs from them, the choice is ours: params' ours: notes "
+    "(datasets, models, train) and the choices a trained model made at run time. Each table's measured numbers "
+    "rest on these."
+)
 
 
 LEARNING_INTRO = (
@@ -164,7 +173,10 @@ def render_markdown(data: ReportData) -> str:
     for model, run in sorted(data.runs.items()):
         link = f"[{run.run_id}]({run.url})" if run.url else (run.run_id or "—")
         out.append(f"| {_md_escape(model)} | {link} | {_md_escape(run.note)} |")
-    out += ["", "## Protocols", ""]
+    out += ["", "## Protocols", "", "### Open choices per table", "", OPEN_CHOICES_INTRO, ""]
+    for title, lines in data.open_choices:
+        out += [f"**{title}**", ""] + ([f"- {_md_escape(line)}" for line in lines] or ["- none recorded"]) + [""]
+    out += ["### Each record's protocol", ""]
     for model, text, details in data.protocols:
         out.append(
             f"- **{model}**: {_md_escape(text)}"
@@ -320,8 +332,13 @@ def render_html(data: ReportData) -> str:
             f'<td>{_e(run.status or "—")}</td><td class="wrap">{_e(run.note)}</td></tr>'
         )
     p.append("</tbody></table></section>")
+    p.append('<section id="protocols"><h2>Protocols</h2><h3 id="open-choices">Open choices per table</h3>')
+    p.append(f'<p class="caption">{_e(OPEN_CHOICES_INTRO)}</p>')
+    for title, lines in data.open_choices:
+        items = "".join(f"<li>{_e(line)}</li>" for line in lines) or "<li>none recorded</li>"
+        p.append(f"<h4>{_e(title)}</h4><ul>{items}</ul>")
     p.append(
-        '<section id="protocols"><h2>Protocols</h2><table><thead><tr><th>model on set</th><th>protocol</th>'
+        "<h3>Each record's protocol</h3><table><thead><tr><th>model on set</th><th>protocol</th>"
         "<th>details</th></tr></thead><tbody>"
     )
     for model, text, details in data.protocols:

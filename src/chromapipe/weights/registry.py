@@ -101,5 +101,14 @@ VGG16 = Backbone(
 )
 BACKBONES = {b.name: b for b in (ALEXNET, VGG16)}
 
-ENTRY_NAMES = ("alexnet_features", "vgg16_features", "efficientnet_lite0", "inception_fid")
+ENTRY_NAMES = ("alexnet_features", "vgg16_features", "efficientnet_lite0", "inception_fid", "vgg16_classifier")
 REQUIRED = ("alexnet_features", "vgg16_features", "efficientnet_lite0")  # inception is never offline
+#: what an optional entry is for, and what runs without it (``chromapipe weights status`` prints it)
+OPTIONAL_PURPOSE = {
+    "inception_fid": "FID; without it FID is recorded as unavailable and fd_effnetlite0 (not FID) is reported",
+    "vgg16_classifier": (
+        "ChromaGAN's KL teacher as the paper's (torchvision's ImageNet VGG16, classifier included: the same file "
+        "as the torchvision backbone, vgg16-397923af.pth); without it options.teacher 'auto' uses EfficientNet-Lite0 "
+        "(recorded as ours)"
+    ),
+}

@@ -285,8 +285,8 @@ def _single_candidates(name: str) -> tuple[reg.Pin, list[tuple[str, Path | None]
     if name == "efficientnet_lite0":
         pin = reg.EFFNET_LITE0
         return pin, [("cache", cache_dir() / pin.filename), ("package", effnet_package_file())]
-    if name == "inception_fid":
-        pin = reg.INCEPTION_FID
+    if name in ("inception_fid", "vgg16_classifier"):
+        pin = reg.INCEPTION_FID if name == "inception_fid" else reg.TV_VGG16
         return pin, [("cache", cache_dir() / pin.filename), ("torch_hub", hub_dir() / pin.filename)]
     if name.startswith("lpips_linear_"):
         net = name.removeprefix("lpips_linear_")
@@ -294,8 +294,16 @@ def _single_candidates(name: str) -> tuple[reg.Pin, list[tuple[str, Path | None]
     raise KeyError(name)
 
 
+def present_file(name: str) -> bool:
+    """Whether a single-file entry is on this machine already (no hashing, no download): what a choice that
+    depends on it (ChromaGAN's ``teacher: auto``) looks at; loading it still verifies its pin."""
+    _, candidates = _single_candidates(name)
+    return any(path is not None and path.is_file() for _, path in candidates)
+
+
 def resolve_file(name: str, allow_download: bool | None = None) -> Resolved:
-    """Verified path of a single-file entry (efficientnet_lite0, inception_fid, lpips_linear_<net>)."""
+    """Verified path of a single-file entry (efficientnet_lite0, inception_fid, vgg16_classifier,
+    lpips_linear_<net>)."""
     pin, candidates = _single_candidates(name)
     for source, path in candidates:
         if path is not None and path.is_file():
@@ -356,6 +364,8 @@ def status_entry(name: str) -> dict[str, Any]:
                     break
             else:
                 row["detail"] = _missing_reason(pin.filename)
+                if name in reg.OPTIONAL_PURPOSE:
+                    row["detail"] = f"optional — {reg.OPTIONAL_PURPOSE[name]}. {row['detail']}"
     except WeightsUnavailable as exc:
         row["detail"] = exc.reason
     if row["present"] and row["sha256_ok"] is False:
