@@ -48,7 +48,14 @@ class Validator:
         ]
 
     def _score(self, predictor: Predictor) -> dict[str, float]:
-        with MetricSuite(lpips_net="alex", fid=False, device=self.device) as suite:
+        """Scores under a forked random state: building the metric networks draws random initial weights, and
+        only rank 0 validates, so without the fork its stream would leave the other workers' (whose per-sample
+        draws must follow the same stream) and a run's steps would depend on whether it validated."""
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with (
+            torch.random.fork_rng(devices=devices),
+            MetricSuite(lpips_net="alex", fid=False, device=self.device) as suite,
+        ):
             score_batches(predictor, self.batches, suite, self.device)
             metrics = suite.compute().metrics
         return {k: float(metrics[k]) for k in VAL_METRICS if metrics.get(k) is not None}
@@ -61,11 +68,9 @@ class Validator:
         """Score the (unwrapped) generator; training state, mode and RNG are left as they were."""
         t0 = time.time()
         was_training = G.training
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            G.eval()
-            try:
-                scores = self._score(functools.partial(self.recipe.predict, G))
-            finally:
-                G.train(was_training)
+        G.eval()
+        try:
+            scores = self._score(functools.partial(self.recipe.predict, G))
+        finally:
+            G.train(was_training)
         return scores | {"seconds": time.time() - t0}
