@@ -335,7 +335,7 @@ def main() -> None:
         result["data"] = {
             "source": source,
             "repeat": args.repeat,
-            "train_images": manifest["splits"]["train"]["n_images"],
+            "train_images": manifest.split("train").n_images,
         }
         cfg = params.model(args.model)
         timed_steps = args.engine != "loader"  # the input alone is compared with the step elsewhere

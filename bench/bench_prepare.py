@@ -111,25 +111,25 @@ def decode_only(files: list[Path]) -> dict[str, Any]:
     }
 
 
-def run_prepare(cfg: DataConfig) -> dict[str, Any]:
+def run_prepare(cfg: DataConfig, out: Path) -> dict[str, Any]:
     c0, t0 = cpu_seconds(), time.perf_counter()
-    manifest = prepare(cfg)
+    manifest = prepare(cfg, out)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-    n = manifest["n_listed"]
+    n = manifest.n_listed
     return {
         "encoding": cfg.encoding,
-        "engine": manifest["run"]["engine"],
-        "workers": manifest["run"]["workers"],
+        "engine": manifest.run.engine,
+        "workers": manifest.run.workers,
         "sources": n,
-        "images": {k: v["n_images"] for k, v in manifest["splits"].items()},
-        "skipped_by_reason": manifest["skipped_by_reason"],
-        "roundtrip_max_abs_uint8": manifest["lab_roundtrip_max_abs_uint8"],
-        "bytes_per_image": manifest["storage"]["bytes_per_image"],
+        "images": manifest.image_counts(),
+        "skipped_by_reason": manifest.skipped_by_reason,
+        "roundtrip_max_abs_uint8": manifest.lab_roundtrip_max_abs_uint8,
+        "bytes_per_image": manifest.storage.bytes_per_image,
         "seconds": round(wall, 3),
         "images_per_s": round(n / wall, 1),
         "cpu_ms_per_source": round(1000 * cpu / n, 3),
-        "chunks": len(manifest["run"]["chunk_nodes"]),
-        "nodes": len(manifest["run"]["nodes"]),
+        "chunks": len(manifest.run.chunk_nodes),
+        "nodes": len(manifest.run.nodes),
     }
 
 
@@ -192,7 +192,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def ray_cluster_run(cfg: DataConfig, cpus_per_node: int, nodes: int = 2) -> dict[str, Any]:
+def ray_cluster_run(cfg: DataConfig, out: Path, cpus_per_node: int, nodes: int = 2) -> dict[str, Any]:
     """Start a head and ``nodes - 1`` worker nodes on localhost, run prepare in a fresh process with RAY_ADDRESS."""
     ray_cli = str(Path(sys.executable).with_name("ray"))
     port = _free_port()
@@ -217,7 +217,7 @@ def ray_cluster_run(cfg: DataConfig, cpus_per_node: int, nodes: int = 2) -> dict
             )
         t0 = time.perf_counter()
         child = subprocess.run(
-            [sys.executable, __file__, "--child", json.dumps(to_dict(cfg))],
+            [sys.executable, __file__, "--child", json.dumps({"cfg": to_dict(cfg), "out": str(out)})],
             env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
             check=True,
             capture_output=True,
@@ -237,11 +237,12 @@ def ray_cluster_run(cfg: DataConfig, cpus_per_node: int, nodes: int = 2) -> dict
     }
 
 
-def _child(cfg_json: str) -> None:
-    """--child: prepare with the given DataConfig (engine auto: RAY_ADDRESS is set), print the figures."""
-    raw = json.loads(cfg_json)
-    raw["splits"] = SplitConfig(**raw["splits"])
-    print(json.dumps(run_prepare(DataConfig(**raw))))
+def _child(arg: str) -> None:
+    """--child: prepare with the given DataConfig into the given directory (engine auto: RAY_ADDRESS is set),
+    print the figures."""
+    raw = json.loads(arg)
+    cfg = {**raw["cfg"], "splits": SplitConfig(**raw["cfg"]["splits"])}
+    print(json.dumps(run_prepare(DataConfig(**cfg), Path(raw["out"]))))
 
 
 def main() -> None:
@@ -286,7 +287,7 @@ def main() -> None:
         result["prepare"], result["read"] = [], {}
         for enc, workers in runs:
             out = Path(tmp) / f"out-{enc}-{workers}"
-            r = run_prepare(DataConfig(**base, encoding=enc, workers=workers, out=str(out)))
+            r = run_prepare(DataConfig(**base, encoding=enc, workers=workers), out)
             result["prepare"].append(r)
             print("prepare", r, flush=True)
             if workers == args.workers and enc not in result["read"]:
@@ -295,11 +296,11 @@ def main() -> None:
             shutil.rmtree(out)
         if args.ray:
             per_node = max(1, args.workers // 2)
-            ray_cfg = DataConfig(**{**base, "engine": "auto"}, encoding="float16", out=str(Path(tmp) / "out-ray"))
-            result["ray_1node"] = ray_cluster_run(ray_cfg, per_node, nodes=1)
+            ray_cfg, ray_out = DataConfig(**{**base, "engine": "auto"}, encoding="float16"), Path(tmp) / "out-ray"
+            result["ray_1node"] = ray_cluster_run(ray_cfg, ray_out, per_node, nodes=1)
             print("ray, one node", result["ray_1node"], flush=True)
-            shutil.rmtree(Path(tmp) / "out-ray", ignore_errors=True)
-            result["ray"] = ray_cluster_run(ray_cfg, per_node, nodes=2)
+            shutil.rmtree(ray_out, ignore_errors=True)
+            result["ray"] = ray_cluster_run(ray_cfg, ray_out, per_node, nodes=2)
             print("ray, two nodes", result["ray"], flush=True)
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     result["summary"] = summarize(result, args.workers)

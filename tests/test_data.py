@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import zlib
 from pathlib import Path
+from unittest.mock import ANY
 
 import numpy as np
 import pytest
@@ -16,9 +18,12 @@ from PIL import Image
 from chromapipe.color import lab_to_rgb_uint8
 from chromapipe.config import DataConfig, SplitConfig
 from chromapipe.data.decode import SkipImage, decode_rgb
+from chromapipe.data.encoding import storage_format
+from chromapipe.data.manifest import Manifest, RunFacts, Split, read_manifest
 from chromapipe.data.prepare import prepare
-from chromapipe.data.shards import LabShardDataset, ShardWriter, read_manifest
+from chromapipe.data.shards import LabShardDataset, ShardWriter
 from chromapipe.data.splits import assign_splits
+from chromapipe.hashing import sha256_file
 
 
 def _png16(rgb16: np.ndarray) -> bytes:
@@ -86,9 +91,9 @@ def test_skip_rules_record_every_bad_file_and_keep_every_good_one(source_tree: P
     finally:
         (tmp_path / "expected.txt").rename(source_tree / "expected.txt")
     expected = dict(line.split() for line in (source_tree / "expected.txt").read_text().splitlines())
-    skipped = {s["source"]: s["reason"] for s in manifest["skipped"]}
+    skipped = {s.source: s.reason for s in manifest.skipped}
     assert skipped == expected
-    kept = {i for s in manifest["splits"]["train"]["shards"] for i in s["ids"]}
+    kept = set(manifest.split("train").ids)
     assert kept == {
         "cats/rgb.jpg",
         "cats/palette.png",
@@ -97,8 +102,8 @@ def test_skip_rules_record_every_bad_file_and_keep_every_good_one(source_tree: P
         "cups/sixteen.png",
         "cups/plain.bmp",
     }
-    assert manifest["classes"] == ["cats", "cups"]
-    assert manifest["lab_roundtrip_max_abs_uint8"] <= 1
+    assert manifest.classes == ["cats", "cups"]
+    assert manifest.lab_roundtrip_max_abs_uint8 <= 1
 
 
 def test_sixteen_bit_and_cmyk_decode_to_the_right_colors() -> None:
@@ -133,21 +138,21 @@ def test_sample_set_crops_stay_in_their_photos_split(tmp_path: Path) -> None:
     cfg = DataConfig(size=64, crops_per_image=4, shard_size=5, splits=SplitConfig(0.7, 0.1, 0.2))
     manifest = prepare(cfg, tmp_path / "prep")
     photo_split: dict[str, str] = {}
-    for split, info in manifest["splits"].items():
-        assert info["n_images"] == sum(s["n"] for s in info["shards"])
-        for shard in info["shards"]:
-            assert shard["n"] <= 5  # bounded by shard_size
-            for ident in shard["ids"]:
+    for split, info in manifest.splits.items():
+        assert info.n_images == sum(s.n for s in info.shards)
+        for shard in info.shards:
+            assert shard.n <= 5  # bounded by shard_size
+            for ident in shard.ids:
                 photo = ident.split("#")[0]
                 assert photo_split.setdefault(photo, split) == split
-    assert len(photo_split) == 9 and not manifest["skipped"]
-    assert sorted(manifest["splits"], key=lambda s: s) == ["test", "train", "val"]
+    assert len(photo_split) == 9 and not manifest.skipped
+    assert sorted(manifest.splits) == ["test", "train", "val"]
     assert {s: sum(v == s for v in photo_split.values()) for s in ("train", "val", "test")} == {
         "train": 6,
         "val": 1,
         "test": 2,
     }
-    assert manifest["storage"]["bytes_per_image"] == 64 * 64 * 3 * 2
+    assert manifest.storage.bytes_per_image == 64 * 64 * 3 * 2
     ds = LabShardDataset(tmp_path / "prep", "train", resolution=32)
     item = ds[len(ds) - 1]
     assert item["L"].shape == (1, 32, 32) and item["ab"].shape == (2, 32, 32) and int(item["label"]) == -1
@@ -161,16 +166,30 @@ def test_shard_round_trip(tmp_path: Path) -> None:
     writer = ShardWriter(tmp_path / "train", shard_size=2)
     for i in range(3):
         writer.add(rgb_uint8_to_lab(rgb), label=i, ident=f"img{i}")
-    writer.flush()
-    assert [s["n"] for s in writer.shards] == [2, 1]
-    (tmp_path / "manifest.json").write_text(
-        __import__("json").dumps({"params": {"size": 32}, "splits": {"train": {"shards": writer.shards}}})
-    )
+    shards = writer.finish()
+    assert [s.n for s in shards] == [2, 1]
+    Manifest(
+        params={"size": 32, "encoding": "float16"},
+        role="train",
+        classes=[],
+        n_listed=3,
+        splits={"train": Split(n_images=3, n_sources=3, shards=shards)},
+        skipped=[],
+        n_unreadable=0,
+        n_grayscale=0,
+        n_upscaled=0,
+        storage=storage_format("float16").describe(32),
+        lab_roundtrip_max_abs_uint8=0,
+        roundtrip_sample="not measured",
+        run=RunFacts("local", 1, 3, ["here"], [0], 0.0, None, 0.0),
+    ).write(tmp_path)
     ds = LabShardDataset(tmp_path, "train")
     assert len(ds) == 3 and [int(ds[i]["label"]) for i in range(3)] == [0, 1, 2]
     back = lab_to_rgb_uint8(torch.cat([ds[2]["L"], ds[2]["ab"]]))
     assert int((back.int() - rgb.int()).abs().max()) <= 1
-    assert read_manifest(tmp_path)["splits"]["train"]["shards"][0]["sha256"]
+    (first, _) = read_manifest(tmp_path).split("train").shards
+    assert first.sha256 == {first.lab: sha256_file(tmp_path / "train" / first.lab), first.labels: ANY}
+    assert all(len(d) == 64 for d in first.sha256.values())
 
 
 def test_nearly_gray_images_are_dropped_by_min_colorfulness(tmp_path: Path) -> None:
@@ -188,8 +207,8 @@ def test_nearly_gray_images_are_dropped_by_min_colorfulness(tmp_path: Path) -> N
         splits=SplitConfig(1.0, 0.0, 0.0),
     )
     manifest = prepare(cfg, tmp_path / "out")
-    assert [(s["source"], s["reason"]) for s in manifest["skipped"]] == [("muted.png", "low_colorfulness")]
-    assert manifest["splits"]["train"]["n_images"] == 1
+    assert [(s.source, s.reason) for s in manifest.skipped] == [("muted.png", "low_colorfulness")]
+    assert manifest.split("train").n_images == 1
 
 
 def test_exif_orientation_is_applied() -> None:
@@ -259,16 +278,14 @@ def test_every_encoding_reads_back_the_same_lab_within_its_stated_bound(tmp_path
 
     base = dict(size=48, crops_per_image=4, splits=SplitConfig(1.0, 0.0, 0.0), workers=1)
     manifests = {enc: prepare(DataConfig(**base, encoding=enc), tmp_path / enc) for enc in ("rgb8", "float16", "lab8")}
-    source = np.concatenate(
-        [np.load(tmp_path / "rgb8/train" / s["lab"]) for s in manifests["rgb8"]["splits"]["train"]["shards"]]
-    )
+    source = np.concatenate([np.load(tmp_path / "rgb8/train" / s.lab) for s in manifests["rgb8"].split("train").shards])
     assert source.dtype == np.uint8 and source.shape == (36, 3, 48, 48)
     reference = LabShardDataset(tmp_path / "float16", "train")
     for enc, manifest in manifests.items():
-        storage = manifest["storage"]
-        assert (storage["encoding"], storage["dtype"]) == (enc, "float16" if enc == "float16" else "uint8")
-        assert storage["bytes_per_image"] == 48 * 48 * 3 * (2 if enc == "float16" else 1)
-        assert manifest["lab_roundtrip_max_abs_uint8"] <= ROUNDTRIP_BOUND[enc]
+        storage = manifest.storage
+        assert (storage.encoding, storage.dtype) == (enc, "float16" if enc == "float16" else "uint8")
+        assert storage.bytes_per_image == 48 * 48 * 3 * (2 if enc == "float16" else 1)
+        assert manifest.lab_roundtrip_max_abs_uint8 <= ROUNDTRIP_BOUND[enc]
         ds = LabShardDataset(tmp_path / enc, "train")
         assert len(ds) == 36
         worst = 0
@@ -287,12 +304,12 @@ def test_shards_do_not_depend_on_the_number_of_workers(tmp_path: Path) -> None:
     base = dict(size=48, crops_per_image=4, shard_size=5, splits=SplitConfig(0.7, 0.1, 0.2))
     one = prepare(DataConfig(**base, workers=1), tmp_path / "one")
     two = prepare(DataConfig(**base, workers=2), tmp_path / "out")
-    assert (one["run"]["workers"], two["run"]["workers"]) == (1, 2)
-    assert {k: v for k, v in one.items() if k != "run"} == {k: v for k, v in two.items() if k != "run"}
+    assert (one.run.workers, two.run.workers) == (1, 2)
+    assert dataclasses.replace(one, run=two.run) == two
     files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.npy"))
-    assert len(files) == 2 * sum(len(s["shards"]) for s in one["splits"].values())
+    assert len(files) == 2 * sum(len(s.shards) for s in one.splits.values())
     assert all((tmp_path / "one" / f).read_bytes() == (tmp_path / "out" / f).read_bytes() for f in files)
-    assert "workers" not in one["params"] and "engine" not in one["params"]
+    assert "workers" not in one.params and "engine" not in one.params
 
 
 # --- evaluation sets -------------------------------------------------------------------------------------
@@ -323,16 +340,16 @@ def test_eval_role_keeps_every_readable_listed_image(tmp_path: Path, resize: str
         workers=1,
     )
     manifest = prepare(cfg, tmp_path / "out")
-    assert (manifest["role"], manifest["n_listed"], manifest["n_unreadable"]) == ("eval", 7, 2)
-    assert {s["source"]: s["reason"] for s in manifest["skipped"]} == {
+    assert (manifest.role, manifest.n_listed, manifest.n_unreadable) == ("eval", 7, 2)
+    assert {s.source: s.reason for s in manifest.skipped} == {
         "b/broken.jpg": "corrupt",
         "b/gone.jpg": "missing",
     }
-    assert (manifest["n_upscaled"], manifest["n_grayscale"]) == (1, 2)
-    splits = manifest["splits"]
-    assert splits["train"]["n_images"] == splits["val"]["n_images"] == 0
-    assert splits["test"]["n_images"] == manifest["n_listed"] - manifest["n_unreadable"] == 5
-    kept = [i for s in splits["test"]["shards"] for i in s["ids"]]
+    assert (manifest.n_upscaled, manifest.n_grayscale) == (1, 2)
+    counts = manifest.image_counts()
+    assert counts["train"] == counts["val"] == 0
+    assert counts["test"] == manifest.n_listed - manifest.n_unreadable == 5
+    kept = manifest.split("test").ids
     assert kept == ["a/wide.jpg", "a/small.png", "b/gray.png", "b/gray_rgb.jpg", "b/large.jpg"]  # listing order
     ds = LabShardDataset(tmp_path / "out", "test")
     assert all(ds[i]["L"].shape == (1, 64, 64) for i in range(len(ds)))

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from chromapipe.config import ModelConfig, load_params
+from chromapipe.data.manifest import read_manifest
 from chromapipe.data.prepare import prepare
 from chromapipe.data.shards import LabShardDataset
 from chromapipe.evaluation.evaluate import evaluate, evaluate_all
@@ -43,6 +44,8 @@ def test_model_record_samples_and_protocol(project: Path) -> None:
     (record,) = evaluate(params, "tiny")
     n_test = len(LabShardDataset(project / "data" / "prepared" / "sample", "test"))
     assert record.protocol["n_images"] == n_test == 8
+    test_split = read_manifest(project / "data" / "prepared" / "sample").split("test")
+    assert record.protocol["n_sources"] == test_split.n_sources == 2  # photos, not crops: the manifest's count
     assert record.protocol["resolution"] == 64 and record.kind == "measured" and record.arch == TinyRecipe.arch
     assert (
         record.dataset == "sample" and record.protocol["role"] == "train" and record.protocol["dataset_label"] is None
@@ -144,7 +147,7 @@ def test_evaluation_matrix_with_a_fixed_eval_set(tmp_path: Path, project: Path) 
     (tmp_path / "models").symlink_to(project / "models", target_is_directory=True)  # the generator trained there
     params = load_params(path)
     manifest = prepare(params.dataset("holdout"), params.dataset_dir("holdout"))
-    assert manifest["splits"]["test"]["n_images"] == 3  # every listed image, the small and the gray one too
+    assert manifest.split("test").n_images == 3  # every listed image, the small and the gray one too
 
     records = {r.dataset: r for r in evaluate(params, "tiny")}
     assert set(records) == {"sample", "holdout"}

@@ -13,15 +13,12 @@ import torch.nn.functional as F
 from chromapipe.color import lab_to_rgb
 from chromapipe.config import ConfigError, DataConfig, SplitConfig, load_params, parse_params
 from chromapipe.data.decode import decode_rgb
-from chromapipe.data.prepare import prepare
-from chromapipe.data.shards import LabShardDataset, read_manifest
+from chromapipe.data.manifest import Manifest, Skip, read_manifest
+from chromapipe.data.prepare import content_params, prepare
+from chromapipe.data.shards import LabShardDataset
 from chromapipe.training.sampling import GlobalBatchSampler
 from tests import paper_layouts as layouts
 from tests.conftest import REPO
-
-
-def _ids(manifest: dict, split: str) -> list[str]:
-    return [i for shard in manifest["splits"][split]["shards"] for i in shard["ids"]]
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +41,13 @@ def test_split_file_reproduces_its_assignment_exactly(places, tmp_path: Path) ->
     )  # fmt: skip
     manifest = prepare(cfg, tmp_path / "out", key="datasets.places205_10pct")
     for split in ("train", "val", "test"):  # the file's images, in the file's row order
-        assert _ids(manifest, split) == table.loc[table["split"] == split, "file_name"].tolist(), split
-    assert manifest["splits"]["test"]["n_images"] == 3 and manifest["splits"]["val"]["n_images"] == 2
+        assert manifest.split(split).ids == table.loc[table["split"] == split, "file_name"].tolist(), split
+    assert manifest.split("test").n_images == 3 and manifest.split("val").n_images == 2
     # the gray photo is under root but not in the file (the thesis dropped it before splitting): a logged skip
     gray = f"abbey/{Path(layouts.GRAY_L).name}"
-    assert {"source": gray, "reason": "not_in_split_file", "detail": f"not listed in {csv}"} in manifest["skipped"]
-    assert manifest["split_file"]["sha256"] and manifest["split_file"]["counts"] == {"train": 18, "val": 2, "test": 3}
+    assert Skip(source=gray, reason="not_in_split_file", detail=f"not listed in {csv}") in manifest.skipped
+    assert manifest.split_file is not None and manifest.split_file.sha256
+    assert manifest.split_file.counts == {"train": 18, "val": 2, "test": 3}
     # class labels still come from the folders
     labels = LabShardDataset(tmp_path / "out", "test")
     assert {int(labels[i]["label"]) for i in range(len(labels))} <= {0, 1}
@@ -91,7 +89,7 @@ def test_thesis_gray_rule_is_exact_equality(tmp_path: Path) -> None:
             source="folder", root=str(root), size=64, gray_rule=rule, workers=1, splits=SplitConfig(1.0, 0.0, 0.0)
         )
         manifest = prepare(cfg, tmp_path / rule)
-        skipped[rule] = {s["source"] for s in manifest["skipped"] if s["reason"] == "grayscale"}
+        skipped[rule] = {s.source for s in manifest.skipped if s.reason == "grayscale"}
     assert skipped == {"spread": {layouts.NEAR_GRAY_RGB, layouts.GRAY_L}, "channel_sums": {layouts.GRAY_L}}
 
 
@@ -109,11 +107,11 @@ def test_chromagan_training_set_keeps_gray_and_small_photos_whole_and_unflipped(
     root = layouts.imagenet_train(tmp_path / "train", rels)
     cfg = DataConfig(**{**_fields(paper), "root": str(root), "workers": 1, "splits": SplitConfig(1.0, 0.0, 0.0)})
     manifest = prepare(cfg, tmp_path / "out")
-    assert manifest["skipped"] == [] and manifest["splits"]["train"]["n_images"] == 4
-    assert (manifest["n_upscaled"], manifest["n_grayscale"]) == (1, 1)
+    assert manifest.skipped == [] and manifest.split("train").n_images == 4
+    assert (manifest.n_upscaled, manifest.n_grayscale) == (1, 1)
     data = LabShardDataset(tmp_path / "out", "train", resolution=224)
     sampler = GlobalBatchSampler(len(data), 1, seed=0, hflip=p.model("chromagan").hflip)
-    small = _ids(manifest, "train").index(layouts.SMALL)
+    small = manifest.split("train").ids.index(layouts.SMALL)
     whole = decode_rgb((root / layouts.SMALL).read_bytes(), 10**9)  # 150x200: squashed, not cropped
     expected = F.interpolate(whole[None].float(), size=(224, 224), mode="bilinear", antialias=True)[0]
     assert (expected - expected.flip(-1)).abs().mean() > 10.0  # an asymmetric photo: a flip would show
@@ -142,6 +140,7 @@ def test_manifest_records_the_split_file(places, tmp_path: Path) -> None:
     cfg = DataConfig(source="folder", root=str(root), size=64, split_file=str(csv), workers=1, max_images=5)
     prepare(cfg, tmp_path / "o")
     manifest = read_manifest(tmp_path / "o")
-    assert manifest["params"]["split_file"] == str(csv) and "ours" not in manifest["params"]
-    assert sum(manifest["splits"][s]["n_images"] for s in ("train", "val", "test")) == 5  # max_images caps the rows
-    assert json.dumps(manifest)
+    assert manifest.params == content_params(cfg) and "ours" not in manifest.params  # split_file among them
+    assert manifest.split_file is not None and manifest.split_file.path == str(csv)
+    assert sum(manifest.image_counts().values()) == 5  # max_images caps the rows
+    assert Manifest.from_dict(json.loads(manifest.to_json())) == manifest

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from chromapipe.config import load_params
+from chromapipe.data.manifest import read_manifest
 from chromapipe.metrics.record import MetricsRecord
 from chromapipe.reporting import published as pub
 from chromapipe.reporting.evalsets import EvalIndex, load_evaluations
@@ -114,15 +115,15 @@ def _record(project: Path, model: str, dataset: str) -> MetricsRecord:
 
 def test_data_follow_each_papers_protocol(paper_run) -> None:
     project, paths = paper_run
-    manifest = lambda name: json.loads((project / "data/prepared" / name / "manifest.json").read_text())  # noqa: E731
+    layout = load_params(project / "params.yaml").layout
+    manifest = lambda name: read_manifest(layout.prepared(name))  # noqa: E731
     split = pd.read_csv(paths["split"])
-    places = manifest("places205_10pct")
-    ids = [i for shard in places["splits"]["test"]["shards"] for i in shard["ids"]]
+    ids = manifest("places205_10pct").split("test").ids
     assert ids == split.loc[split["split"] == "test", "file_name"].tolist()  # the thesis' test images, its order
     chroma, palgan = manifest("imagenet_train_224"), manifest("imagenet_train")
-    assert chroma["skipped"] == [] and chroma["n_grayscale"] >= 1 and chroma["n_upscaled"] >= 1
-    assert {s["reason"] for s in palgan["skipped"]} == {"too_small", "grayscale"}
-    counts = {n: manifest(n)["splits"]["test"]["n_images"] for n in ("imagenet_ctest10k", "ilsvrc2012_val1k")}
+    assert chroma.skipped == [] and chroma.n_grayscale >= 1 and chroma.n_upscaled >= 1
+    assert {s.reason for s in palgan.skipped} == {"too_small", "grayscale"}
+    counts = {n: manifest(n).split("test").n_images for n in ("imagenet_ctest10k", "ilsvrc2012_val1k")}
     assert counts == {"imagenet_ctest10k": 4, "ilsvrc2012_val1k": 6}
 
 

@@ -13,6 +13,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from chromapipe.codedeps import import_closure
+from chromapipe.data.manifest import read_manifest
 from chromapipe.layout import (
     EVALUATION_DIR,
     MODELS_DIR,
@@ -98,8 +99,8 @@ def repro(tmp_path_factory) -> Path:
 
 
 def test_repro_builds_every_output(repro: Path) -> None:
-    manifest = json.loads((repro / "data/prepared/sample/manifest.json").read_text())
-    assert manifest["splits"]["train"]["n_images"] == 24 and manifest["splits"]["test"]["n_images"] == 8
+    counts = read_manifest(repro / "data/prepared/sample").image_counts()
+    assert counts["train"] == 24 and counts["test"] == 8
     # one copy on disk: the output is a hard link into DVC's cache (.dvc/config cache.type), not a second copy
     assert (repro / "models/tiny/generator.pt").stat().st_nlink >= 2
     metrics = json.loads((repro / "evaluation/tiny/sample/metrics.json").read_text())

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from chromapipe.config import DataConfig, SplitConfig, load_params
+from chromapipe.data.manifest import Manifest, read_manifest
 from chromapipe.data.prepare import prepare
+from chromapipe.layout import MANIFEST_FILE
 from tests.conftest import REPO, quick_params, two_node_cluster
 
 
-def _without_run(manifest: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in manifest.items() if k != "run"}
+def _equal_but_run(a: Manifest, b: Manifest) -> bool:
+    """Equal in everything but ``run`` (where and how fast)."""
+    return dataclasses.replace(a, run=b.run) == b
 
 
 def _same_files(a: Path, b: Path) -> list[Path]:
     """The relative paths of every file under ``a``, after checking ``b`` holds the same bytes for each."""
-    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "manifest.json")
-    assert files and files == sorted(
-        p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != "manifest.json"
-    )
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+    assert files and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
     for rel in files:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
     return files
@@ -39,9 +39,9 @@ def test_ray_engine_writes_the_local_engines_bytes(tmp_path: Path) -> None:
         on_ray = prepare(DataConfig(**base, engine="ray"), tmp_path / "ray")
     finally:
         ray.shutdown()
-    assert on_ray["run"]["engine"] == "ray" and len(on_ray["run"]["chunk_nodes"]) > 1
-    assert on_ray["run"]["nodes"][0] != local["run"]["nodes"][0]  # a Ray node id, not the host name
-    assert _without_run(on_ray) == _without_run(local)
+    assert on_ray.run.engine == "ray" and len(on_ray.run.chunk_nodes) > 1
+    assert on_ray.run.nodes[0] != local.run.nodes[0]  # a Ray node id, not the host name
+    assert _equal_but_run(on_ray, local)
     _same_files(tmp_path / "local", tmp_path / "ray")
 
 
@@ -60,11 +60,11 @@ def test_prepare_stage_spreads_over_a_two_node_cluster(tmp_path: Path) -> None:
             check=True,
             timeout=600,
         )
-    on_cluster = json.loads((cluster / "manifest.json").read_text())
-    run = on_cluster["run"]
-    assert run["engine"] == "ray" and run["workers"] == 2
-    assert len(run["nodes"]) == 2 and set(run["chunk_nodes"]) == {0, 1}  # the head and the worker node both worked
+    on_cluster = read_manifest(cluster)
+    run = on_cluster.run
+    assert run.engine == "ray" and run.workers == 2
+    assert len(run.nodes) == 2 and set(run.chunk_nodes) == {0, 1}  # the head and the worker node both worked
     cfg = load_params(tmp_path / "params.yaml").dataset("sample")
     local = prepare(DataConfig(**{**cfg.__dict__, "engine": "local"}), tmp_path / "local")
-    assert _without_run(on_cluster) == _without_run(local)
+    assert _equal_but_run(on_cluster, local)
     _same_files(tmp_path / "local", cluster)

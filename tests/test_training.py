@@ -11,8 +11,10 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from chromapipe.config import load_params
+from chromapipe.data.manifest import read_manifest
 from chromapipe.data.prepare import prepare
 from chromapipe.hashing import source_fingerprint
+from chromapipe.layout import DATA_COUNTS_PARAMS, DATA_PARAMS
 from chromapipe.models.checkpoint import CheckpointError, load_generator
 from chromapipe.training import run
 from chromapipe.training.run import train_model
@@ -118,6 +120,12 @@ def test_changed_params_start_a_fresh_run(tmp_path: Path, project: Path) -> None
     assert a.config_hash != b.config_hash and a2.config_hash == a.config_hash
     assert b.run_id != a.run_id and a2.run_id == a.run_id
     assert (a.resumed, b.resumed, a2.resumed) == (False, False, True) and not a2.finished
+    # what the run logs of its data comes from the manifest record: its content params and images per split
+    manifest = read_manifest(load_params(paths[2e-4]).dataset_dir("sample"))
+    logged = MlflowClient(store["uri"]).get_run(a.run_id).data.params
+    assert logged[f"{DATA_COUNTS_PARAMS}.train"] == str(manifest.split("train").n_images)
+    assert {f"{DATA_COUNTS_PARAMS}.{k}" for k in manifest.image_counts()} <= set(logged)
+    assert logged[f"{DATA_PARAMS}.size"] == str(manifest.size)
 
 
 @pytest.mark.slow  # inductor compiles the tiny recipe in each of the two worker processes

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from chromapipe.color import lab_to_rgb_uint8, rgb_uint8_to_lab_fast
+from chromapipe.data.manifest import Storage
 
 Encoding = Literal["float16", "lab8", "rgb8"]
 
@@ -49,14 +50,14 @@ class StorageFormat:
     def bytes_per_image(self, size: int) -> int:
         return 3 * size * size * np.dtype(self.dtype).itemsize
 
-    def describe(self, size: int) -> dict[str, object]:
+    def describe(self, size: int) -> Storage:
         """The manifest's ``storage`` entry."""
-        return {
-            "encoding": self.name,
-            "dtype": np.dtype(self.dtype).name,
-            "layout": self.layout,
-            "bytes_per_image": self.bytes_per_image(size),
-        }
+        return Storage(
+            encoding=self.name,
+            dtype=np.dtype(self.dtype).name,
+            layout=self.layout,
+            bytes_per_image=self.bytes_per_image(size),
+        )
 
 
 FORMATS: dict[str, StorageFormat] = {

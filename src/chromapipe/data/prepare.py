@@ -5,7 +5,8 @@ this process, a local process pool, or a Ray cluster) in chunks of consecutive s
 back in source order, so shard contents, names and hashes do not depend on the engine or the number of
 workers. Images stream into the open shard file of their split: nothing else is buffered.
 
-The manifest describes the data and nothing else, except its ``run`` entry: engine, workers, the node
+The manifest (:class:`chromapipe.data.manifest.Manifest`, built here and written to ``manifest.json``)
+describes the data and nothing else, except its ``run`` entry: engine, workers, the node
 that computed each chunk, timing. Two runs with the same params give manifests equal but for ``run``,
 and byte-identical shards. ``params`` leaves out ``workers``, ``engine`` and ``label`` (they
 change how fast or where, not what), so training's data fingerprint does not change with them either.
@@ -14,11 +15,9 @@ change how fast or where, not what), so training's data fingerprint does not cha
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -41,17 +40,17 @@ from chromapipe.data.engines import (
     run_local,
     run_ray,
 )
+from chromapipe.data.manifest import Manifest, RunFacts, Skip, Split
 from chromapipe.data.process import ChunkResult, ImageResult
 from chromapipe.data.shards import ShardWriter
 from chromapipe.data.sources import SourceImage, list_sources
 from chromapipe.data.splitfile import NOT_IN_SPLIT_FILE, SplitFile, apply_split_file, read_split_file
 from chromapipe.data.splits import SPLITS, assign_splits
-from chromapipe.layout import MANIFEST_FILE
 
 log = logging.getLogger(__name__)
 
 #: DataConfig fields that change how or where the stage runs, or what the report calls the set, not the
-#: shards' contents: kept out of manifest["params"] (and so out of training's data fingerprint)
+#: shards' contents: kept out of the manifest's ``params`` (and so out of training's data fingerprint)
 NON_CONTENT_PARAMS = ("workers", "engine", "label", "ours")
 #: skip reasons meaning "no image could be read from this listed file" (the only skips of role eval)
 UNREADABLE = frozenset({"missing", "unreadable", "corrupt", "not_an_image", "too_large", "unsupported"})
@@ -149,7 +148,7 @@ def _engine(
 class _Tally:
     """What the manifest counts, accumulated image by image in source order."""
 
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
     n_upscaled: int = 0
     n_grayscale: int = 0
 
@@ -157,7 +156,7 @@ class _Tally:
         self.n_grayscale += result.grayscale
         if result.pixels is None:
             code, detail = result.skip or ("unknown", "")
-            self.skipped.append({"source": item.id, "reason": code, "detail": detail})
+            self.skipped.append(Skip(source=item.id, reason=code, detail=detail))
             log.info("skipped %s: %s (%s)", item.id, code, detail)
             return
         self.n_upscaled += result.upscaled
@@ -167,77 +166,82 @@ class _Tally:
 
     @property
     def n_unreadable(self) -> int:
-        return sum(s["reason"] in UNREADABLE for s in self.skipped)
+        return sum(s.reason in UNREADABLE for s in self.skipped)
 
 
 def _split_entries(
     writers: dict[str, ShardWriter], assignment: dict[str, str], skipped_ids: set[str]
-) -> dict[str, Any]:
+) -> dict[str, Split]:
     groups: dict[str, set[str]] = {name: set() for name in SPLITS}
     for group, name in assignment.items():
         groups[name].add(group)
     return {
-        name: {"n_images": w.count, "n_sources": len(groups[name] - skipped_ids), "shards": w.shards}
+        name: Split(n_images=w.count, n_sources=len(groups[name] - skipped_ids), shards=list(w.shards))
         for name, w in writers.items()
     }
 
 
-def _check(manifest: dict[str, Any], cfg: DataConfig) -> None:
+def _check(manifest: Manifest, cfg: DataConfig) -> None:
     """Refuse a useless result; for an evaluation set, check that every readable listed image is in."""
-    splits = manifest["splits"]
-    if cfg.role == "train" and splits["train"]["n_images"] == 0:
+    counts = manifest.image_counts()
+    if cfg.role == "train" and counts["train"] == 0:
         raise RuntimeError(
-            f"prepare: no usable training images out of {manifest['n_listed']} sources; "
-            f"skipped: {manifest['skipped_by_reason']}"
+            f"prepare: no usable training images out of {manifest.n_listed} sources; "
+            f"skipped: {manifest.skipped_by_reason}"
         )
     if cfg.role == "eval":
-        other = sorted(set(manifest["skipped_by_reason"]) - UNREADABLE)
-        expected = manifest["n_listed"] - manifest["n_unreadable"]
-        if other or splits["test"]["n_images"] != expected or splits["train"]["n_images"] or splits["val"]["n_images"]:
+        other = sorted(set(manifest.skipped_by_reason) - UNREADABLE)
+        expected = manifest.n_listed - manifest.n_unreadable
+        if other or counts["test"] != expected or counts["train"] or counts["val"]:
             raise RuntimeError(
-                f"prepare (role eval): {splits['test']['n_images']} test images for {expected} readable listed files; "
-                f"skipped: {manifest['skipped_by_reason']}"
+                f"prepare (role eval): {counts['test']} test images for {expected} readable listed files; "
+                f"skipped: {manifest.skipped_by_reason}"
             )
         if expected == 0:
             raise RuntimeError(
-                f"prepare (role eval): none of the {manifest['n_listed']} listed files is readable: "
-                f"{manifest['skipped_by_reason']}"
+                f"prepare (role eval): none of the {manifest.n_listed} listed files is readable: "
+                f"{manifest.skipped_by_reason}"
             )
 
 
 def _manifest(
-    cfg: DataConfig, classes: list[str], n_listed: int, splits: dict[str, Any], tally: _Tally, run: _Run, seconds: float
-) -> dict[str, Any]:
-    return {
-        "format": "chromapipe-shards/2",
-        "params": content_params(cfg),
-        "role": cfg.role,
-        "classes": classes,
-        "n_sources": n_listed,
-        "n_listed": n_listed,
-        "splits": splits,
-        "skipped": tally.skipped,
-        "skipped_by_reason": dict(Counter(s["reason"] for s in tally.skipped)),
-        "n_unreadable": tally.n_unreadable,
-        "n_grayscale": tally.n_grayscale,
-        "n_upscaled": tally.n_upscaled,
-        "storage": storage_format(cfg.encoding).describe(cfg.size),
-        "lab_roundtrip_max_abs_uint8": run.roundtrip,
-        "roundtrip_sample": f"every {ROUNDTRIP_STEP}th row and column of every stored image",
-        "run": {
-            "engine": run.engine,
-            "workers": run.workers,
-            "chunk_size": run.chunk_size,
-            "nodes": run.nodes,
-            "chunk_nodes": run.chunk_nodes,
-            "seconds": round(seconds, 2),
-            "images_per_s": round(n_listed / seconds, 1) if seconds > 0 else None,
-            "worker_seconds": round(run.chunk_seconds, 2),
-        },
-    }
+    cfg: DataConfig,
+    classes: list[str],
+    n_listed: int,
+    splits: dict[str, Split],
+    tally: _Tally,
+    run: _Run,
+    seconds: float,
+    split_file: SplitFile | None,
+) -> Manifest:
+    return Manifest(
+        params=content_params(cfg),
+        role=cfg.role,
+        classes=classes,
+        n_listed=n_listed,
+        splits=splits,
+        skipped=tally.skipped,
+        n_unreadable=tally.n_unreadable,
+        n_grayscale=tally.n_grayscale,
+        n_upscaled=tally.n_upscaled,
+        storage=storage_format(cfg.encoding).describe(cfg.size),
+        lab_roundtrip_max_abs_uint8=run.roundtrip,
+        roundtrip_sample=f"every {ROUNDTRIP_STEP}th row and column of every stored image",
+        run=RunFacts(
+            engine=run.engine,
+            workers=run.workers,
+            chunk_size=run.chunk_size,
+            nodes=run.nodes,
+            chunk_nodes=run.chunk_nodes,
+            seconds=round(seconds, 2),
+            images_per_s=round(n_listed / seconds, 1) if seconds > 0 else None,
+            worker_seconds=round(run.chunk_seconds, 2),
+        ),
+        split_file=split_file.describe() if split_file is not None else None,
+    )
 
 
-def prepare(cfg: DataConfig, out: Path, key: str = "datasets.<name>") -> dict[str, Any]:
+def prepare(cfg: DataConfig, out: Path, key: str = "datasets.<name>") -> Manifest:
     """Prepare one dataset into the directory ``out`` (the stage passes ``Params.dataset_dir(name)``); returns
     the manifest (also written to ``<out>/manifest.json``). ``key``: the dataset's key path in params
     (``datasets.<name>``), named by every configuration error."""
@@ -248,7 +252,7 @@ def prepare(cfg: DataConfig, out: Path, key: str = "datasets.<name>") -> dict[st
     assignment = split_assignment(sources, cfg, split_file)
     tally = _Tally()
     tally.skipped += [
-        {"source": s.id, "reason": NOT_IN_SPLIT_FILE, "detail": f"not listed in {cfg.split_file}"} for s in unlisted
+        Skip(source=s.id, reason=NOT_IN_SPLIT_FILE, detail=f"not listed in {cfg.split_file}") for s in unlisted
     ]
     with (
         _engine(sources, cfg) as (run, chunks, results, hasher),
@@ -262,16 +266,10 @@ def prepare(cfg: DataConfig, out: Path, key: str = "datasets.<name>") -> dict[st
             bar.update(len(chunk))
         for w in writers.values():
             w.finish()
-    splits = _split_entries(writers, assignment, {s["source"] for s in tally.skipped})
-    manifest = _manifest(cfg, classes, len(sources) + len(unlisted), splits, tally, run, time.perf_counter() - start)
-    if split_file is not None:
-        manifest["split_file"] = split_file.describe()
+    splits = _split_entries(writers, assignment, {s.source for s in tally.skipped})
+    seconds = time.perf_counter() - start
+    manifest = _manifest(cfg, classes, len(sources) + len(unlisted), splits, tally, run, seconds, split_file)
     _check(manifest, cfg)
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
-    log.info(
-        "prepared %s images (%s skipped) into %s",
-        {k: v["n_images"] for k, v in splits.items()},
-        len(tally.skipped),
-        out,
-    )
+    manifest.write(out)
+    log.info("prepared %s images (%s skipped) into %s", manifest.image_counts(), len(manifest.skipped), out)
     return manifest

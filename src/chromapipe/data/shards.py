@@ -4,8 +4,9 @@ Format: ``shard-NNNNN.<suffix>.npy`` (N, 3, S, S) in the dataset's encoding (see
 :mod:`chromapipe.data.encoding`: ``.lab.npy`` float16 L*a*b*, ``.lab8.npy`` OpenCV 8-bit Lab,
 ``.rgb8.npy`` sRGB uint8) and ``shard-NNNNN.labels.npy`` int64 (N,). Plain ``.npy`` files open with
 ``np.load(mmap_mode="r")``, so a training worker touches only the images it reads. Whatever the
-encoding, :class:`LabShardDataset` returns float L*a*b*. The manifest's shard entry names the pixel file
-under ``"lab"`` (for every encoding: the key predates the others) and the labels under ``"labels"``.
+encoding, :class:`LabShardDataset` returns float L*a*b*. The manifest's shard entry
+(:class:`chromapipe.data.manifest.Shard`) names the pixel file ``lab`` (for every encoding: the name predates the
+others) and the labels file ``labels``.
 float16 is 6 bytes per pixel (393,216 bytes per 256² image); its rounding (≤ 0.03 in L*, ≤ 0.06 in a*b*)
 is below one step of 8-bit sRGB, so L*a*b* -> sRGB uint8 reproduces the source pixels (tests assert the
 exact bound for every encoding).
@@ -13,8 +14,8 @@ exact bound for every encoding).
 
 from __future__ import annotations
 
+import dataclasses
 import io
-import json
 from bisect import bisect_right
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from chromapipe.data.encoding import decode_to_lab, encode_lab, storage_format, stored_to_lab
+from chromapipe.data.manifest import Shard, read_manifest
 from chromapipe.hashing import sha256_file
 from chromapipe.layout import MANIFEST_FILE
 
@@ -61,13 +63,13 @@ class ShardWriter:
     shard_size: int
     encoding: str = "float16"
     executor: Executor | None = None
-    shards: list[dict[str, Any]] = field(default_factory=list)
+    shards: list[Shard] = field(default_factory=list)
     _file: BinaryIO | None = None
     _shape: tuple[int, ...] | None = None
     _n: int = 0
     _labels: list[int] = field(default_factory=list)
     _ids: list[str] = field(default_factory=list)
-    _pending: list[tuple[dict[str, str], str, Future[str]]] = field(default_factory=list)
+    _pending: list[tuple[int, Future[str]]] = field(default_factory=list)  # (shard index, its pixel file's hash)
 
     def __post_init__(self) -> None:
         self.format = storage_format(self.encoding)
@@ -110,34 +112,32 @@ class ShardWriter:
         self._file = None
         label_path = lab_path.with_name(lab_path.name.split(".")[0] + ".labels.npy")
         np.save(label_path, np.asarray(self._labels, dtype=np.int64))
-        digests = {lab_path.name: "", label_path.name: sha256_file(label_path)}
-        self.shards.append(
-            {"lab": lab_path.name, "labels": label_path.name, "n": self._n, "sha256": digests, "ids": list(self._ids)}
+        labels_digest = sha256_file(label_path)
+        lab_digest = sha256_file(lab_path) if self.executor is None else ""  # pending: filled in by finish()
+        shard = Shard(
+            lab=lab_path.name,
+            labels=label_path.name,
+            n=self._n,
+            sha256={lab_path.name: lab_digest, label_path.name: labels_digest},
+            ids=list(self._ids),
         )
-        if self.executor is None:
-            digests[lab_path.name] = sha256_file(lab_path)
-        else:
-            self._pending.append((digests, lab_path.name, self.executor.submit(sha256_file, lab_path)))
+        if self.executor is not None:
+            self._pending.append((len(self.shards), self.executor.submit(sha256_file, lab_path)))
+        self.shards.append(shard)
         self._n, self._labels, self._ids = 0, [], []
 
-    def finish(self) -> list[dict[str, Any]]:
+    def finish(self) -> list[Shard]:
         """Flush, wait for the shards' hashes; the shard entries for the manifest."""
         self.flush()
-        for digests, name, future in self._pending:
-            digests[name] = future.result()
+        for k, future in self._pending:
+            s = self.shards[k]
+            self.shards[k] = dataclasses.replace(s, sha256={s.lab: future.result(), s.labels: s.sha256[s.labels]})
         self._pending.clear()
         return self.shards
 
     @property
     def count(self) -> int:
-        return sum(s["n"] for s in self.shards) + self._n
-
-
-def read_manifest(root: Path) -> dict[str, Any]:
-    path = root / MANIFEST_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no prepared data (run the prepare stage: `dvc repro prepare`)")
-    return json.loads(path.read_text())
+        return sum(s.n for s in self.shards) + self._n
 
 
 class LabShardDataset(Dataset):
@@ -166,15 +166,15 @@ class LabShardDataset(Dataset):
         decode: bool = True,
     ) -> None:
         manifest = read_manifest(root)
-        if split not in manifest["splits"]:
+        if split not in manifest.splits:
             raise KeyError(f"split {split!r} not in {root / MANIFEST_FILE}")
         self.directory = root / split
-        self.shards = manifest["splits"][split]["shards"]
-        self.size = manifest["params"]["size"]
-        self.encoding = manifest.get("storage", {}).get("encoding", "float16")  # manifests before encodings: float16
+        self.shards = manifest.splits[split].shards
+        self.size = manifest.size
+        self.encoding = manifest.storage.encoding
         self.resolution = resolution or self.size
         self.decode = decode
-        self.offsets = np.cumsum([0] + [s["n"] for s in self.shards]).tolist()
+        self.offsets = np.cumsum([0] + [s.n for s in self.shards]).tolist()
         self.length = self.offsets[-1] if limit is None else min(limit, self.offsets[-1])
         self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -185,8 +185,8 @@ class LabShardDataset(Dataset):
         if k not in self._arrays:  # opened lazily, per process: memmaps do not cross fork/pickle well
             s = self.shards[k]
             self._arrays[k] = (
-                np.load(self.directory / s["lab"], mmap_mode="r"),
-                np.load(self.directory / s["labels"], mmap_mode="r"),
+                np.load(self.directory / s.lab, mmap_mode="r"),
+                np.load(self.directory / s.labels, mmap_mode="r"),
             )
         return self._arrays[k]
 

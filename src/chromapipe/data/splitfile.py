@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chromapipe.config import ConfigError
+from chromapipe.data.manifest import SplitFileRecord
 from chromapipe.data.sources import SourceImage
 
 PATH_COLUMN = "file_name"  # the thesis' column names (pre_processing.py)
@@ -37,10 +38,10 @@ class SplitFile:
     assignment: dict[str, str]
     sha256: str
 
-    def describe(self) -> dict[str, object]:
+    def describe(self) -> SplitFileRecord:
         """What the manifest records about it (the assignment itself is in the shards' ids)."""
         counts = {name: sum(v == name for v in self.assignment.values()) for name in SPLIT_NAMES}
-        return {"path": str(self.path), "sha256": self.sha256, "rows": len(self.assignment), "counts": counts}
+        return SplitFileRecord(path=str(self.path), sha256=self.sha256, rows=len(self.assignment), counts=counts)
 
 
 def _normalise(rel: str) -> str:

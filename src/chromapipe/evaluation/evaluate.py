@@ -35,7 +35,8 @@ from torchvision.io import write_png
 from tqdm import tqdm
 
 from chromapipe.config import Params, to_dict, tracking_uri
-from chromapipe.data.shards import LabShardDataset, read_manifest
+from chromapipe.data.manifest import Manifest, read_manifest
+from chromapipe.data.shards import LabShardDataset
 from chromapipe.devices import resolve_device
 from chromapipe.evaluation.train_mode import (
     TRAIN_MODE_SUFFIX,
@@ -55,7 +56,7 @@ from chromapipe.models.palette import GRID
 log = logging.getLogger(__name__)
 
 
-def _protocol(params: Params, set_name: str, manifest: dict[str, Any], split: str, n_images: int) -> dict[str, Any]:
+def _protocol(params: Params, set_name: str, manifest: Manifest, split: str, n_images: int) -> dict[str, Any]:
     d = params.dataset(set_name)
     source = (
         "embedded sample photos"
@@ -69,7 +70,7 @@ def _protocol(params: Params, set_name: str, manifest: dict[str, Any], split: st
         "role": d.role,
         "split": split,
         "n_images": n_images,
-        "n_sources": manifest["splits"][split]["n_sources"],
+        "n_sources": manifest.split(split).n_sources,
         "resolution": d.size,
         "resize": d.resize + (f" ({d.crops_per_image} crops per photo)" if d.crops_per_image > 1 else ""),
         "color_space": "sRGB uint8 (L*a*b* D65 -> sRGB)",

@@ -32,7 +32,7 @@ from ray.train.torch import TorchTrainer
 
 from chromapipe.codedeps import import_closure
 from chromapipe.config import ModelConfig, Params, artifact_location, config_hash, resolve_path, to_dict, tracking_uri
-from chromapipe.data.shards import read_manifest
+from chromapipe.data.manifest import read_manifest
 from chromapipe.hashing import source_fingerprint
 from chromapipe.layout import (
     ARCH_TAG,
@@ -79,10 +79,6 @@ def quiet_local_ray() -> None:
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
 
 
-def _data_fingerprint(manifest: dict[str, Any]) -> dict[str, Any]:
-    return {"params": manifest["params"], "shards": [s["sha256"] for s in manifest["splits"]["train"]["shards"]]}
-
-
 def _code_fingerprint(recipe: Recipe) -> str:
     """The project code the train stage runs — the same import closure its DVC deps cover, so DVC reruns
     the stage exactly when this changes — plus the recipe's own module (a ``module:Class`` arch may live
@@ -117,7 +113,7 @@ def start(params: Params, name: str) -> TrainingRun:
     # what determines the trained model: the speed options (amp, compile, ...) only reorder float operations
     what = (tc.num_workers, tc.use_gpu, tc.sync_batchnorm)
     trained = dataclasses.replace(cfg, ours={})  # a note on an open choice changes nothing trained
-    h = config_hash(trained, _data_fingerprint(manifest), params.seed, *what, _code_fingerprint(recipe))
+    h = config_hash(trained, manifest.data_fingerprint(), params.seed, *what, _code_fingerprint(recipe))
     uri = tracking_uri(params)
     client = MlflowClient(uri)
     run_id, resumed = find_or_create_run(
@@ -128,9 +124,9 @@ def start(params: Params, name: str) -> TrainingRun:
         params={
             MODEL_PARAMS: to_dict(cfg),
             TRAIN_PARAMS: to_dict(tc),
-            DATA_PARAMS: manifest["params"],
+            DATA_PARAMS: manifest.params,
             SEED_PARAM: params.seed,
-            DATA_COUNTS_PARAMS: {k: v["n_images"] for k, v in manifest["splits"].items()},
+            DATA_COUNTS_PARAMS: manifest.image_counts(),
         },
         tags={ARCH_TAG: cfg.arch},
         artifact_location=artifact_location(params),
