@@ -15,8 +15,8 @@ import torch
 
 from chromapipe.color import join_lab, lab_to_rgb_uint8
 from chromapipe.metrics.suite import MetricSuite
+from chromapipe.tensors import Prediction
 
-Prediction = dict[str, torch.Tensor]
 Predictor = Callable[[torch.Tensor], Prediction]
 
 

@@ -26,11 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Batch = dict[str, torch.Tensor]
+from chromapipe.tensors import Batch, Prediction
+
 Logs = dict[str, torch.Tensor | float]  # detached 0-dim tensors (no host sync per step) or floats
-#: ``predict``'s result: ``"ab"`` (B,2,H,W) a*b* in Lab units at the input's size; ``"palette"`` (B,256)
-#: where the model predicts one (PalGAN family).
-Prediction = dict[str, torch.Tensor]
 
 
 def unwrap(module: nn.Module) -> nn.Module:
