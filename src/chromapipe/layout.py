@@ -31,6 +31,7 @@ PREPARED_DIR = "data/prepared"  # <dataset>/manifest.json + <split>/shard-*.npy 
 MODELS_DIR = "models"  # <model>/generator.pt + train.json (the train stage)
 EVALUATION_DIR = "evaluation"  # <model>/<set>/metrics.json + samples, scores/<model>.json (the evaluate stage)
 REPORTS_DIR = "reports"  # index.html, results.md, figures/, plots/ (the report stage)
+REGISTRY_DIR = "registry"  # <model>.json: the registered MLflow model version of each generator (the register stage)
 REPORT_OUTPUTS = ("index.html", "results.md", "figures", "plots")  # what the report stage writes in REPORTS_DIR
 MANIFEST_FILE = "manifest.json"
 GENERATOR_FILE = "generator.pt"
@@ -82,6 +83,14 @@ class Layout:
     def reports(self) -> Path:
         return self.root / REPORTS_DIR
 
+    @property
+    def registry(self) -> Path:
+        return self.root / REGISTRY_DIR
+
+    def registration(self, model: str) -> Path:
+        """Which version of ``chromapipe-<model>`` holds this project's generator (the register stage's record)."""
+        return self.registry / f"{model}.json"
+
 
 # -- MLflow: tags, parameter keys, metric keys, artifact paths ---------------------------------------------------
 MODEL_TAG = "chromapipe.model"
@@ -120,9 +129,35 @@ TRAIN_SUMMARY_ARTIFACT = TRAIN_SUMMARY_FILE
 EVALUATION_ARTIFACT_DIR = "evaluation"
 
 
+#: the generator as an MLflow model (a pyfunc wrapping :class:`chromapipe.inference.colorizer.Colorizer`), logged
+#: into the model's training run under this name; its artifact key for the generator file
+LOGGED_MODEL_NAME = "colorizer"
+LOGGED_MODEL_GENERATOR = "generator"
+LOGGED_MODEL_TAG = "chromapipe.logged_model"  # run tag: the logged model's id (so a rerun does not log it again)
+
+# -- the Model Registry: one registered model per project model, one version per training run ---------------------
+REGISTERED_MODEL_PREFIX = "chromapipe-"
+DATASET_TAG = "chromapipe.dataset"  # the training dataset's name (``models.<m>.dataset``)
+DATA_FINGERPRINT_TAG = "chromapipe.data_fingerprint"  # the training data's params and shard checksums, hashed
+CODE_FINGERPRINT_TAG = "chromapipe.code_fingerprint"  # the train stage's code (its import closure), hashed
+RUN_ID_TAG = "chromapipe.run_id"
+#: set by the pipeline to the version it registered last; moved only by a person (``chromapipe promote``)
+CANDIDATE_ALIAS, CHAMPION_ALIAS = "candidate", "champion"
+
+
+def registered_model_name(model: str) -> str:
+    """``chromapipe-<model>``: the registered model that holds every trained version of project model ``model``."""
+    return model if model.startswith(REGISTERED_MODEL_PREFIX) else REGISTERED_MODEL_PREFIX + model
+
+
 def eval_metric(dataset: str, metric: str) -> str:
     """The MLflow key of one evaluation number: ``eval/<set>/<metric>``."""
     return f"{EVAL_METRIC}{dataset}/{metric}"
+
+
+def eval_protocol_tag(dataset: str) -> str:
+    """The model-version tag holding the protocol of that set's numbers (split, images, resolution, ...)."""
+    return f"{EVAL_METRIC}{dataset}/protocol"
 
 
 def evaluation_artifact(dataset: str, name: str = "") -> str:
