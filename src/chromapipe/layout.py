@@ -18,7 +18,10 @@ artifact paths.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -170,6 +173,9 @@ def generator_logged(client: MlflowClient, run_id: str) -> bool:
     return any(a.path == GENERATOR_ARTIFACT for a in client.list_artifacts(run_id, GENERATOR_ARTIFACT_DIR))
 
 
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+
 def download_generator(tracking_uri: str, run_id: str, destination: Path) -> Path:
     """Copy the generator that run ``run_id`` logged to the file ``destination``; returns ``destination``.
 
@@ -189,3 +195,23 @@ def download_generator(tracking_uri: str, run_id: str, destination: Path) -> Pat
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return destination
+
+
+@contextlib.contextmanager
+def mlflow_store(tracking_uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking URI (and so its default registry URI) at ``tracking_uri`` for the
+    block, then restore it. Why: MLflow's fluent API (``log_model`` into a run) and its URI resolvers (the
+    ``models:/`` download, registering a logged model as a version) read that global, whatever store the
+    caller's client or argument named — without this they would silently use another store. The one place
+    that relies on MLflow's private ``_use_tracking_uri`` (pinned MLflow; ``tests/test_serving.py`` runs it).
+    Restoring an unset global also unsets ``MLFLOW_TRACKING_URI`` in MLflow, so the caller's variable is put
+    back here."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    saved = os.environ.get(TRACKING_URI_ENV)
+    try:
+        with _use_tracking_uri(tracking_uri):
+            yield
+    finally:
+        if saved is not None:
+            os.environ[TRACKING_URI_ENV] = saved

@@ -51,6 +51,14 @@ class InputError(Exception):
     """A file that cannot be colorized (not an image, corrupt, too large); the message says why."""
 
 
+class TooLarge(InputError):
+    """An image over the pixel limit, found from its header before any pixel is decoded."""
+
+    def __init__(self, width: int, height: int, limit: int) -> None:
+        super().__init__(f"{width}x{height} exceeds --max-pixels {limit}")
+        self.width, self.height, self.limit = width, height, limit
+
+
 @dataclasses.dataclass
 class Metadata:
     exif: Image.Exif | None = None
@@ -284,7 +292,7 @@ def read_image(source: Path | bytes, max_pixels: int, device: torch.device | Non
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
                 w, h = img.size
                 if w * h > max_pixels:
-                    raise InputError(f"{w}x{h} exceeds --max-pixels {max_pixels}")
+                    raise TooLarge(w, h, max_pixels)
                 fmt = img.format or "PNG"
                 orientation = int(img.getexif().get(_ORIENTATION, 1) or 1)
                 meta = _metadata(img)
@@ -321,7 +329,7 @@ def decode_pil(img: Image.Image, max_pixels: int) -> DecodedImage:
     bits (pass its path or bytes to keep 16)."""
     w, h = img.size
     if w * h > max_pixels:
-        raise InputError(f"{w}x{h} exceeds --max-pixels {max_pixels}")
+        raise TooLarge(w, h, max_pixels)
     try:
         orientation = int(img.getexif().get(_ORIENTATION, 1) or 1)
         meta = _metadata(img, copy_exif=True)
@@ -341,7 +349,7 @@ def decode_array(arr: np.ndarray, max_pixels: int) -> DecodedImage:
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)) or 0 in arr.shape:
         raise InputError(f"expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {arr.shape}")
     if arr.shape[0] * arr.shape[1] > max_pixels:
-        raise InputError(f"{arr.shape[1]}x{arr.shape[0]} exceeds --max-pixels {max_pixels}")
+        raise TooLarge(arr.shape[1], arr.shape[0], max_pixels)
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
             raise InputError("a float image must hold finite values in [0, 1]")
@@ -355,11 +363,14 @@ def decode_array(arr: np.ndarray, max_pixels: int) -> DecodedImage:
     return DecodedImage(pixels=pixels, alpha=alpha, format="PNG", metadata=Metadata())
 
 
-ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray
+ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray | DecodedImage
 
 
 def as_image(image: ImageLike, max_pixels: int) -> DecodedImage:
-    """Any image the Python API takes: a path, a file's bytes, a Pillow image or an array."""
+    """Any image the Python API takes: a path, a file's bytes, a Pillow image or an array (or one decoded
+    already, returned as it is)."""
+    if isinstance(image, DecodedImage):
+        return image
     if isinstance(image, Image.Image):
         return decode_pil(image, max_pixels)
     if isinstance(image, np.ndarray):

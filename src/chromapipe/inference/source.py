@@ -28,6 +28,7 @@ from chromapipe.layout import (
     LOGGED_MODEL_GENERATOR,
     download_generator,
     generator_logged,
+    mlflow_store,
 )
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,10 @@ def download_model(model_uri: str, uri: str, dst: Path) -> Path:
     from mlflow.exceptions import MlflowException
 
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst), tracking_uri=uri)
+        with mlflow_store(uri):  # MLflow resolves models:/ with the global registry URI, not the arguments
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=model_uri, dst_path=str(dst), tracking_uri=uri, registry_uri=uri
+            )
     except MlflowException as exc:
         raise UsageError(f"{model_uri}: {exc.message.splitlines()[0]} (MLflow store {uri})") from None
     except Exception as exc:  # noqa: BLE001 - an unreachable or broken store is a usage problem too

@@ -1,0 +1,12 @@
+"""DVC stage `register`: each trained generator as an MLflow model (a pyfunc in its training run), registered as a
+version of chromapipe-<model> with @candidate on it -> registry/<model>.json."""
+
+import sys
+
+from _stage import run_stage
+
+from chromapipe.models.registry import validate_models
+from chromapipe.serving.registry import register_project
+
+if __name__ == "__main__":
+    run_stage(lambda params: register_project(params, sys.argv[1:] or None), check=validate_models)
