@@ -87,9 +87,9 @@ class ColorizerModel(mlflow.pyfunc.PythonModel):
         device = os.environ.get(DEVICE_ENV, "auto")
         self.colorizer = Colorizer.from_path(Path(context.artifacts[LOGGED_MODEL_GENERATOR]), device, limit)
 
-    # no type hints on predict's arguments: MLflow reads them as an input schema (and warns about Any); the
-    # signature given at logging time is the schema
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+    # a DataFrame hint: MLflow infers no schema from it (the signature given at logging time is the schema),
+    # and any other hint, or none, draws a warning when the class is defined
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """One output row per input row (see the module docstring); a bad row fails the request with HTTP 400."""
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         if IMAGE not in frame.columns:
