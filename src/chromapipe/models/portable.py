@@ -66,6 +66,12 @@ def load_portable(directory: Path, device: str | torch.device = "cpu") -> tuple[
         raise CheckpointError(f"{directory}: not a readable {FORMAT} export ({exc})") from exc
     if config.get("format") != FORMAT:
         raise CheckpointError(f"{directory / CONFIG_FILE}: not a {FORMAT} config")
+    for name in list(state):
+        # safetensors places tensors at 8-byte offsets; torch's allocator (and torch.save's records) at 64.
+        # CPU matrix kernels take another summation order for unaligned operands, so an unaligned copy of the
+        # same weights predicted one 8-bit code differently on ~3e-5 of a PalGAN photo's values; re-homed,
+        # the export colorizes bit for bit as the generator file does. One tensor at a time: no second copy.
+        state[name] = state[name].clone()
     cfg = config_from_dict(config["config"], f"{directory / CONFIG_FILE}:config")
     recipe, G = build_from_state(cfg, state, str(directory))
     G.to(device).eval()
