@@ -20,7 +20,8 @@ export never saw. The a*b* tolerance is :data:`AB_TOLERANCE` = 1e-4 of the a*b* 
 tolerance is 20-60 times smaller than one output code and cannot change a rendered pixel except where
 rounding is on a knife's edge. What remains is float32 summation order (onnxruntime's convolution kernels are
 not torch's): measured 1e-5 for pix2pix and ChromaGAN, 9e-4 for PalGAN, whose instance norms and attention
-softmax amplify it (``reports/benchmarks.md``, "Export"). Palettes sum to 1; their tolerance is 1e-6.
+softmax amplify it (``reports/benchmarks.md``, "Using trained models: registration, serving and export").
+Palettes sum to 1; their tolerance is 1e-6.
 """
 
 from __future__ import annotations
