@@ -44,4 +44,4 @@ bench: setup
 	$(PY) bench/bench_colorize.py
 
 clean:
-	rm -rf .ray_runs data models evaluation reports/figures reports/index.html reports/results.md mlflow.db mlartifacts
+	rm -rf .ray_runs data models registry evaluation reports/figures reports/index.html reports/results.md mlflow.db mlartifacts

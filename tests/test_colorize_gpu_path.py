@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torchvision.io import ImageReadMode
 
-from chromapipe.inference import fullres, runner
+from chromapipe.inference import colorizer, fullres
 from chromapipe.inference import io as cio
 from chromapipe.inference.fullres import DevicePixels
 from tests.test_colorize import ckpt, colorize, load_png16, load_upright, photo, tiny_arch  # noqa: F401 - ckpt, tiny_arch: fixtures
@@ -272,7 +272,7 @@ def test_command_device_path_matches_host_path(tmp_path: Path, ckpt: Path, monke
     args = ("--checkpoint", ckpt, "--batch-size", "2", "--device", "cpu")
     assert colorize(src, "-o", tmp_path / "host", *args) == 0
 
-    monkeypatch.setattr(runner, "uses_device_path", lambda device: True)
+    monkeypatch.setattr(colorizer, "uses_device_path", lambda device: True)
     monkeypatch.setattr(
         cio,
         "nvjpeg_mode",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +16,21 @@ from mlflow.tracking import MlflowClient
 from chromapipe.codedeps import import_closure
 from chromapipe.data.manifest import read_manifest
 from chromapipe.layout import (
+    CANDIDATE_ALIAS,
+    CODE_FINGERPRINT_TAG,
+    CONFIG_HASH_TAG,
+    DATA_FINGERPRINT_TAG,
+    DATASET_TAG,
     EVALUATION_DIR,
     MODELS_DIR,
     PREPARED_DIR,
+    REGISTRY_DIR,
     REPORT_OUTPUTS,
     REPORTS_DIR,
     SCORES_DIR,
     Layout,
+    eval_metric,
+    eval_protocol_tag,
 )
 from tests.conftest import REPO, git_project
 
@@ -76,7 +85,9 @@ def _dvc(project: Path, *args: str) -> str:
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(project),
+        # the copy's own code, as in a clone whose virtual environment was installed from it (an editable install
+        # elsewhere would otherwise run that checkout's code); the project root for tests.tiny_recipe
+        "PYTHONPATH": os.pathsep.join([str(project / "src"), str(project)]),
     }
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("dvc")), *args],
@@ -154,7 +165,77 @@ def test_second_repro_is_a_no_op(repro: Path) -> None:
     assert "up to date" in status
 
 
-STAGE_SCRIPTS = {"prepare": "prepare", "train": "train", "evaluate": "evaluate", "report": "report"}
+def test_every_generator_is_a_registered_version(repro: Path) -> None:
+    """The register stage made each trained generator a version of chromapipe-<model> (its source: the pyfunc in
+    the training run) with its provenance tags and @candidate; the evaluate stage put each (set, metric) and its
+    protocol on it; the second repro above added no version."""
+    client = MlflowClient(f"sqlite:///{repro / 'mlflow.db'}")
+    for model in ("tiny", "tiny_b"):
+        summary = json.loads((repro / "models" / model / "train.json").read_text())
+        (version,) = client.search_model_versions(f"name = 'chromapipe-{model}'")
+        assert version.run_id == summary["run_id"] and version.source.startswith("models:/m-")
+        assert version.tags[CONFIG_HASH_TAG] == summary["config_hash"] and version.tags[DATASET_TAG] == "sample"
+        assert all(len(version.tags[t]) == 12 for t in (DATA_FINGERPRINT_TAG, CODE_FINGERPRINT_TAG))
+        assert client.get_model_version_by_alias(f"chromapipe-{model}", CANDIDATE_ALIAS).version == version.version
+        record = json.loads((repro / "evaluation" / model / "sample" / "metrics.json").read_text())
+        assert float(version.tags[eval_metric("sample", "psnr")]) == pytest.approx(record["metrics"]["psnr"])
+        assert json.loads(version.tags[eval_protocol_tag("sample")])["split"] == "test"
+        registered = json.loads((repro / REGISTRY_DIR / f"{model}.json").read_text())
+        assert registered["model_uri"] == f"models:/chromapipe-{model}/{version.version}"
+
+
+def test_promote_then_colorize_by_alias(repro: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from chromapipe.cli import main
+
+    monkeypatch.chdir(repro)  # the project's params.yaml and MLflow store
+    assert main(["promote", "tiny"]) == 0
+    Image.new("L", (40, 30), 128).save(tmp_path / "gray.png")
+    uri = "models:/chromapipe-tiny@champion"
+    assert main(["colorize", "-q", str(tmp_path / "gray.png"), "-o", str(tmp_path / "out"), "--model-uri", uri]) == 0
+    with Image.open(tmp_path / "out" / "gray.png") as img:
+        assert img.size == (40, 30)
+
+
+def test_dvc_push_and_pull_restore_identical_generators(repro: Path, tmp_path: Path) -> None:
+    """A local directory as the DVC remote: push, delete the generators and the whole cache, pull: same bytes."""
+    from chromapipe.hashing import sha256_file
+
+    generators = [repro / "models" / m / "generator.pt" for m in ("tiny", "tiny_b")]
+    before = [sha256_file(g) for g in generators]
+    _dvc(repro, "remote", "add", "--local", "-d", "local", str(tmp_path / "remote"))
+    _dvc(repro, "push")
+    for g in generators:
+        g.unlink()
+    shutil.rmtree(repro / ".dvc" / "cache")
+    _dvc(repro, "pull")
+    assert [sha256_file(g) for g in generators] == before
+    assert "up to date" in _dvc(repro, "status")
+
+
+def test_artifacts_are_every_models_generator() -> None:
+    """dvc.yaml's artifacts: one per model of every profile, at the path chromapipe/layout.py gives its generator,
+    with names DVC accepts."""
+    from dvc.repo.artifacts import check_name_format
+
+    artifacts = yaml.safe_load((REPO / "dvc.yaml").read_text())["artifacts"]
+    layout = Layout(Path("."))
+    for profile in ("params.yaml", "params-real.yaml", "params-paper.yaml"):
+        models = yaml.safe_load((REPO / profile).read_text())["models"]
+        assert set(artifacts) == set(models), profile
+    for name, artifact in artifacts.items():
+        check_name_format(name)
+        assert artifact["path"] == layout.generator(name).as_posix() and artifact["type"] == "model"
+
+
+STAGE_SCRIPTS = {
+    "prepare": "prepare",
+    "train": "train",
+    "register": "register",
+    "evaluate": "evaluate",
+    "report": "report",
+}
 
 
 @pytest.mark.parametrize("stage", STAGE_SCRIPTS)
@@ -174,8 +255,9 @@ def test_stage_outs_are_where_the_layout_writes() -> None:
     layout = Layout(Path("."))
     assert stages["prepare"]["do"]["outs"] == [f"{layout.prepared('${key}').as_posix()}"]
     assert stages["train"]["outs"] == [MODELS_DIR] and PREPARED_DIR in stages["train"]["deps"]
+    assert stages["register"]["outs"] == [REGISTRY_DIR] and MODELS_DIR in stages["register"]["deps"]
     assert stages["evaluate"]["outs"] == [EVALUATION_DIR]
-    assert {MODELS_DIR, PREPARED_DIR} <= set(stages["evaluate"]["deps"])
+    assert {MODELS_DIR, PREPARED_DIR, REGISTRY_DIR} <= set(stages["evaluate"]["deps"])
     assert stages["report"]["outs"] == [f"{REPORTS_DIR}/{name}" for name in REPORT_OUTPUTS]
     assert EVALUATION_DIR in stages["report"]["deps"]
     assert yaml.safe_load((REPO / "dvc.yaml").read_text())["metrics"] == [f"{EVALUATION_DIR}/{SCORES_DIR}"]
@@ -183,11 +265,13 @@ def test_stage_outs_are_where_the_layout_writes() -> None:
 
 def test_code_changes_rerun_the_stages_that_run_that_code(repro: Path) -> None:
     """Touching color.py outdates every stage that converts colors; config.py every stage; the report's
-    code only the report."""
+    code only the report; the MLflow-model packaging only the register stage (never training)."""
     expect = {
-        "src/chromapipe/color.py": {"prepare@sample", "train", "evaluate"},
-        "src/chromapipe/config.py": {"prepare@sample", "train", "evaluate", "report"},
+        "src/chromapipe/color.py": {"prepare@sample", "train", "register", "evaluate"},
+        "src/chromapipe/config.py": {"prepare@sample", "train", "register", "evaluate", "report"},
         "src/chromapipe/reporting/tables.py": {"report"},
+        "src/chromapipe/serving/pyfunc.py": {"register"},
+        "src/chromapipe/serving/evaluations.py": {"register", "evaluate"},
     }
     for rel, stages in expect.items():
         path = repro / rel
@@ -219,6 +303,10 @@ def test_changed_model_params_retrain_that_model_only(repro: Path) -> None:
         assert not tiny_b["restored_from_mlflow"] and tiny_b["ray"]["models_in_ray_run"] == ["tiny_b"]
         client = MlflowClient(f"sqlite:///{repro / 'mlflow.db'}")
         assert [m.step for m in client.get_metric_history(tiny["run_id"], "train/g_total")] == [2, 4, 6]
+        _dvc(repro, "repro", "register")  # the restored configuration adds no version; the retrained one does
+        versions = {m: client.search_model_versions(f"name = 'chromapipe-{m}'") for m in ("tiny", "tiny_b")}
+        assert (len(versions["tiny"]), len(versions["tiny_b"])) == (1, 2)
+        assert client.get_model_version_by_alias("chromapipe-tiny_b", CANDIDATE_ALIAS).run_id == tiny_b["run_id"]
     finally:
         params_file.write_text(original)
 

@@ -15,6 +15,8 @@ COMMAND_MODULES = (
     "chromapipe.inference.colorize",
     "chromapipe.reporting.report",
     "chromapipe.training.local_cluster",
+    "chromapipe.serving.promote",
+    "chromapipe.serving.export",
 )
 
 

@@ -6,6 +6,12 @@ fingerprint that decides whether a training run is resumed or started afresh. Im
 syntax tree, including those inside functions (the project imports heavy modules lazily), and so are
 modules named in strings (``"chromapipe.models.pix2pix:Pix2PixRecipe"`` in the model registry): the
 closure is an upper bound of what can run. A script's sibling modules (``pipeline/_stage.py``) count too.
+
+One exception keeps the bound useful: the package's lazy exports (``chromapipe.LAZY_EXPORTS``, e.g.
+``from chromapipe import Colorizer``) count for the files that import them by that name, not for every file
+that imports the package — otherwise every stage would "run" the Python API's inference code, and a change
+there would retrain every model. (An attribute access ``chromapipe.Colorizer`` is not seen; the project's
+own code imports the defining module instead.)
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import ast
 import re
 from collections.abc import Iterable
 from pathlib import Path
+
+from chromapipe import LAZY_EXPORTS
 
 PACKAGE = "chromapipe"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -42,6 +50,7 @@ def _module_name(path: Path) -> str:
 def _imported_names(path: Path) -> set[str]:
     """Absolute module names imported by ``path`` (``from a import b`` yields both ``a`` and ``a.b``)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    is_root = path.resolve() == PACKAGE_DIR / "__init__.py"  # its strings are the lazy-export table
     is_package_file = path.resolve().is_relative_to(PACKAGE_DIR)
     here = _module_name(path).split(".") if is_package_file else []
     if is_package_file and path.name != "__init__.py":
@@ -58,8 +67,11 @@ def _imported_names(path: Path) -> set[str]:
                 module = node.module or ""
             names.add(module)
             names.update(f"{module}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _DOTTED.match(node.value):
+        elif (
+            isinstance(node, ast.Constant) and isinstance(node.value, str) and _DOTTED.match(node.value) and not is_root
+        ):
             names.add(node.value.split(":")[0])
+    names.update(module for export, module in LAZY_EXPORTS.items() if f"{PACKAGE}.{export}" in names)
     return names
 
 

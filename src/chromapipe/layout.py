@@ -18,7 +18,10 @@ artifact paths.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +34,7 @@ PREPARED_DIR = "data/prepared"  # <dataset>/manifest.json + <split>/shard-*.npy 
 MODELS_DIR = "models"  # <model>/generator.pt + train.json (the train stage)
 EVALUATION_DIR = "evaluation"  # <model>/<set>/metrics.json + samples, scores/<model>.json (the evaluate stage)
 REPORTS_DIR = "reports"  # index.html, results.md, figures/, plots/ (the report stage)
+REGISTRY_DIR = "registry"  # <model>.json: the registered MLflow model version of each generator (the register stage)
 REPORT_OUTPUTS = ("index.html", "results.md", "figures", "plots")  # what the report stage writes in REPORTS_DIR
 MANIFEST_FILE = "manifest.json"
 GENERATOR_FILE = "generator.pt"
@@ -82,6 +86,14 @@ class Layout:
     def reports(self) -> Path:
         return self.root / REPORTS_DIR
 
+    @property
+    def registry(self) -> Path:
+        return self.root / REGISTRY_DIR
+
+    def registration(self, model: str) -> Path:
+        """Which version of ``chromapipe-<model>`` holds this project's generator (the register stage's record)."""
+        return self.registry / f"{model}.json"
+
 
 # -- MLflow: tags, parameter keys, metric keys, artifact paths ---------------------------------------------------
 MODEL_TAG = "chromapipe.model"
@@ -121,9 +133,35 @@ TRAIN_SUMMARY_ARTIFACT = TRAIN_SUMMARY_FILE
 EVALUATION_ARTIFACT_DIR = "evaluation"
 
 
+#: the generator as an MLflow model (a pyfunc wrapping :class:`chromapipe.inference.colorizer.Colorizer`), logged
+#: into the model's training run under this name; its artifact key for the generator file
+LOGGED_MODEL_NAME = "colorizer"
+LOGGED_MODEL_GENERATOR = "generator"
+LOGGED_MODEL_TAG = "chromapipe.logged_model"  # run tag: the logged model's id (so a rerun does not log it again)
+
+# -- the Model Registry: one registered model per project model, one version per training run ---------------------
+REGISTERED_MODEL_PREFIX = "chromapipe-"
+DATASET_TAG = "chromapipe.dataset"  # the training dataset's name (``models.<m>.dataset``)
+DATA_FINGERPRINT_TAG = "chromapipe.data_fingerprint"  # the training data's params and shard checksums, hashed
+CODE_FINGERPRINT_TAG = "chromapipe.code_fingerprint"  # the train stage's code (its import closure), hashed
+RUN_ID_TAG = "chromapipe.run_id"
+#: set by the pipeline to the version it registered last; moved only by a person (``chromapipe promote``)
+CANDIDATE_ALIAS, CHAMPION_ALIAS = "candidate", "champion"
+
+
+def registered_model_name(model: str) -> str:
+    """``chromapipe-<model>``: the registered model that holds every trained version of project model ``model``."""
+    return model if model.startswith(REGISTERED_MODEL_PREFIX) else REGISTERED_MODEL_PREFIX + model
+
+
 def eval_metric(dataset: str, metric: str) -> str:
     """The MLflow key of one evaluation number: ``eval/<set>/<metric>``."""
     return f"{EVAL_METRIC}{dataset}/{metric}"
+
+
+def eval_protocol_tag(dataset: str) -> str:
+    """The model-version tag holding the protocol of that set's numbers (split, images, resolution, ...)."""
+    return f"{EVAL_METRIC}{dataset}/protocol"
 
 
 def evaluation_artifact(dataset: str, name: str = "") -> str:
@@ -134,6 +172,9 @@ def evaluation_artifact(dataset: str, name: str = "") -> str:
 def generator_logged(client: MlflowClient, run_id: str) -> bool:
     """Whether the run holds its finished generator (logged last, so its presence means complete)."""
     return any(a.path == GENERATOR_ARTIFACT for a in client.list_artifacts(run_id, GENERATOR_ARTIFACT_DIR))
+
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
 def download_generator(tracking_uri: str, run_id: str, destination: Path) -> Path:
@@ -155,3 +196,23 @@ def download_generator(tracking_uri: str, run_id: str, destination: Path) -> Pat
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return destination
+
+
+@contextlib.contextmanager
+def mlflow_store(tracking_uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking URI (and so its default registry URI) at ``tracking_uri`` for the
+    block, then restore it. Why: MLflow's fluent API (``log_model`` into a run) and its URI resolvers (the
+    ``models:/`` download, registering a logged model as a version) read that global, whatever store the
+    caller's client or argument named — without this they would silently use another store. The one place
+    that relies on MLflow's private ``_use_tracking_uri`` (pinned MLflow; ``tests/test_serving.py`` runs it).
+    Restoring an unset global also unsets ``MLFLOW_TRACKING_URI`` in MLflow, so the caller's variable is put
+    back here."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    saved = os.environ.get(TRACKING_URI_ENV)
+    try:
+        with _use_tracking_uri(tracking_uri):
+            yield
+    finally:
+        if saved is not None:
+            os.environ[TRACKING_URI_ENV] = saved

@@ -4,7 +4,8 @@ The network sees L* resized (with antialiasing) to the model's square training r
 a*b* there; the output keeps the original L* at full resolution and only borrows the upsampled a*b*.
 Exit code: 0 when every file was written, 1 when some failed (each is reported and skipped), 2 for
 usage errors (no or missing model, bad options). The work lives in :mod:`chromapipe.inference.runner`,
-imported only when the command runs, so ``chromapipe --help`` does not import torch for it.
+imported only when the command runs, so ``chromapipe --help`` does not import torch for it; the per-image
+work is :class:`chromapipe.inference.colorizer.Colorizer`'s, the Python API's.
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--model", metavar="NAME", help="a model trained by `dvc repro`: models/NAME/generator.pt")
     src.add_argument("--checkpoint", metavar="PATH", help="a generator file (chromapipe-generator/1)")
     src.add_argument("--run", metavar="MLFLOW_RUN_ID", help="the generator logged to MLflow by a training run")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI for --run (default: params.yaml's tracking.uri)")
+    src.add_argument(
+        "--model-uri",
+        metavar="URI",
+        help="an MLflow model: models:/chromapipe-<model>@<alias> or /<version> (the Model Registry), runs:/<id>/...",
+    )
+    p.add_argument(
+        "--tracking-uri", help="MLflow tracking URI for --run / --model-uri (default: params.yaml's tracking.uri)"
+    )
     p.add_argument("--params", metavar="PATH", help="params.yaml (default: the project root's; defaults if absent)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--batch-size", type=int, default=4, help="images per generator call (default 4)")

@@ -9,14 +9,14 @@ options are refused up front instead of being silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from chromapipe.inference.fullres import resized_rgb01
-from chromapipe.inference.io import InputError, read_image
+from chromapipe.inference.io import ImageLike, InputError, as_image
 from chromapipe.inference.source import UsageError
 
 
@@ -29,13 +29,15 @@ class Conditioning:
     batch_kwargs: Callable[[Any, torch.nn.Module, torch.Tensor], list[dict[str, Any]]]  # (recipe, G, L) -> per tag
 
 
-def reference_palette(recipe: Any, path: str, max_pixels: int, device: torch.device) -> torch.Tensor:
-    """The (1, 256) palette of a reference photo, computed at the model's resolution (what the palette
-    code saw in training, and it keeps a 24 MP reference from costing gigabytes of temporaries)."""
+def reference_palette(recipe: Any, reference: ImageLike, max_pixels: int, device: torch.device) -> torch.Tensor:
+    """The (1, 256) palette of a reference photo (a path, bytes, a PIL image or an array), computed at the
+    model's resolution (what the palette code saw in training, and it keeps a 24 MP reference from costing
+    gigabytes of temporaries)."""
     try:
-        image = read_image(Path(path), max_pixels)
+        image = as_image(reference, max_pixels)
     except (InputError, OSError) as exc:
-        raise UsageError(f"--reference {path}: {exc}") from None
+        named = reference if isinstance(reference, (str, os.PathLike)) else f"({type(reference).__name__})"
+        raise UsageError(f"--reference {named}: {exc}") from None
     rgb = resized_rgb01(image.pixels, recipe.resolution)
     with torch.inference_mode():
         return recipe.reference_palette(rgb.to(device)).float()
@@ -64,7 +66,7 @@ def sampled(
 
 
 def build_conditioning(
-    recipe: Any, *, reference: str | None, samples: int | None, seed: int, max_pixels: int, device: torch.device
+    recipe: Any, *, reference: ImageLike | None, samples: int | None, seed: int, max_pixels: int, device: torch.device
 ) -> Conditioning:
     """Plain colorization, a reference's palette, or N samples (around the reference's palette if given,
     else around the model's own predicted palette)."""

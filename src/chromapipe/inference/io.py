@@ -18,12 +18,13 @@ is dropped.
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import torch
@@ -48,6 +49,14 @@ Image.MAX_IMAGE_PIXELS = None
 
 class InputError(Exception):
     """A file that cannot be colorized (not an image, corrupt, too large); the message says why."""
+
+
+class TooLarge(InputError):
+    """An image over the pixel limit, found from its header before any pixel is decoded."""
+
+    def __init__(self, width: int, height: int, limit: int) -> None:
+        super().__init__(f"{width}x{height} exceeds --max-pixels {limit}")
+        self.width, self.height, self.limit = width, height, limit
 
 
 @dataclasses.dataclass
@@ -93,14 +102,22 @@ class DecodedImage:
 
 
 # -- reading ---------------------------------------------------------------------------------------------
-def _png_bit_depth(path: Path) -> int:
-    with open(path, "rb") as fh:
-        head = fh.read(26)
+def _png_bit_depth(source: Path | bytes) -> int:
+    if isinstance(source, bytes):
+        head = source[:26]
+    else:
+        with open(source, "rb") as fh:
+            head = fh.read(26)
     return head[24] if len(head) == 26 and head[12:16] == b"IHDR" else 8
 
 
-def _metadata(img: Image.Image) -> Metadata:
+def _metadata(img: Image.Image, copy_exif: bool = False) -> Metadata:
+    """``copy_exif``: work on a copy of the EXIF (the caller's own image object keeps its orientation tag)."""
     exif = img.getexif()
+    if copy_exif and len(exif):
+        own = Image.Exif()
+        own.load(exif.tobytes())
+        exif = own
     exif.pop(_ORIENTATION, None)  # pixels are already upright
     icc = img.info.get("icc_profile")
     if icc and icc[16:20] != b"RGB ":
@@ -249,43 +266,46 @@ def _pixels_from_nvjpeg(
     return DevicePixels(orient_tensor(hwc, orientation), np.dtype(np.uint8))
 
 
-def _pixels_from_png16(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _pixels_from_png16(source: Path | bytes) -> tuple[np.ndarray, np.ndarray | None]:
     from torchvision.io import ImageReadMode, decode_png, read_file
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t = decode_png(read_file(str(path)), ImageReadMode.UNCHANGED, apply_exif_orientation=True)
+        data = torch.frombuffer(bytearray(source), dtype=torch.uint8) if isinstance(source, bytes) else None
+        encoded = read_file(str(source)) if data is None else data
+        t = decode_png(encoded, ImageReadMode.UNCHANGED, apply_exif_orientation=True)
     arr = t.permute(1, 2, 0).numpy()
     color = arr[..., 0] if arr.shape[2] in (1, 2) else arr[..., :3]
     alpha = arr[..., -1] if arr.shape[2] in (2, 4) else None
     return color, alpha
 
 
-def read_image(path: Path, max_pixels: int, device: torch.device | None = None) -> DecodedImage:
-    """Decode ``path`` (first frame of multi-frame files) upright, in its own bit depth. ``device``: the
-    colorize device when it runs the device path; on CUDA a JPEG :func:`nvjpeg_mode` accepts comes back
-    as device pixels, everything else (and every file when ``device`` is None or the CPU) as host arrays."""
+def read_image(source: Path | bytes, max_pixels: int, device: torch.device | None = None) -> DecodedImage:
+    """Decode ``source`` — a file, or a file's bytes (an HTTP request's image) — upright, in its own bit depth,
+    first frame of multi-frame files. ``device``: the colorize device when it runs the device path; on CUDA a
+    JPEG file :func:`nvjpeg_mode` accepts comes back as device pixels, everything else (and every file when
+    ``device`` is None or the CPU) as host arrays."""
     decoder = "pil"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
                 w, h = img.size
                 if w * h > max_pixels:
-                    raise InputError(f"{w}x{h} exceeds --max-pixels {max_pixels}")
+                    raise TooLarge(w, h, max_pixels)
                 fmt = img.format or "PNG"
                 orientation = int(img.getexif().get(_ORIENTATION, 1) or 1)
                 meta = _metadata(img)
-                mode = nvjpeg_mode(img, device)  # None unless device is CUDA
+                mode = nvjpeg_mode(img, device) if isinstance(source, Path) else None  # None unless device is CUDA
                 on_device = (
-                    _pixels_from_nvjpeg(path, mode, device, (w, h), orientation)
-                    if mode is not None and device is not None
+                    _pixels_from_nvjpeg(source, mode, device, (w, h), orientation)
+                    if mode is not None and device is not None and isinstance(source, Path)
                     else None
                 )
                 if on_device is not None:  # else: Pillow decodes, as on the CPU
                     return DecodedImage(pixels=on_device, alpha=None, format=fmt, metadata=meta, decoder="nvjpeg")
-                if fmt == "PNG" and _png_bit_depth(path) == 16 and not img.mode.startswith("I"):
-                    pixels, alpha = _pixels_from_png16(path)  # torchvision applied the orientation
+                if fmt == "PNG" and _png_bit_depth(source) == 16 and not img.mode.startswith("I"):
+                    pixels, alpha = _pixels_from_png16(source)  # torchvision applied the orientation
                     orientation, decoder = 1, "torchvision-png"
                 else:
                     img.load()
@@ -296,10 +316,73 @@ def read_image(path: Path, max_pixels: int, device: torch.device | None = None) 
     except InputError:
         raise
     except (Image.UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise InputError(str(exc)) from None
+        raise InputError(str(exc) if isinstance(source, Path) else "not an image Pillow can read") from None
     except (OSError, ValueError, SyntaxError, RuntimeError, EOFError) as exc:  # truncated / corrupt data
         raise InputError(f"cannot decode: {exc}") from None
     return DecodedImage(pixels=pixels, alpha=alpha, format=fmt, metadata=meta, decoder=decoder)
+
+
+def decode_pil(img: Image.Image, max_pixels: int) -> DecodedImage:
+    """An in-memory Pillow image as :func:`read_image` decodes a file: upright (EXIF orientation applied, as
+    ``ImageOps.exif_transpose`` would; the caller's image is left as it is), gray kept gray, 16-bit gray kept
+    16-bit. Pillow holds colour images in 8 bits, so a 16-bit colour PNG opened by Pillow arrives here in 8
+    bits (pass its path or bytes to keep 16)."""
+    w, h = img.size
+    if w * h > max_pixels:
+        raise TooLarge(w, h, max_pixels)
+    try:
+        orientation = int(img.getexif().get(_ORIENTATION, 1) or 1)
+        meta = _metadata(img, copy_exif=True)
+        pixels, alpha = _pixels_from_pillow(img)
+    except (OSError, ValueError, SyntaxError, RuntimeError, EOFError) as exc:
+        raise InputError(f"cannot decode: {exc}") from None
+    pixels = orient(pixels, orientation)
+    alpha = orient(alpha, orientation) if alpha is not None else None
+    return DecodedImage(pixels=pixels, alpha=alpha, format=img.format or "PNG", metadata=meta)
+
+
+def decode_array(arr: np.ndarray, max_pixels: int) -> DecodedImage:
+    """An array as an image: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA; uint8 or uint16 codes, or floats in
+    [0, 1] (stored as 16-bit codes, so no precision is lost before L* is computed). Anything else is an
+    :class:`InputError` naming what was given, rather than a guess."""
+    arr = np.asarray(arr)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)) or 0 in arr.shape:
+        raise InputError(f"expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {arr.shape}")
+    if arr.shape[0] * arr.shape[1] > max_pixels:
+        raise TooLarge(arr.shape[1], arr.shape[0], max_pixels)
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise InputError("a float image must hold finite values in [0, 1]")
+        arr = (arr.astype(np.float64) * 65535.0 + 0.5).astype(np.uint16)
+    elif arr.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"expected uint8, uint16 or float pixels in [0, 1], got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    alpha = np.ascontiguousarray(arr[..., 3]) if arr.ndim == 3 and arr.shape[2] == 4 else None
+    pixels = np.ascontiguousarray(arr[..., :3] if arr.ndim == 3 else arr)
+    return DecodedImage(pixels=pixels, alpha=alpha, format="PNG", metadata=Metadata())
+
+
+ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray | DecodedImage
+
+
+def as_image(image: ImageLike, max_pixels: int) -> DecodedImage:
+    """Any image the Python API takes: a path, a file's bytes, a Pillow image or an array (or one decoded
+    already, returned as it is)."""
+    if isinstance(image, DecodedImage):
+        return image
+    if isinstance(image, Image.Image):
+        return decode_pil(image, max_pixels)
+    if isinstance(image, np.ndarray):
+        return decode_array(image, max_pixels)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return read_image(bytes(image), max_pixels)
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        return read_image(path, max_pixels)
+    raise InputError(f"expected a path, bytes, a PIL image or a numpy array, got {type(image).__name__}")
 
 
 # -- finding inputs --------------------------------------------------------------------------------------
@@ -371,6 +454,21 @@ def write_image(
 
     ``has_alpha=False`` with 4 channels means RGBX padding (see ``fullres.render(pad=True)``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            encode_image(fh, pixels, fmt, meta, quality, has_alpha)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def encode_image(
+    fh: BinaryIO, pixels: np.ndarray, fmt: str, meta: Metadata, quality: int, has_alpha: bool | None = None
+) -> str:
+    """Encode (H, W, 3|4) uint8/uint16 pixels as :func:`output_format` of ``fmt`` into the open binary file
+    ``fh`` (a file, or the buffer of an HTTP answer), with the metadata that still applies; returns the format
+    written."""
     out_fmt = output_format(fmt)
     exif_bytes = meta.exif.tobytes() if meta.exif is not None else None
     four = pixels.shape[2] == 4
@@ -378,22 +476,16 @@ def write_image(
     if pixels.dtype == np.uint16:
         if out_fmt == "PNG":
             write_png16(
-                path,
+                fh,
                 pixels if has_alpha or not four else pixels[..., :3],
                 icc_profile=meta.icc_profile,
                 exif=exif_bytes,
                 dpi=meta.dpi,
                 text=meta.png_text,
             )
-            return
-        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)  # 8-bit-only writers
-    if four and pixels.flags.c_contiguous:
-        mode = "RGBA" if has_alpha else "RGBX"
-        img = Image.frombuffer(mode, (pixels.shape[1], pixels.shape[0]), pixels, "raw", mode, 0, 1)  # shares memory
-    else:
-        img = Image.fromarray(np.ascontiguousarray(pixels[..., :3] if four else pixels), mode="RGB")
-        if four:
-            img.putalpha(Image.fromarray(np.ascontiguousarray(pixels[..., 3])))
+            return out_fmt
+        pixels = to_8bit(pixels)  # 8-bit-only writers
+    img = to_pil(pixels, has_alpha)
     if (img.mode == "RGBX" and out_fmt != "JPEG") or (out_fmt == "JPEG" and img.mode == "RGBA"):
         img = img.convert("RGB")
     kw: dict[str, Any] = {}
@@ -412,10 +504,33 @@ def write_image(
         for k, v in meta.png_text.items():
             info.add_itxt(k, v)
         kw["pnginfo"] = info
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        img.save(tmp, format=out_fmt, **kw)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    img.save(fh, format=out_fmt, **kw)
     del img
+    return out_fmt
+
+
+def to_8bit(pixels: np.ndarray) -> np.ndarray:
+    """uint16 codes to uint8 by rounding (x + 128) // 257: what every 8-bit-only writer gets."""
+    return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8) if pixels.dtype == np.uint16 else pixels
+
+
+def to_pil(pixels: np.ndarray, has_alpha: bool, meta: Metadata | None = None) -> Image.Image:
+    """(H, W, 3|4) uint8 pixels as a Pillow image: RGBA with alpha, RGBX for padded RGB (sharing the array's
+    memory), else RGB. ``meta``: its ICC profile, EXIF and DPI go into the image's ``info``, where Pillow's
+    writers look for them."""
+    four = pixels.shape[2] == 4
+    if four and pixels.flags.c_contiguous:
+        mode = "RGBA" if has_alpha else "RGBX"
+        img = Image.frombuffer(mode, (pixels.shape[1], pixels.shape[0]), pixels, "raw", mode, 0, 1)  # shares memory
+    else:
+        img = Image.fromarray(np.ascontiguousarray(pixels[..., :3] if four else pixels), mode="RGB")
+        if four and has_alpha:
+            img.putalpha(Image.fromarray(np.ascontiguousarray(pixels[..., 3])))
+    if meta is not None:
+        if meta.icc_profile:
+            img.info["icc_profile"] = meta.icc_profile
+        if meta.exif is not None:
+            img.info["exif"] = meta.exif.tobytes()
+        if meta.dpi:
+            img.info["dpi"] = meta.dpi
+    return img

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -32,7 +33,7 @@ def _sub_filter(rows: np.ndarray, bpp: int) -> bytes:
 
 
 def write_png16(
-    path: Path,
+    path: Path | BinaryIO,
     pixels: np.ndarray,
     *,
     icc_profile: bytes | None = None,
@@ -41,7 +42,8 @@ def write_png16(
     text: dict[str, str] | None = None,
     compress_level: int = 6,
 ) -> None:
-    """Write (H, W, 3|4) uint16 pixels as a 16-bit RGB(A) PNG with optional iCCP, eXIf, pHYs and iTXt chunks."""
+    """Write (H, W, 3|4) uint16 pixels as a 16-bit RGB(A) PNG with optional iCCP, eXIf, pHYs and iTXt chunks,
+    to ``path`` (atomically: a temporary file, then a rename) or to an open binary file (the HTTP answer)."""
     if pixels.dtype != np.uint16 or pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
         raise ValueError(f"write_png16 needs (H, W, 3|4) uint16 pixels, got {pixels.shape} {pixels.dtype}")
     H, W, C = pixels.shape
@@ -58,16 +60,25 @@ def write_png16(
         parts.append(
             _chunk(b"iTXt", key.encode("latin-1", "replace")[:79] + b"\x00\x00\x00\x00\x00" + value.encode("utf-8"))
         )
-    comp = zlib.compressobj(compress_level)
-    bpp = 2 * C
+    if not isinstance(path, Path):
+        _write_chunks(path, parts, pixels, compress_level)
+        return
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        fh.write(b"".join(parts))
-        for y0 in range(0, H, _BLOCK_ROWS):
-            block = pixels[y0 : y0 + _BLOCK_ROWS].astype(">u2").view(np.uint8).reshape(-1, W * bpp)
-            data = comp.compress(_sub_filter(block, bpp))
-            if data:
-                fh.write(_chunk(b"IDAT", data))
-        fh.write(_chunk(b"IDAT", comp.flush()))
-        fh.write(_chunk(b"IEND", b""))
+        _write_chunks(fh, parts, pixels, compress_level)
     tmp.replace(path)
+
+
+def _write_chunks(fh: BinaryIO, header: list[bytes], pixels: np.ndarray, compress_level: int) -> None:
+    """The header chunks, the image data a block of rows at a time, and the end chunk."""
+    H, W, C = pixels.shape
+    comp = zlib.compressobj(compress_level)
+    bpp = 2 * C
+    fh.write(b"".join(header))
+    for y0 in range(0, H, _BLOCK_ROWS):
+        block = pixels[y0 : y0 + _BLOCK_ROWS].astype(">u2").view(np.uint8).reshape(-1, W * bpp)
+        data = comp.compress(_sub_filter(block, bpp))
+        if data:
+            fh.write(_chunk(b"IDAT", data))
+    fh.write(_chunk(b"IDAT", comp.flush()))
+    fh.write(_chunk(b"IEND", b""))

@@ -1,14 +1,10 @@
-"""The colorize run: load the generator, then decode → batch → generator → full-resolution render → write.
+"""The colorize command's loop over files: decode → batch → :class:`~chromapipe.inference.colorizer.Colorizer`
+→ write, reporting each failure.
 
-The network sees L* resized (with antialiasing) to the model's square training resolution and predicts
-a*b* there; the output keeps the original L* at full resolution and only borrows the upsampled a*b*, so
-detail and tones are the photo's own (see :mod:`chromapipe.inference.fullres` for the strip-wise,
-memory-bounded assembly and the luminance-preserving gamut mapping).
-
-On a CUDA device the per-pixel work runs there too (:func:`uses_device_path`): JPEGs are decoded by
-nvJPEG into GPU memory, other files are decoded by Pillow and uploaded once, the network's L*, the
-generator's a*b* and the full-resolution render stay on the GPU, and only the encoded result comes back
-to the host for the (Pillow) encoder. On the CPU the NumPy path is used as before.
+The per-image work (decode, the network's L* input, ``Recipe.predict``, the full-resolution render) is the
+Colorizer's — the same object the Python API and the MLflow model use, so the command writes the pixels a
+``Colorizer`` returns. What is the command's own: finding the files, batching their network inputs across
+files, naming and writing outputs (format and metadata follow the input), and reporting.
 
 Files are decoded one at a time and batched only for the network: a batch holds the decoded integer
 pixels of at most ``--batch-size`` images and at most :data:`BATCH_BYTES` of them, so memory does not
@@ -23,23 +19,19 @@ import dataclasses
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from chromapipe import devices
-from chromapipe.config import ConfigError
-from chromapipe.inference import fullres
-from chromapipe.inference.conditioning import Conditioning, build_conditioning
+from chromapipe.inference.colorizer import Colorizer, resolve_device, uses_device_path  # noqa: F401 (re-exported)
+from chromapipe.inference.conditioning import Conditioning
 from chromapipe.inference.io import (
     DecodedImage,
     InputError,
     Job,
     find_images,
     output_suffix,
-    read_image,
     wants_padding,
     write_image,
 )
@@ -49,14 +41,6 @@ log = logging.getLogger("chromapipe.colorize")
 
 #: decoded pixels held for one network batch (a 24 MP RGB photo is 72 MB), in host or device memory
 BATCH_BYTES = 256 * 1024 * 1024
-
-
-def uses_device_path(device: torch.device) -> bool:
-    """Whether the per-pixel work (decode where nvJPEG applies, network input, render) runs on ``device``:
-    only on CUDA, where the host path left the GPU idle for most of a run (reports/benchmarks.md, "Inference
-    on a GPU before the device path"); on the CPU the NumPy path, tuned for cache-sized strips in a thread
-    pool, is the faster one."""
-    return device.type == "cuda"
 
 
 @dataclasses.dataclass
@@ -74,33 +58,23 @@ class Summary:
     done: int = 0
 
 
-def resolve_device(name: str) -> torch.device:
-    try:
-        return devices.resolve_device(name)
-    except devices.DeviceUnavailable as exc:
-        raise UsageError(f"--device {name}: {exc}") from None
-
-
-class Colorizer:
-    """Batches network inputs, runs the generator once per output kind (tag), renders and writes each file."""
+class FileLoop:
+    """Batches network inputs of many files, runs the colorizer once per output kind (tag), renders and
+    writes each file."""
 
     def __init__(
         self,
-        recipe: Any,
-        G: torch.nn.Module,
-        device: torch.device,
+        colorizer: Colorizer,
         conditioning: Conditioning,
         outdir: Path,
         quality: int,
-        max_pixels: int,
         summary: Summary,
         bar: tqdm,
     ) -> None:
-        self.recipe, self.G, self.device, self.conditioning = recipe, G, device, conditioning
-        self.outdir, self.quality, self.max_pixels = outdir, quality, max_pixels
+        self.colorizer, self.conditioning = colorizer, conditioning
+        self.outdir, self.quality = outdir, quality
         self.summary, self.bar = summary, bar
         self.used: set[Path] = set()
-        self.on_device = uses_device_path(device)
 
     def fail(self, src: Path, reason: str) -> None:
         log.error("%s: %s (skipped)", src, reason)
@@ -109,10 +83,8 @@ class Colorizer:
 
     def prepare(self, job: Job) -> Pending | None:
         try:
-            image = read_image(job.src, self.max_pixels, device=self.device if self.on_device else None)
-            if self.on_device:
-                image = image.to_device(self.device)  # no-op for nvJPEG-decoded pixels
-            return Pending(job, image, fullres.network_L(image.pixels, self.recipe.resolution))
+            image = self.colorizer.decode(job.src)
+            return Pending(job, image, self.colorizer.network_input(image))
         except InputError as exc:
             self.fail(job.src, str(exc))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
@@ -131,11 +103,8 @@ class Colorizer:
     def flush(self, batch: list[Pending]) -> None:
         if not batch:
             return
-        L = torch.stack([p.L for p in batch]).to(self.device)
         try:
-            with torch.inference_mode():
-                kwargs = self.conditioning.batch_kwargs(self.recipe, self.G, L)
-                preds = [self.recipe.predict(self.G, L, **kw)["ab"] for kw in kwargs]  # render takes ab on any device
+            preds = self.colorizer.predict(torch.stack([p.L for p in batch]), self.conditioning)
         except Exception as exc:  # noqa: BLE001
             if len(batch) > 1:  # e.g. out of GPU memory: retry one image at a time
                 log.warning(
@@ -160,9 +129,7 @@ class Colorizer:
                         raise InputError(f"output {path} would overwrite the input; choose another -o")
                     img = p.image
                     has_alpha = img.alpha is not None
-                    pixels = fullres.render(
-                        img.pixels, ab[i], img.alpha, pad=wants_padding(img.format, img.pixels, img.alpha)
-                    )
+                    pixels = self.colorizer.render(img, ab[i], pad=wants_padding(img.format, img.pixels, img.alpha))
                     if k == len(tags) - 1:
                         img.pixels = img.alpha = None  # type: ignore[assignment]  # not needed for encoding
                     write_image(path, pixels, img.format, img.metadata, self.quality, has_alpha=has_alpha)
@@ -211,23 +178,12 @@ def run(args: argparse.Namespace) -> int:
             model=args.model,
             checkpoint=args.checkpoint,
             run=args.run,
+            model_uri=getattr(args, "model_uri", None),
             params_path=args.params,
             tracking=args.tracking_uri,
-        ) as ckpt:
-            from chromapipe.models.checkpoint import CheckpointError, load_generator
-
-            try:
-                recipe, G, info = load_generator(ckpt, device)
-            except (CheckpointError, ConfigError) as exc:  # ConfigError: the file names an unknown arch
-                raise UsageError(str(exc)) from None
-        conditioning = build_conditioning(
-            recipe,
-            reference=args.reference,
-            samples=args.samples,
-            seed=args.seed,
-            max_pixels=args.max_pixels,
-            device=device,
-        )
+        ) as path:
+            colorizer = Colorizer.from_path(path, device, max_pixels=args.max_pixels)
+        conditioning = colorizer.conditioning(reference=args.reference, samples=args.samples, seed=args.seed)
     except UsageError as exc:
         print(f"chromapipe colorize: error: {exc}", file=sys.stderr)
         return 2
@@ -238,9 +194,9 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.output)
     log.info(
         "model %s (%s, %d px) on %s: %d file(s) -> %s",
-        info["name"],
-        info["config"].arch,
-        recipe.resolution,
+        colorizer.name,
+        colorizer.arch,
+        colorizer.resolution,
         device,
         len(jobs),
         outdir,
@@ -250,10 +206,10 @@ def run(args: argparse.Namespace) -> int:
         logging_redirect_tqdm(),
         tqdm(total=summary.total, unit="img", desc="colorize", disable=args.quiet or None) as bar,
     ):
-        colorizer = Colorizer(recipe, G, device, conditioning, outdir, args.jpeg_quality, args.max_pixels, summary, bar)
+        loop = FileLoop(colorizer, conditioning, outdir, args.jpeg_quality, summary, bar)
         for src, reason in missing:
-            colorizer.fail(src, reason)
-        colorizer.run(jobs, args.batch_size)
+            loop.fail(src, reason)
+        loop.run(jobs, args.batch_size)
     print(
         f"colorized {summary.done} of {summary.total} file(s) into {outdir} "
         f"({len(summary.written)} written, {len(summary.failed)} failed)"

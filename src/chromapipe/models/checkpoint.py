@@ -53,9 +53,25 @@ def save_generator(path: Path, name: str, cfg: ModelConfig, G: nn.Module, meta: 
 
 
 def _config(blob: dict[str, Any], path: Path) -> ModelConfig:
-    raw = dict(blob["config"])
+    return config_from_dict(blob["config"], f"{path}:config")
+
+
+def config_from_dict(raw: dict[str, Any], where: str) -> ModelConfig:
+    """The ModelConfig a generator file (or an exported ``config.json``) carries; ``where`` names it in errors."""
+    raw = dict(raw)
     raw["betas"] = tuple(raw["betas"])
-    return build_dataclass(ModelConfig, raw, f"{path}:config")
+    return build_dataclass(ModelConfig, raw, where)
+
+
+def build_from_state(cfg: ModelConfig, state: dict[str, torch.Tensor], where: str) -> tuple[Recipe, nn.Module]:
+    """(recipe, generator) with ``state``'s weights: the tensors adopted where the network can be built on the
+    meta device (one copy of the weights), else a regular build and copy. Shared by every generator format."""
+    blob = {"state_dict": state}
+    try:
+        return _load_mapped(blob, cfg)
+    except Exception as exc:  # noqa: BLE001 - the regular path reports real errors
+        log.debug("memory-mapped load of %s failed (%s); building normally", where, exc)
+        return _load_copied(blob, cfg)
 
 
 def _load_mapped(blob: dict[str, Any], cfg: ModelConfig) -> tuple[Recipe, nn.Module]:
@@ -101,10 +117,6 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a chromapipe generator file (expected format {FORMAT})")
     cfg = _config(blob, path)
-    try:
-        recipe, G = _load_mapped(blob, cfg)
-    except Exception as exc:  # noqa: BLE001 - the regular path reports real errors
-        log.debug("memory-mapped load of %s failed (%s); building normally", path, exc)
-        recipe, G = _load_copied(blob, cfg)
+    recipe, G = build_from_state(cfg, blob["state_dict"], str(path))
     G.to(device).eval()
     return recipe, G, {"name": blob["name"], "config": cfg, "meta": blob.get("meta", {})}

@@ -1,0 +1,215 @@
+"""``chromapipe export SOURCE --format onnx|safetensors -o OUT``: a trained generator for people without this
+repository's MLflow store or params.
+
+SOURCE is anything ``Colorizer.load`` takes (a model name, a generator file, ``runs:/…``, ``models:/…@alias``).
+OUT is a directory:
+
+- ``safetensors``: ``model.safetensors`` + ``config.json`` (the network's config, where it came from, the
+  preprocessing, the evaluation records) + ``README.md`` (the model card). ``Colorizer.load(OUT)`` reads it
+  anywhere, with no params.yaml and no MLflow store.
+- ``onnx``: ``model.onnx`` (``Recipe.predict`` at the model's resolution, dynamic batch:
+  :mod:`chromapipe.serving.onnx_export`), checked with ``onnx.checker`` and against torch in onnxruntime
+  before the command succeeds; ``config.json`` records the check; ``README.md`` the model card.
+
+Exit code 0, 2 for usage errors (no such model, a missing optional dependency), 1 when the ONNX check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("onnx", "safetensors")
+ONNX_FORMAT = "chromapipe-onnx/1"
+ONNX_FILE = "model.onnx"
+MODEL_CARD = "README.md"
+
+log = logging.getLogger(__name__)
+
+
+def evaluation_records(
+    name: str, run_id: str | None, params_path: str | None, tracking: str | None
+) -> list[dict[str, Any]]:
+    """The evaluation records of *this* generator (its training run): the project's ``evaluation/<name>/``
+    when its records name that run, else the ones the evaluate stage logged into the run. Empty when there
+    are none (the card then says so)."""
+    if not run_id:
+        return []
+    from chromapipe.inference.source import UsageError, project_params
+    from chromapipe.layout import METRICS_FILE
+    from chromapipe.metrics.record import MetricsRecord
+
+    try:
+        params = project_params(params_path)
+    except UsageError:
+        params = None
+    if params is not None:
+        local = []
+        for metrics in sorted(params.layout.evaluation.glob(f"{name}/*/{METRICS_FILE}")):
+            try:
+                record = MetricsRecord.read(metrics.parent)
+            except (OSError, ValueError):
+                continue
+            if record.run_id == run_id:
+                local.append(record.to_json())
+        if local:
+            return local
+    return _run_records(run_id, tracking or (_uri(params) if params is not None else None))
+
+
+def _uri(params: Any) -> str:
+    from chromapipe.config import tracking_uri
+
+    return tracking_uri(params)
+
+
+def _run_records(run_id: str, uri: str | None) -> list[dict[str, Any]]:
+    """``evaluation/<set>/metrics.json`` artifacts of the run, where the store has the run."""
+    if uri is None:
+        return []
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from chromapipe.layout import EVALUATION_ARTIFACT_DIR, METRICS_FILE
+
+    try:
+        client = MlflowClient(uri)
+        sets = [a.path for a in client.list_artifacts(run_id, EVALUATION_ARTIFACT_DIR) if a.is_dir]
+        records = []
+        for directory in sorted(sets):
+            text = mlflow.artifacts.load_text(f"runs:/{run_id}/{directory}/{METRICS_FILE}")
+            records.append(json.loads(text))
+        return records
+    except Exception as exc:  # noqa: BLE001 - no store, no run, no artifact: the card says there is no record
+        log.info("no evaluation records from MLflow run %s (%s: %s)", run_id, type(exc).__name__, exc)
+        return []
+
+
+def _sha256(path: Path) -> str:
+    from chromapipe.hashing import sha256_file
+
+    return sha256_file(path)
+
+
+def export(
+    source: str,
+    fmt: str,
+    out: Path,
+    *,
+    tracking: str | None = None,
+    params_path: str | None = None,
+    opset: int | None = None,
+) -> dict[str, Any]:
+    """Export ``source`` as ``fmt`` into the directory ``out``; returns what was written (file -> sha256, and
+    the ONNX check's record)."""
+    from chromapipe.config import to_dict
+    from chromapipe.inference.colorizer import Colorizer
+    from chromapipe.models.base import unwrap
+    from chromapipe.models.portable import CONFIG_FILE, WEIGHTS_FILE, save_portable
+    from chromapipe.serving.modelcard import model_card
+    from chromapipe.training.export import preprocessing_spec
+
+    colorizer = Colorizer.load(source, "cpu", tracking_uri=tracking, params=params_path)
+    info, cfg = colorizer.info, colorizer.config
+    meta = dict(info.get("meta", {}))
+    preprocessing = preprocessing_spec(cfg, meta.get("describe", {}))
+    records = evaluation_records(info["name"], meta.get("run_id"), params_path, tracking)
+    facts = {"meta": meta, "preprocessing": preprocessing, "evaluation": records, "exported_from": str(source)}
+    out.mkdir(parents=True, exist_ok=True)
+    parity = None
+    if fmt == "safetensors":
+        save_portable(out, info["name"], cfg, unwrap(colorizer.G).state_dict(), facts)
+        written = [WEIGHTS_FILE, CONFIG_FILE]
+        usage = [
+            "```python",
+            "from PIL import Image",
+            "from chromapipe import Colorizer          # pip install chromapipe (this project)",
+            "",
+            'colorizer = Colorizer.load("path/to/this/directory")',
+            'colorizer(Image.open("photo.jpg")).save("photo-color.jpg")   # full resolution, L* kept',
+            "```",
+        ]
+    elif fmt == "onnx":
+        from chromapipe.serving.onnx_export import check_parity, export_onnx
+
+        exported = export_onnx(colorizer.recipe, colorizer.G, out / ONNX_FILE, **({"opset": opset} if opset else {}))
+        parity = check_parity(colorizer.recipe, colorizer.G, out / ONNX_FILE)
+        config = {"format": ONNX_FORMAT, "name": info["name"], "config": to_dict(cfg), "onnx": exported}
+        config |= {"parity": parity, **facts}
+        (out / CONFIG_FILE).write_text(json.dumps(config, indent=1, default=str), encoding="utf-8")
+        written = [ONNX_FILE, CONFIG_FILE]
+        R = cfg.resolution
+        usage = [
+            "```python",
+            "import onnxruntime as ort",
+            "",
+            'session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])',
+            f"# L: (batch, 1, {R}, {R}) float32, CIE L* in [0, 100] of the photo resized to {R}x{R} (antialiased)",
+            'ab = session.run(None, {"L": L})[0]   # (batch, 2, R, R) float32: a*b* in Lab units',
+            "```",
+            "",
+            "The graph works at the model's resolution. For a full-resolution photo, upsample `ab` bilinearly to "
+            "the photo's size and join it with the photo's own L\\* (then convert L\\*a\\*b\\* to sRGB): this is "
+            "what chromapipe's `Colorizer` does around the same computation.",
+        ]
+    else:
+        raise ValueError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    files = {name: _sha256(out / name) for name in written}
+    card = model_card(info, to_dict(cfg), preprocessing, records, files, usage, parity)
+    (out / MODEL_CARD).write_text(card, encoding="utf-8")
+    return {"directory": str(out), "files": files, "parity": parity, "evaluation_sets": len(records)}
+
+
+def run(args: argparse.Namespace) -> int:
+    from chromapipe.inference.source import UsageError
+
+    try:
+        result = export(
+            args.source,
+            args.format,
+            Path(args.output),
+            tracking=args.tracking_uri,
+            params_path=args.params,
+            opset=args.opset,
+        )
+    except UsageError as exc:
+        print(f"chromapipe export: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = "onnx" if args.format == "onnx" else "safetensors"
+        print(
+            f"chromapipe export: error: {exc.name} is not installed (pip install 'chromapipe[{extra}]')",
+            file=sys.stderr,
+        )
+        return 2
+    except AssertionError as exc:
+        print(f"chromapipe export: the ONNX check failed: {exc}", file=sys.stderr)
+        return 1
+    for name, digest in result["files"].items():
+        print(f"{Path(result['directory']) / name}  sha256 {digest}")
+    for name, row in (result["parity"] or {}).get("outputs", {}).items():
+        print(
+            f"onnxruntime vs torch, {name}: max |diff| {row['max_abs_diff']:.3g}, mean {row['mean_abs_diff']:.3g} "
+            f"(tolerance {row['tolerance']:.3g} {row['unit']})"
+        )
+    print(f"model card: {Path(result['directory']) / MODEL_CARD} ({result['evaluation_sets']} evaluation set(s))")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a trained generator as ONNX or safetensors, with a model card",
+        description=__doc__.split("\n\n")[0].replace("``", ""),
+    )
+    p.add_argument("source", help="a model name, a generator file, runs:/<run id> or models:/chromapipe-<model>@alias")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the directory to write")
+    p.add_argument("--opset", type=int, help="ONNX opset (default 18)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: params.yaml's tracking.uri)")
+    p.add_argument("--params", metavar="PATH", help="params.yaml (default: the project root's; defaults if absent)")
+    p.set_defaults(func=run)
