@@ -2,11 +2,11 @@
 
 Why: "which generator is the one we trust" must not live in people's heads. Every configuration the train
 stage finishes becomes one registered version whose source is the pyfunc logged into its training run
-(:mod:`chromapipe.serving.pyfunc`), tagged with what it is (model, arch, config hash, dataset, data and code
-fingerprints: :mod:`chromapipe.serving.provenance`); the evaluate stage adds its numbers per (set, metric)
-with their protocol. Aliases say which version is which: ``@candidate`` is moved by the pipeline to the
-version it registered last (the generator now in ``models/<model>/``), ``@champion`` only by a person
-(``chromapipe promote``).
+(:mod:`chromapipe.serving.pyfunc`), tagged with what it is (model, arch, config hash, dataset, and the data
+and code fingerprints the train stage hashed into the config hash, from ``train.json``); the evaluate stage
+adds its numbers per (set, metric) with their protocol. Aliases say which version is which: ``@candidate``
+is moved by the pipeline to the version it registered last (the generator now in ``models/<model>/``),
+``@champion`` only by a person (``chromapipe promote``).
 
 Idempotent by run: a run is logged as an MLflow model once (the run's ``chromapipe.logged_model`` tag keeps
 its id) and registered once (a version is found again by its run id), so rerunning the stage — or a train
@@ -166,19 +166,16 @@ def register_generator(
 
 
 def version_tags(params: Params, model: str, summary: dict[str, Any]) -> dict[str, str]:
-    """What a version says about itself: model, arch, config hash, dataset, data and code fingerprints."""
-    from chromapipe.data.shards import read_manifest
-    from chromapipe.serving.provenance import code_fingerprint, data_fingerprint
-
+    """What a version says about itself: model, arch, config hash, dataset, and the data and code fingerprints
+    the train stage computed for the run's config hash (``models/<model>/train.json``)."""
     cfg = params.model(model)
-    dataset = params.training_set(model)
     return {
         MODEL_TAG: model,
         ARCH_TAG: cfg.arch,
         CONFIG_HASH_TAG: str(summary["config_hash"]),
-        DATASET_TAG: dataset,
-        DATA_FINGERPRINT_TAG: data_fingerprint(read_manifest(params.dataset_dir(dataset))),
-        CODE_FINGERPRINT_TAG: code_fingerprint(cfg),
+        DATASET_TAG: params.training_set(model),
+        DATA_FINGERPRINT_TAG: str(summary["data_fingerprint"]),
+        CODE_FINGERPRINT_TAG: str(summary["code_fingerprint"]),
     }
 
 

@@ -101,6 +101,10 @@ class TrainingRun:
     finished: bool  # the MLflow run already holds this configuration's generator
     data_root: Path
     tracking_uri: str
+    #: what the config hash covers, apart: equal data fingerprints mean the same prepared shards (their params
+    #: and checksums), equal code fingerprints the same training code (the registry tags versions with both)
+    data_fingerprint: str
+    code_fingerprint: str
 
 
 def start(params: Params, name: str) -> TrainingRun:
@@ -113,6 +117,7 @@ def start(params: Params, name: str) -> TrainingRun:
     # what determines the trained model: the speed options (amp, compile, ...) only reorder float operations
     what = (tc.num_workers, tc.use_gpu, tc.sync_batchnorm)
     trained = dataclasses.replace(cfg, ours={})  # a note on an open choice changes nothing trained
+    data, code = config_hash(manifest.data_fingerprint()), _code_fingerprint(recipe)[:12]
     h = config_hash(trained, manifest.data_fingerprint(), params.seed, *what, _code_fingerprint(recipe))
     uri = tracking_uri(params)
     client = MlflowClient(uri)
@@ -132,7 +137,7 @@ def start(params: Params, name: str) -> TrainingRun:
         artifact_location=artifact_location(params),
     )
     finished = resumed and generator_logged(client, run_id)
-    return TrainingRun(name, cfg, recipe, h, run_id, resumed, finished, data_root, uri)
+    return TrainingRun(name, cfg, recipe, h, run_id, resumed, finished, data_root, uri, data, code)
 
 
 def _ray_run_name(runs: list[TrainingRun]) -> str:
@@ -223,6 +228,8 @@ def export(params: Params, run: TrainingRun, cluster: dict[str, Any]) -> dict[st
         "arch": run.cfg.arch,
         "run_id": run.run_id,
         "config_hash": run.config_hash,
+        "data_fingerprint": run.data_fingerprint,
+        "code_fingerprint": run.code_fingerprint,
         "resumed": run.resumed,
         "restored_from_mlflow": not cluster,
         "steps": steps,
