@@ -1,5 +1,5 @@
 """DVC stage `evaluate`: every model in params (or those named) and the gray baseline, each on its
-evaluation sets -> evaluation/<model>/<set>/ and evaluation/scores/<model>.json; each (set, metric) is also
+evaluation sets -> evaluation/<model>/<set>/ and evaluation/summary/<model>.json; each (set, metric) is also
 attached to the model's registered version (tags eval/<set>/<metric> and the protocol)."""
 
 import sys

@@ -110,7 +110,7 @@ def test_outputs_go_under_the_params_files_directory(tmp_path: Path) -> None:
     assert layout.root == tmp_path.resolve()
     assert layout.prepared("sample") == tmp_path.resolve() / "data" / "prepared" / "sample"
     assert layout.generator("tiny") == tmp_path.resolve() / "models" / "tiny" / "generator.pt"
-    assert layout.scores("tiny") == tmp_path.resolve() / "evaluation" / "scores" / "tiny.json"
+    assert layout.summary("tiny") == tmp_path.resolve() / "evaluation" / "summary" / "tiny.json"
 
 
 def test_lab_packed_names_the_models_scored_under_the_thesis_protocol() -> None:

@@ -52,14 +52,14 @@ def test_model_record_samples_and_protocol(project: Path) -> None:
     )
     on_disk = MetricsRecord.read(project / "evaluation" / "tiny" / "sample")
     assert on_disk.to_json() == json.loads(json.dumps(record.to_json()))  # what is written is what is returned
-    assert json.loads((project / "evaluation/scores/tiny.json").read_text())["sample"]["n_images"] == 8
+    assert json.loads((project / "evaluation/summary/tiny.json").read_text())["sample"]["n_images"] == 8
     assert len(list((project / "evaluation/tiny/sample/samples").glob("*.png"))) == 3
     assert not (project / "evaluation/tiny/sample/ground_truth").exists()  # only the gray baseline writes those
     assert not (project / "evaluation/tiny/sample/palettes.npz").exists()  # a model without a palette writes none
     assert 5 < record.metrics["psnr"] < 60 and record.metrics["cf"] > 1  # random weights: colored, wrong
     # the thesis' protocol beside sRGB (evaluate.lab_packed), with its own color space in the details
     assert (
-        set(record.scores()) >= {"psnr", "lab_psnr", "lab_ssim", "lab_lpips_vgg"}
+        set(record.summary()) >= {"psnr", "lab_psnr", "lab_ssim", "lab_lpips_vgg"}
         and record.metrics["lab_psnr"] != record.metrics["psnr"]
     )
     assert (
@@ -164,6 +164,6 @@ def test_evaluation_matrix_with_a_fixed_eval_set(tmp_path: Path, project: Path) 
         MetricsRecord.read(tmp_path / "evaluation" / "tiny" / "holdout").metrics["psnr"]
         == records["holdout"].metrics["psnr"]
     )
-    assert set(json.loads((tmp_path / "evaluation/scores/tiny.json").read_text())) == {"sample", "holdout"}
+    assert set(json.loads((tmp_path / "evaluation/summary/tiny.json").read_text())) == {"sample", "holdout"}
     gray = {r.dataset for r in evaluate(params, "gray", ground_truth=True)}
     assert gray == {"sample", "holdout"}

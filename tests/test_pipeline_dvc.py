@@ -27,7 +27,7 @@ from chromapipe.layout import (
     REGISTRY_DIR,
     REPORT_OUTPUTS,
     REPORTS_DIR,
-    SCORES_DIR,
+    SUMMARY_DIR,
     Layout,
     eval_metric,
     eval_protocol_tag,
@@ -133,7 +133,7 @@ def test_repro_builds_every_output(repro: Path) -> None:
         == summaries["tiny_b"]["ray"]["models_in_ray_run"]
     )
     assert (summaries["tiny"]["steps"], summaries["tiny_b"]["steps"]) == (6, 4)
-    assert json.loads((repro / "evaluation/scores/tiny_b.json").read_text())["sample"]["n_images"] == 8
+    assert json.loads((repro / "evaluation/summary/tiny_b.json").read_text())["sample"]["n_images"] == 8
     gray = json.loads((repro / "evaluation/gray/sample/metrics.json").read_text())
     assert gray["kind"] == "baseline" and gray["metrics"]["cf"] < 0.5  # ab = 0 is gray up to sRGB rounding
     assert len(list((repro / "evaluation/tiny/sample/samples").glob("*.png"))) == 3
@@ -144,7 +144,7 @@ def test_repro_builds_every_output(repro: Path) -> None:
 def test_metrics_and_runs_are_tracked(repro: Path) -> None:
     shown = json.loads(_dvc(repro, "metrics", "show", "--json"))
     flat = json.dumps(shown)
-    assert "evaluation/scores/tiny.json" in flat and "psnr" in flat and "details" not in flat
+    assert "evaluation/summary/tiny.json" in flat and "psnr" in flat and "details" not in flat
     client = MlflowClient(f"sqlite:///{repro / 'mlflow.db'}")
     exp = client.get_experiment_by_name("chromapipe")
     runs = client.search_runs([exp.experiment_id], filter_string="tags.`chromapipe.model` = 'tiny'")
@@ -260,7 +260,7 @@ def test_stage_outs_are_where_the_layout_writes() -> None:
     assert {MODELS_DIR, PREPARED_DIR, REGISTRY_DIR} <= set(stages["evaluate"]["deps"])
     assert stages["report"]["outs"] == [f"{REPORTS_DIR}/{name}" for name in REPORT_OUTPUTS]
     assert EVALUATION_DIR in stages["report"]["deps"]
-    assert yaml.safe_load((REPO / "dvc.yaml").read_text())["metrics"] == [f"{EVALUATION_DIR}/{SCORES_DIR}"]
+    assert yaml.safe_load((REPO / "dvc.yaml").read_text())["metrics"] == [f"{EVALUATION_DIR}/{SUMMARY_DIR}"]
 
 
 def test_code_changes_rerun_the_stages_that_run_that_code(repro: Path) -> None:
@@ -338,7 +338,7 @@ def test_experiment_in_a_temporary_copy(tmp_path: Path) -> None:
     exps = _experiments(project)
     data = exps["four-steps"]
     assert data["params"]["params.yaml"]["data"]["models"]["tiny"]["steps"] == 4
-    assert 5 < data["metrics"]["evaluation/scores/tiny.json"]["data"]["sample"]["psnr"] < 60
+    assert 5 < data["metrics"]["evaluation/summary/tiny.json"]["data"]["sample"]["psnr"] < 60
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("chromapipe").experiment_id])
@@ -366,7 +366,7 @@ def test_queued_experiments(tmp_path: Path) -> None:
         name: exps[name]["params"]["params.yaml"]["data"]["models"]["tiny"]["steps"] for name in ("steps4", "steps6")
     } == {"steps4": 4, "steps6": 6}
     assert all(
-        "psnr" in exps[name]["metrics"]["evaluation/scores/tiny.json"]["data"]["sample"]
+        "psnr" in exps[name]["metrics"]["evaluation/summary/tiny.json"]["data"]["sample"]
         for name in ("steps4", "steps6")
     )
 

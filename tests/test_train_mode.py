@@ -124,7 +124,7 @@ def test_both_modes_are_scored_and_labelled(project: Path) -> None:
     assert "lab_fid_trainmode" in record.unavailable  # fid: false in the quick profile, said per mode
     assert record.ours == ["x"]  # the trained model's run-time choices travel into its record
     assert generator.read_bytes() == stored
-    scores = json.loads((project / "evaluation/scores/noisy.json").read_text())["sample"]
+    scores = json.loads((project / "evaluation/summary/noisy.json").read_text())["sample"]
     assert scores["lab_psnr_trainmode"] == pytest.approx(m["lab_psnr_trainmode"])  # dvc metrics and MLflow keys
 
 

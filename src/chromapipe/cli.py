@@ -1,4 +1,9 @@
-"""The ``chromapipe`` command. Each subcommand lives beside the code it drives and registers itself here."""
+"""The ``chromapipe`` command: one module per subcommand in :mod:`chromapipe.commands`.
+
+The convention: ``commands/<name>.py`` has ``register(subparsers)``, which adds the subcommand's parser with
+``func=run``, and ``run(args) -> int``, the exit code. The work lives in the layers below, imported inside
+``run``, so ``chromapipe --help`` imports neither torch, Ray nor MLflow.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +12,15 @@ import importlib
 import logging
 import sys
 
-# module -> provides ``register(subparsers)``; a subcommand's parser sets ``func(args) -> int``
-COMMAND_MODULES = (
-    "chromapipe.models.cli",
-    "chromapipe.weights.cli",
-    "chromapipe.evaluation.score",
-    "chromapipe.inference.colorize",
-    "chromapipe.reporting.report",
-    "chromapipe.training.local_cluster",
-    "chromapipe.serving.promote",
-    "chromapipe.serving.export",
-)
+COMMANDS = ("models", "weights", "score", "colorize", "report", "ray_local", "promote", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chromapipe", description=__doc__)
+    parser = argparse.ArgumentParser(prog="chromapipe", description="Train, compare and use GAN image colorizers.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # a subcommand not built yet
-        module.register(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"chromapipe.commands.{name}").register(sub)
     return parser
 
 

@@ -12,12 +12,14 @@ import functools
 
 import torch
 
-_RGB_TO_XYZ = torch.tensor(
+#: linear sRGB -> CIE XYZ and back, and the D65 white point (scikit-image's constants): public because the
+#: full-resolution renderer (``inference.fullres``) fuses the same conversion into its own strip kernels
+RGB_TO_XYZ = torch.tensor(
     [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]],
     dtype=torch.float64,
 )
-_XYZ_TO_RGB = torch.linalg.inv(_RGB_TO_XYZ)
-_WHITE_D65 = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
+XYZ_TO_RGB = torch.linalg.inv(RGB_TO_XYZ)
+WHITE_D65 = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
 
 
 def _matmul_channels(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -25,14 +27,14 @@ def _matmul_channels(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def _white(x: torch.Tensor) -> torch.Tensor:
-    return _WHITE_D65.to(x.dtype).to(x.device).view(3, 1, 1)
+    return WHITE_D65.to(x.dtype).to(x.device).view(3, 1, 1)
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB in [0, 1] -> L*a*b*. Float32 keeps |ΔLab| below 1e-3 against skimage's float64."""
     rgb = rgb.clamp(0.0, 1.0)
     lin = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    xyz = _matmul_channels(_RGB_TO_XYZ, lin) / _white(lin)
+    xyz = _matmul_channels(RGB_TO_XYZ, lin) / _white(lin)
     f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12) ** (1.0 / 3.0), 7.787 * xyz + 16.0 / 116.0)
     fx, fy, fz = f.unbind(-3)
     L = 116.0 * fy - 16.0
@@ -49,7 +51,7 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     fz = (fy - b / 200.0).clamp_min(0.0)
     f = torch.stack([fx, fy, fz], dim=-3)
     xyz = torch.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787) * _white(f)
-    lin = _matmul_channels(_XYZ_TO_RGB, xyz)
+    lin = _matmul_channels(XYZ_TO_RGB, xyz)
     rgb = torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(1e-12) ** (1.0 / 2.4) - 0.055, 12.92 * lin)
     return rgb.clamp(0.0, 1.0)
 
@@ -84,7 +86,7 @@ def srgb_uint8_linear_lut() -> torch.Tensor:
     return torch.where(v > 0.04045, ((v + 0.055) / 1.055) ** 2.4, v / 12.92).float()
 
 
-_RGB_TO_XYZ_WHITE = (_RGB_TO_XYZ / _WHITE_D65[:, None]).float()  # XYZ already divided by the white point
+_RGB_TO_XYZ_WHITE = (RGB_TO_XYZ / WHITE_D65[:, None]).float()  # XYZ already divided by the white point
 
 
 @functools.cache

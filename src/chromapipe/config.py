@@ -29,6 +29,9 @@ from chromapipe.schema import ConfigError, build_dataclass  # noqa: F401 - re-ex
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 InputDecode = Literal["auto", "loader", "device"]
 
+#: Pillow's decompression-bomb limit: the default largest image (pixels) a dataset or ``chromapipe colorize`` reads
+MAX_PIXELS = 178_956_970
+
 #: The gray-input (ab = 0) baseline's name: scored like a model, so params (``evaluate.lab_packed``) and the
 #: evaluate/report code must spell it alike. Defined here, the leaf, because ``config`` may not import
 #: ``chromapipe.metrics`` (imports run one way); ``chromapipe.metrics.record.GRAY`` re-exports it.
@@ -64,7 +67,7 @@ class DataConfig:
     crops_per_image: int = 1  # >1: a grid of square crops per photo (all stay in the photo's split)
     grayscale_tolerance: float = 2.0  # max channel difference (0-255) for an image to count as gray
     min_colorfulness: float = 0.0  # Hasler-Süsstrunk CF below this: skipped as nearly gray
-    max_pixels: int = 178_956_970  # decompression-bomb guard (Pillow's default limit)
+    max_pixels: int = MAX_PIXELS  # decompression-bomb guard
     splits: SplitConfig = field(default_factory=SplitConfig)
     seed: int = 123456
     shard_size: int = 512  # images per shard file: bounds the writer's memory

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # only for annotations: importing this module must not import
 # -- the project directory ---------------------------------------------------------------------------------------
 PREPARED_DIR = "data/prepared"  # <dataset>/manifest.json + <split>/shard-*.npy (the prepare stage)
 MODELS_DIR = "models"  # <model>/generator.pt + train.json (the train stage)
-EVALUATION_DIR = "evaluation"  # <model>/<set>/metrics.json + samples, scores/<model>.json (the evaluate stage)
+EVALUATION_DIR = "evaluation"  # <model>/<set>/metrics.json + samples, summary/<model>.json (the evaluate stage)
 REPORTS_DIR = "reports"  # index.html, results.md, figures/, plots/ (the report stage)
 REGISTRY_DIR = "registry"  # <model>.json: the registered MLflow model version of each generator (the register stage)
 REPORT_OUTPUTS = ("index.html", "results.md", "figures", "plots")  # what the report stage writes in REPORTS_DIR
@@ -40,7 +40,8 @@ MANIFEST_FILE = "manifest.json"
 GENERATOR_FILE = "generator.pt"
 TRAIN_SUMMARY_FILE = "train.json"
 METRICS_FILE = "metrics.json"
-SCORES_DIR = "scores"  # under EVALUATION_DIR: the numbers alone, per model, for `dvc metrics show`
+SUMMARY_FILE = "summary.json"  # beside a record's metrics.json: its numbers alone
+SUMMARY_DIR = "summary"  # under EVALUATION_DIR: the numbers alone, per model, for `dvc metrics show`
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,8 @@ class Layout:
         """The directory of one (model, evaluation set) record: ``metrics.json``, ``samples/``, palettes."""
         return self.evaluation / model / dataset
 
-    def scores(self, model: str) -> Path:
-        return self.evaluation / SCORES_DIR / f"{model}.json"
+    def summary(self, model: str) -> Path:
+        return self.evaluation / SUMMARY_DIR / f"{model}.json"
 
     @property
     def reports(self) -> Path:

@@ -150,16 +150,16 @@ def evaluate_all(
 
 def evaluate(params: Params, name: str, device: str = "auto", ground_truth: bool = False) -> list[MetricsRecord]:
     """Score model ``name`` (or ``"gray"``: on every evaluated set) on each of its evaluation sets, writing
-    ``evaluation/<name>/<set>/metrics.json`` + samples, and ``evaluation/scores/<name>.json`` (the
+    ``evaluation/<name>/<set>/metrics.json`` + samples, and ``evaluation/summary/<name>.json`` (the
     numbers alone, per set: what ``dvc metrics`` shows). ``ground_truth``: also save the ground-truth
     samples the report shows beside every model's."""
     dev = resolve_device(device)
     predictor, recipe, facts = load_predictor(params, name, dev)
     sets = params.evaluated_sets() if name == GRAY else params.evaluation_sets(name)
     records = [evaluate_set(params, name, set_name, predictor, recipe, facts, dev, ground_truth) for set_name in sets]
-    scores = params.layout.scores(name)
-    scores.parent.mkdir(parents=True, exist_ok=True)
-    scores.write_text(json.dumps({r.dataset: r.scores() for r in records}, indent=1))
+    summary = params.layout.summary(name)
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    summary.write_text(json.dumps({r.dataset: r.summary() for r in records}, indent=1))
     return records
 
 
@@ -225,7 +225,7 @@ def evaluate_set(
     record.write(out_dir)
     if record.run_id:
         _log_to_mlflow(params, record, out_dir)
-    log.info("evaluated %s on %s (%d images): %s", name, set_name, seen, record.scores())
+    log.info("evaluated %s on %s (%d images): %s", name, set_name, seen, record.summary())
     return record
 
 
@@ -251,7 +251,7 @@ def _score_in_train_mode(
 
 def _log_to_mlflow(params: Params, record: MetricsRecord, out_dir: Path) -> None:
     client = MlflowClient(tracking_uri(params))
-    for key, value in record.scores().items():
+    for key, value in record.summary().items():
         if key != "n_images":
             client.log_metric(record.run_id, eval_metric(record.dataset, key), float(value))
     client.log_dict(record.run_id, record.to_json(), evaluation_artifact(record.dataset, METRICS_FILE))

@@ -27,9 +27,8 @@ import torch
 from PIL import Image
 
 from chromapipe import devices
-from chromapipe.config import ModelConfig
+from chromapipe.config import MAX_PIXELS, ModelConfig
 from chromapipe.inference import fullres
-from chromapipe.inference.colorize import DEFAULT_MAX_PIXELS
 from chromapipe.inference.conditioning import Conditioning, build_conditioning
 from chromapipe.inference.io import DecodedImage, ImageLike, as_image, read_image, to_8bit, to_pil
 from chromapipe.inference.source import UsageError, load_any, local_source
@@ -70,7 +69,7 @@ class Colorizer:
         G: torch.nn.Module,
         info: dict[str, Any],
         device: torch.device,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_pixels: int = MAX_PIXELS,
     ) -> None:
         self.recipe, self.G, self.info, self.device = recipe, G, info, device
         self.max_pixels = max_pixels
@@ -84,7 +83,7 @@ class Colorizer:
         *,
         tracking_uri: str | None = None,
         params: str | os.PathLike[str] | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_pixels: int = MAX_PIXELS,
     ) -> Colorizer:
         """Load a generator from ``source``: a generator file (``models/<m>/generator.pt``), a directory
         (``chromapipe export --format safetensors``, an MLflow model, a model's directory), an MLflow URI
@@ -98,7 +97,7 @@ class Colorizer:
         return cls(recipe, G, info, dev, max_pixels=max_pixels)
 
     @classmethod
-    def from_path(cls, path: Path, device: str | torch.device = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS):
+    def from_path(cls, path: Path, device: str | torch.device = "cpu", max_pixels: int = MAX_PIXELS):
         """From a local generator file or directory (what :func:`~chromapipe.inference.source.load_any` reads)."""
         dev = resolve_device(device)
         recipe, G, info = load_any(Path(path), dev)

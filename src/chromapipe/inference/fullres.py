@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from chromapipe.color import _RGB_TO_XYZ, _WHITE_D65, _XYZ_TO_RGB
+from chromapipe.color import RGB_TO_XYZ, WHITE_D65, XYZ_TO_RGB
 
 #: pixels per strip: small enough that a strip's ~20 float planes stay in the CPU cache (faster than 1.5 MP
 #: strips: reports/benchmarks.md, "Inference: `chromapipe colorize` on CPU"), large enough that per-op
@@ -50,7 +50,7 @@ STRIP_PIXELS = 65_536
 #: colorize --device cuda` at 6 MP")
 DEVICE_STRIP_PIXELS = 1 << 22
 
-_LUMA = _RGB_TO_XYZ[1].numpy().astype(np.float32)  # Y row: sums to 1, so gray (v, v, v) has Y = v
+_LUMA = RGB_TO_XYZ[1].numpy().astype(np.float32)  # Y row: sums to 1, so gray (v, v, v) has Y = v
 _Y_EPSILON, _KAPPA, _F_OFFSET = 0.008856, 7.787, 16.0 / 116.0  # CIE f(): cube root above, line below
 
 
@@ -271,7 +271,7 @@ class ChromaUpsampler:
 @functools.lru_cache(maxsize=4)
 def _lab_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(D65 white, XYZ -> linear RGB matrix) in float32 on ``device``: copied once, not once per strip."""
-    return _WHITE_D65.float().to(device), _XYZ_TO_RGB.float().to(device)
+    return WHITE_D65.float().to(device), XYZ_TO_RGB.float().to(device)
 
 
 def _f_inv(f: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 The evaluate stage writes it and the report reads it (without importing torch), so both agree on one
 format. Reading is lenient — a hand-edited or older file with missing parts still loads, and the report
-says what is missing instead of failing. ``scores.json`` beside it holds the numbers alone, which is
+says what is missing instead of failing. ``summary.json`` beside it holds the numbers alone, which is
 what ``dvc metrics show/diff`` compares.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chromapipe.config import GRAY  # noqa: F401 - the baseline's name lives in the leaf; re-exported here
-from chromapipe.layout import METRICS_FILE
+from chromapipe.layout import METRICS_FILE, SUMMARY_FILE
 
 MEASURED = "measured"
 BASELINE = "baseline"
@@ -91,7 +91,7 @@ class MetricsRecord:
             "ours": self.ours,
         }
 
-    def scores(self) -> dict[str, float]:
+    def summary(self) -> dict[str, float]:
         """The numbers alone (what ``dvc metrics`` compares): every computed metric and the image count."""
         return {k: v for k, v in self.to_json()["metrics"].items() if v is not None} | {
             "n_images": self.protocol.get("n_images")
@@ -100,7 +100,7 @@ class MetricsRecord:
     def write(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / METRICS_FILE).write_text(json.dumps(self.to_json(), indent=1, default=str))
-        (directory / "scores.json").write_text(json.dumps(self.scores(), indent=1))
+        (directory / SUMMARY_FILE).write_text(json.dumps(self.summary(), indent=1))
 
     # ------------------------------------------------------------------------------------------ queries
     @property

@@ -68,3 +68,28 @@ def build_recipe(cfg: ModelConfig) -> Recipe:
     cls = recipe_class(cfg.arch)
     options = build_dataclass(cls.Options, cfg.options, "options")
     return cls(options=options, loss=dict(cfg.loss), resolution=cfg.resolution)
+
+
+def parameter_counts(name: str, cfg: ModelConfig) -> dict[str, object]:
+    """Parameter counts of one configured model (``chromapipe models``): the networks are built on PyTorch's
+    ``meta`` device (shapes only, no memory, no weight initialisation)."""
+    import torch
+
+    from chromapipe.config import to_dict
+    from chromapipe.models.base import count_parameters
+
+    recipe = build_recipe(cfg)
+    with torch.device("meta"):
+        G = recipe.build_generator()
+        D = recipe.build_discriminator()
+        inference = recipe.inference_modules(G)
+    return {
+        "model": name,
+        "arch": cfg.arch,
+        "resolution": cfg.resolution,
+        "generator": count_parameters(G),
+        "discriminator": count_parameters(D),
+        "inference": count_parameters(inference),
+        "options": to_dict(recipe.options),
+        "loss": dict(recipe.loss),
+    }

@@ -10,13 +10,12 @@ builds and lists, in a "What is missing" section, exactly what it could not incl
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 import pandas as pd
 
-from chromapipe.config import Params, load_params, project_root, tracking_uri
+from chromapipe.config import Params, tracking_uri
 from chromapipe.layout import Layout
 from chromapipe.metrics.record import MetricsRecord
 from chromapipe.reporting import figures as figs
@@ -35,7 +34,7 @@ from chromapipe.reporting.render import FigureRef, ReportData, write_report
 from chromapipe.reporting.runs import RunInfo, load_runs
 from chromapipe.reporting.tables import build_tables, metric_label, metrics_long, protocol_text
 
-__all__ = ["build_report", "load_evaluations", "load_runs", "register"]
+__all__ = ["build_report", "load_evaluations", "load_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -219,28 +218,3 @@ def build_report(params: Params, root: Path | None = None, tracking: str | None 
 
 def _protocol_order(index: EvalIndex) -> list[MetricsRecord]:
     return [ev for name in index.sets() for ev in index.on_set(name)]
-
-
-# ---------------------------------------------------------------------- entry points
-
-
-def _run(args: argparse.Namespace) -> int:
-    root = Path(args.root).resolve() if args.root else project_root()
-    params = load_params(args.params or root / "params.yaml")
-    print(build_report(params, root, tracking_uri(params, root) if args.root else None))
-    return 0
-
-
-def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", help="params.yaml to read (default: <root>/params.yaml)")
-    parser.add_argument(
-        "--root",
-        help="project root holding the evaluation results (default: the cwd); its mlflow.db unless tracking.uri is set",
-    )
-
-
-def register(subparsers) -> None:
-    """``chromapipe report``."""
-    parser = subparsers.add_parser("report", help="rebuild reports/ from evaluation results and MLflow (no retraining)")
-    _add_arguments(parser)
-    parser.set_defaults(func=_run)

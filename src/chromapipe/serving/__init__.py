@@ -3,5 +3,5 @@ through ``mlflow models serve``, and exports (ONNX, safetensors) with a model ca
 
 Everything here sits on top of :mod:`chromapipe.inference` (the Colorizer does the work; this package only
 packages it): ``pyfunc`` (the MLflow model), ``registry`` (log, register, alias, attach evaluations),
-``provenance`` (the version tags), ``promote`` and ``export`` (commands), ``onnx_export`` and ``modelcard``.
+``promote`` (an alias to a version) and ``export`` (ONNX, safetensors), ``onnx_export`` and ``modelcard``.
 """

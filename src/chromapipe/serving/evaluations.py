@@ -36,7 +36,7 @@ def attach_evaluation(uri: str, records_by_model: dict[str, list[Any]]) -> int:
                 continue
             tags = {}
             for record in (r for r in records if r.run_id == run_id):
-                for key, value in record.scores().items():
+                for key, value in record.summary().items():
                     if value is not None:
                         tags[eval_metric(record.dataset, key)] = repr(float(value))
                 tags[eval_protocol_tag(record.dataset)] = json.dumps(record.protocol, sort_keys=True, default=str)

@@ -1,4 +1,4 @@
-"""``chromapipe promote``: point an alias of ``chromapipe-<model>`` (``@champion`` by default) at a version.
+"""Point an alias (``chromapipe promote``) of ``chromapipe-<model>`` (``@champion`` by default) at a version.
 
 Why a command: the pipeline moves ``@candidate`` to every version it registers, but which generator is trusted
 (``@champion``, what ``colorize --model-uri models:/chromapipe-<m>@champion`` and the served model use) is a
@@ -7,11 +7,6 @@ to the version ``@candidate`` holds. Exit code 0, or 2 when the model, version o
 """
 
 from __future__ import annotations
-
-import argparse
-import sys
-
-CHAMPION = "champion"  # chromapipe.layout.CHAMPION_ALIAS; spelled here so `chromapipe --help` imports nothing
 
 
 def promote(uri: str, model: str, version: int | None, alias: str) -> tuple[int, int | None]:
@@ -48,32 +43,3 @@ def promote(uri: str, model: str, version: int | None, alias: str) -> tuple[int,
         raise UsageError(f"{name}: no version {version} (versions: {versions})") from None
     client.set_registered_model_alias(name, alias, str(version))
     return version, previous
-
-
-def run(args: argparse.Namespace) -> int:
-    from chromapipe.inference.source import UsageError, default_tracking_uri
-    from chromapipe.layout import registered_model_name
-
-    try:
-        uri = args.tracking_uri or default_tracking_uri(args.params)
-        version, previous = promote(uri, args.model, args.version, args.alias)
-    except UsageError as exc:
-        print(f"chromapipe promote: error: {exc}", file=sys.stderr)
-        return 2
-    was = f"was version {previous}" if previous is not None else "new alias"
-    print(f"{registered_model_name(args.model)}@{args.alias} -> version {version} ({was})")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "promote",
-        help="point an alias (default @champion) of chromapipe-<model> at a registered version",
-        description=__doc__.split("\n\n")[0].replace("``", ""),
-    )
-    p.add_argument("model", help="the project's model name (or chromapipe-<model>)")
-    p.add_argument("--version", type=int, help="the version to promote (default: the one @candidate holds)")
-    p.add_argument("--alias", default=CHAMPION, help=f"the alias to set (default: {CHAMPION})")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: params.yaml's tracking.uri)")
-    p.add_argument("--params", metavar="PATH", help="params.yaml (default: the project root's; defaults if absent)")
-    p.set_defaults(func=run)

@@ -1,4 +1,4 @@
-"""``chromapipe ray-local -- CMD``: run CMD (typically ``dvc repro``) against one local Ray instance.
+"""One local Ray instance for the length of a command (``chromapipe ray-local -- CMD``, typically ``dvc repro``).
 
 Each train stage is its own process; without a cluster each would start and stop a local Ray instance (seconds
 each: reports/benchmarks.md, "Ray Train's fixed cost per run"). This command starts one instance, gives CMD its
@@ -9,7 +9,6 @@ drivers read it.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import subprocess
@@ -17,7 +16,8 @@ import subprocess
 log = logging.getLogger(__name__)
 
 
-def run(command: list[str], num_cpus: int | None = None) -> int:
+def run_with_local_ray(command: list[str], num_cpus: int | None = None) -> int:
+    """Start a local Ray instance, run ``command`` with ``RAY_ADDRESS`` set to it, stop the instance."""
     import ray
 
     # address="local": always a new instance of our own, even when another Ray cluster runs on this machine
@@ -30,22 +30,3 @@ def run(command: list[str], num_cpus: int | None = None) -> int:
         return subprocess.run(command, env={**os.environ, "RAY_ADDRESS": address}).returncode
     finally:
         ray.shutdown()
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        print("chromapipe ray-local: give the command to run, e.g. `chromapipe ray-local -- dvc repro`")
-        return 2
-    return run(command, args.num_cpus)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "ray-local",
-        help="run a command (e.g. dvc repro) against one local Ray instance",
-        description=__doc__.split("\n\n")[0].replace("``", ""),
-    )
-    p.add_argument("--num-cpus", type=int, help="CPUs the instance offers (default: all)")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
-    p.set_defaults(func=_cmd)

