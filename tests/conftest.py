@@ -86,6 +86,27 @@ def git_project(dst: Path) -> Path:
     return dst
 
 
+def run_dvc(project: Path, *args: str, timeout: int = 900) -> str:
+    """``dvc ARGS`` in ``project`` as a user runs it there: the project's own code first on the path (as in a clone
+    whose virtual environment was installed from it; an editable install elsewhere would otherwise run that
+    checkout's code) and the project root for ``tests.tiny_recipe``. Returns stdout; a failure shows the output."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": os.pathsep.join([str(project / "src"), str(project)]),
+    }
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("dvc")), *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
+    return proc.stdout
+
+
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     """One local Ray instance for a module's Ray Train runs, started as a lone train stage starts it

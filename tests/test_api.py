@@ -21,14 +21,8 @@ from chromapipe.config import ModelConfig
 from chromapipe.inference.io import InputError
 from chromapipe.models.checkpoint import save_generator
 from tests.conftest import REPO
+from tests.images import photo, write_command_inputs
 from tests.tiny_recipe import TinyPaletteRecipe, TinyRecipe
-
-
-def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.stack([0.5 + 0.45 * np.sin(x / w * 6 + c * 2) * np.cos(y / h * 4 + c) for c in range(3)], -1) * 255
-    return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
 
 
 def generator(tmp_path: Path, recipe: type = TinyRecipe) -> Path:
@@ -64,12 +58,7 @@ def test_same_pixels_as_the_command(tmp_path: Path) -> None:
     at a time, from a path, a PIL image, an array): the same pixels."""
     ckpt = generator(tmp_path)
     src = tmp_path / "in"
-    src.mkdir()
-    rgb = photo(45, 70)
-    Image.fromarray(rgb).save(src / "rgb.png")
-    Image.fromarray(rgb[..., 1]).save(src / "gray.png")
-    Image.fromarray(np.dstack([rgb, rgb[..., 0]]), "RGBA").save(src / "rgba.png")
-    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257 + 100).save(src / "gray16.png")
+    write_command_inputs(src)
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated: the API returns it upright, as the command writes it
     Image.fromarray(photo(40, 64)).save(src / "rot.jpg", quality=95, exif=exif.tobytes())

@@ -25,6 +25,7 @@ from chromapipe.config import ModelConfig
 from chromapipe.inference import fullres
 from chromapipe.inference.io import orient, read_image
 from chromapipe.models.checkpoint import save_generator
+from tests.images import photo
 from tests.tiny_recipe import TinyPaletteRecipe, TinyRecipe, ab_histogram
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,13 +56,6 @@ def colorize(*args: str | Path) -> int:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """A smooth RGB scene with noise: realistic enough for JPEG, varied enough for every L* value."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    chans = [0.5 + 0.45 * np.sin(x / w * 6 + c * 2) * np.cos(y / h * 4 + c) for c in range(3)]
-    img = np.stack(chans, -1) * 255 + rng.normal(0, 6, (h, w, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def lab_L(arr: np.ndarray) -> torch.Tensor:

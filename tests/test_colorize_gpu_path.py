@@ -22,7 +22,8 @@ from torchvision.io import ImageReadMode
 from chromapipe.inference import colorizer, fullres
 from chromapipe.inference import io as cio
 from chromapipe.inference.fullres import DevicePixels
-from tests.test_colorize import ckpt, colorize, load_png16, load_upright, photo, tiny_arch  # noqa: F401 - ckpt, tiny_arch: fixtures
+from tests.images import photo, write_command_inputs
+from tests.test_colorize import ckpt, colorize, load_png16, load_upright, tiny_arch  # noqa: F401 - ckpt, tiny_arch: fixtures
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
@@ -262,12 +263,7 @@ def test_command_device_path_matches_host_path(tmp_path: Path, ckpt: Path, monke
     """The whole command with the device path forced on the CPU (and nvJPEG's place taken by the CPU
     decoder): the same files, the same pixels up to the cube-root bound above."""
     src = tmp_path / "in"
-    src.mkdir()
-    rgb = photo(45, 70)
-    Image.fromarray(rgb).save(src / "rgb.png")
-    Image.fromarray(rgb[..., 1]).save(src / "gray.png")
-    Image.fromarray(np.dstack([rgb, rgb[..., 0]]), "RGBA").save(src / "rgba.png")
-    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257 + 100).save(src / "gray16.png")
+    rgb = write_command_inputs(src)
     _jpeg(src / "rot.jpg", rgb, orientation=6)
     args = ("--checkpoint", ckpt, "--batch-size", "2", "--device", "cpu")
     assert colorize(src, "-o", tmp_path / "host", *args) == 0

@@ -18,16 +18,10 @@ from chromapipe.config import ModelConfig
 from chromapipe.layout import Layout
 from chromapipe.metrics.record import MetricsRecord
 from chromapipe.models.checkpoint import save_generator
+from tests.images import photo
 from tests.tiny_recipe import TinyPaletteRecipe, TinyRecipe
 
 pytest.importorskip("onnxruntime")
-
-
-def photo(h: int, w: int) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    return (np.stack([0.5 + 0.4 * np.sin(x / w * 5 + c) * np.cos(y / h * 3) for c in range(3)], -1) * 255).astype(
-        np.uint8
-    )
 
 
 def project_with_a_trained_model(root: Path, recipe: type = TinyRecipe) -> Path:

@@ -7,9 +7,6 @@ saved split), one optimiser step per model. Every paper table's measured cell mu
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -23,28 +20,13 @@ from chromapipe.reporting import published as pub
 from chromapipe.reporting.evalsets import EvalIndex, load_evaluations
 from chromapipe.reporting.tables import build_tables, fmt
 from tests import paper_layouts as layouts
-from tests.conftest import REPO, git_project
+from tests.conftest import REPO, git_project, run_dvc
 
 pytestmark = pytest.mark.slow
 
 
 def _dvc(project: Path, *args: str) -> str:
-    """DVC in the project, importing the project's own code (its ``src`` first on the path, as an install does)."""
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": os.pathsep.join([str(project / "src"), str(project)]),
-    }
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("dvc")), *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=2400,
-    )
-    assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
-    return proc.stdout
+    return run_dvc(project, *args, timeout=2400)
 
 
 def _datasets(root: Path) -> dict[str, Path]:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +30,7 @@ from chromapipe.layout import (
     eval_metric,
     eval_protocol_tag,
 )
-from tests.conftest import REPO, git_project
+from tests.conftest import REPO, git_project, run_dvc
 
 
 def inception_available() -> bool:
@@ -81,24 +79,7 @@ TINY_PROFILE = {  # DVC requires every params section that dvc.yaml tracks to be
 }
 
 
-def _dvc(project: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        # the copy's own code, as in a clone whose virtual environment was installed from it (an editable install
-        # elsewhere would otherwise run that checkout's code); the project root for tests.tiny_recipe
-        "PYTHONPATH": os.pathsep.join([str(project / "src"), str(project)]),
-    }
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("dvc")), *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc.stdout
+_dvc = run_dvc
 
 
 @pytest.fixture(scope="module")

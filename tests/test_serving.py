@@ -46,16 +46,10 @@ from chromapipe.models.checkpoint import save_generator
 from chromapipe.serving.evaluations import attach_evaluation
 from chromapipe.serving.registry import client_for, register_generator
 from tests.conftest import REPO
+from tests.images import photo
 from tests.tiny_recipe import TinyPaletteRecipe, TinyRecipe
 
 NAME = "chromapipe-tiny"
-
-
-def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.stack([0.5 + 0.4 * np.sin(x / w * 5 + c) * np.cos(y / h * 3 + c) for c in range(3)], -1) * 255
-    return np.clip(img + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8)
 
 
 def png_bytes(arr: np.ndarray) -> bytes:

@@ -1,17 +1,6 @@
-"""Export a trained generator (``chromapipe export SOURCE --format onnx|safetensors -o OUT``) for people without this
-repository's MLflow store or params.
-
-SOURCE is anything ``Colorizer.load`` takes (a model name, a generator file, ``runs:/…``, ``models:/…@alias``).
-OUT is a directory:
-
-- ``safetensors``: ``model.safetensors`` + ``config.json`` (the network's config, where it came from, the
-  preprocessing, the evaluation records) + ``README.md`` (the model card). ``Colorizer.load(OUT)`` reads it
-  anywhere, with no params.yaml and no MLflow store.
-- ``onnx``: ``model.onnx`` (``Recipe.predict`` at the model's resolution, dynamic batch:
-  :mod:`chromapipe.serving.onnx_export`), checked with ``onnx.checker`` and against torch in onnxruntime
-  before the command succeeds; ``config.json`` records the check; ``README.md`` the model card.
-
-Exit code 0, 2 for usage errors (no such model, a missing optional dependency), 1 when the ONNX check fails.
+"""Export a trained generator for people without this repository's MLflow store or params: a directory with
+``model.safetensors`` or ``model.onnx`` (checked against torch before it counts as written), ``config.json``
+and a model card (``README.md``). ``chromapipe export`` (:mod:`chromapipe.commands.export`) says what each holds.
 """
 
 from __future__ import annotations
