@@ -14,6 +14,7 @@ The fast tests check the fixed train / held-out lists (``lists/``) and the resiz
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -46,6 +47,7 @@ class Fit:
     steps: int
     psnr_margin: float  # dB above the gray baseline
     lpips_margin: float  # below the gray baseline
+    options: dict | None = None  # recipe options set for this check (over the profile's)
 
 
 # Margins: well below what these settings reach (bench/results/fit-photos-cpu.json, seed 0, same photos: at
@@ -53,7 +55,10 @@ class Fit:
 # −0.13), so a working model passes with room and one that only reproduces gray (or worse) fails.
 FITS = {
     "pix2pix": Fit("pix2pix", photos=4, steps=60, psnr_margin=1.5, lpips_margin=0.05),
-    "chromagan": Fit("chromagan", photos=4, steps=60, psnr_margin=1.0, lpips_margin=0.03),
+    # ChromaGAN with PyTorch's BatchNorm constants: the authors' Keras ones (options.init: keras, the profile's)
+    # move the running statistics by 1 % a step (momentum 0.01), too slowly for the eval-mode scoring after 60
+    # steps to see what the network learnt (measured, same photos and seed: +0.6 dB with them, +7.1 dB without)
+    "chromagan": Fit("chromagan", photos=4, steps=60, psnr_margin=1.0, lpips_margin=0.03, options={"init": "pytorch"}),
     "palgan": Fit("palgan", photos=4, steps=60, psnr_margin=3.0, lpips_margin=0.06),
 }
 
@@ -74,6 +79,8 @@ def _check_fits(fit: Fit, seed: int = 0) -> None:
     from chromapipe.config import load_params
 
     cfg = load_params(REPO / "params.yaml").model(fit.model)
+    if fit.options:
+        cfg = dataclasses.replace(cfg, options={**cfg.options, **fit.options})
     record = bench.fit_and_score(cfg, n_photos=fit.photos, steps=fit.steps, seed=seed, diagnostics=False)
     model, gray = record["scores"]["model"], record["scores"]["gray"]
     summary = bench.summary_line(fit.model, record)
